@@ -1,0 +1,57 @@
+#include "autograd/ops/common.h"
+
+#include <cmath>
+
+namespace dg {
+
+void check_anomaly_forward(const char* op, const Site& site, const Tensor& out) {
+  if (!is_floating(out.dtype())) return;
+  for (double v : out.to_vector<double>()) {
+    DG_CHECK(std::isfinite(v), "anomaly: '{}' (called at {}:{}) produced a non-finite value ({}) in its output of "
+             "shape {}", op, site.file_name(), site.line(), v, out.shape());
+  }
+}
+
+void check_same_dtype(const char* op, const Tensor& a, const Tensor& b) {
+  DG_CHECK(a.dtype() == b.dtype(), "{}: dtype mismatch: {} {} vs {} {} (convert one with dg::to)", op, a.dtype(),
+           a.shape(), b.dtype(), b.shape());
+}
+
+void check_same_device(const char* op, const Tensor& a, const Tensor& b) {
+  DG_CHECK(a.device() == b.device(), "{}: device mismatch: {} on {} vs {} on {}", op, a.shape(), a.device(),
+           b.shape(), b.device());
+}
+
+void check_floating(const char* op, const Tensor& x) {
+  DG_CHECK(is_floating(x.dtype()), "{}: expected a floating tensor (f32 or f64), got {} of shape {}", op, x.dtype(),
+           x.shape());
+}
+
+void check_defined(const char* op, const Tensor& x, const char* what) {
+  DG_CHECK(x.defined(), "{}: the {} is an undefined tensor", op, what);
+}
+
+void check_index_tensor(const char* op, const Tensor& index) {
+  DG_CHECK(index.defined(), "{}: the index is an undefined tensor", op);
+  DG_CHECK(index.dtype() == DType::i64, "{}: index must be i64, got {} of shape {}", op, index.dtype(),
+           index.shape());
+}
+
+Tensor broadcast_view(const Tensor& x, const Shape& shape) {
+  if (x.shape() == shape) return x;
+  Strides st;
+  st.resize(shape.size());
+  int64_t lead = shape.size() - x.dim();
+  DG_ASSERT(lead >= 0, "broadcast_view {} -> {}", x.shape(), shape);
+  for (int64_t i = 0; i < shape.size(); ++i) {
+    int64_t j = i - lead;
+    if (j < 0) st[i] = 0;
+    else {
+      DG_ASSERT(x.shape()[j] == shape[i] || x.shape()[j] == 1, "broadcast_view {} -> {}", x.shape(), shape);
+      st[i] = x.shape()[j] == shape[i] ? x.strides()[j] : 0;
+    }
+  }
+  return as_strided(x, shape, st, x.offset());
+}
+
+}  // namespace dg

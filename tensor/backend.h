@@ -1,0 +1,156 @@
+#pragma once
+// The Backend interface: the short list of primitive kernels a device must
+// implement. Everything above tensor/ computes only through these calls, on
+// the backend of its inputs' device (backend_for(t.device())).
+//
+// Conventions for every kernel:
+//  - Outputs are allocated by the caller, contiguous, with the right shape and
+//    dtype; kernels never allocate user-visible tensors.
+//  - Inputs may be strided views (transposed, sliced, expanded with stride 0)
+//    unless a kernel says "contiguous"; callers make them contiguous first then.
+//  - Shapes and dtypes are checked by the caller (autograd/ops/*.cpp), which
+//    names the user-facing op in its errors; kernels only DG_ASSERT.
+//  - An output never aliases an input, except where a kernel says "in place".
+#include <cstdint>
+#include <string_view>
+
+#include "tensor/tensor.h"
+
+namespace dg {
+
+// Elementwise ops of one input. The scalar math lives in tensor/functors.h.
+enum class UnaryOp : uint8_t {
+  neg, exp, log, sqrt, rsqrt, abs, tanh, sigmoid, relu, gelu_tanh, gelu_erf, silu,
+  pow_scalar,  // x^a
+  clamp,       // min(max(x, a), b)
+  sign, logical_not, isfinite, square, reciprocal,
+};
+inline constexpr int kNumUnaryOps = static_cast<int>(UnaryOp::reciprocal) + 1;
+std::string_view unary_op_name(UnaryOp op);
+
+// Scalar parameters of the parameterised unary ops (pow_scalar, clamp).
+struct UnaryParams {
+  double a = 0;
+  double b = 0;
+};
+
+// Elementwise ops of two inputs; comparisons and logical ops produce bool.
+enum class BinaryOp : uint8_t {
+  add, sub, mul, div, pow, maximum, minimum,
+  eq, ne, lt, le, gt, ge, logical_and, logical_or,
+};
+std::string_view binary_op_name(BinaryOp op);
+constexpr bool is_comparison(BinaryOp op) { return op >= BinaryOp::eq; }
+
+enum class ReduceOp : uint8_t { sum, max, min, prod };
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+
+  // --- memory
+  virtual void* allocate(size_t nbytes) = 0;
+  virtual void deallocate(void* ptr, size_t nbytes) = 0;
+  virtual void empty_cache() = 0;                 // returns cached blocks to the system
+  virtual size_t bytes_in_use() const = 0;        // live allocations
+  virtual void copy_from_host(const void* src, const Tensor& dst) = 0;  // dst contiguous
+  virtual void copy_to_host(const Tensor& src, void* dst) = 0;          // src contiguous
+  virtual void synchronize() = 0;
+
+  // --- fill / copy
+  virtual void fill(const Tensor& out, double value) = 0;                  // out may be strided
+  virtual void arange(const Tensor& out, double start, double step) = 0;   // out[i] = start + i*step
+  // dst = src converted to dst's dtype; same shape; both may be strided.
+  virtual void copy(const Tensor& src, const Tensor& dst) = 0;
+
+  // --- elementwise. Inputs are already broadcast to out's shape (stride-0 views).
+  virtual void unary(UnaryOp op, const Tensor& x, const Tensor& out, UnaryParams p) = 0;
+  // out = g * f'(x), where y = f(x) is passed too (some derivatives are cheaper from y).
+  virtual void unary_grad(UnaryOp op, const Tensor& g, const Tensor& x, const Tensor& y, const Tensor& out,
+                          UnaryParams p) = 0;
+  // out = f''(x) (used by the double backward of unary_grad).
+  virtual void unary_grad2(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& out, UnaryParams p) = 0;
+  virtual void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+  virtual void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+
+  // --- reductions. out has x's rank with reduced dims of size 1 (keepdim);
+  // a dim is reduced where out.shape[d] == 1 and x.shape[d] != 1.
+  virtual void reduce(ReduceOp op, const Tensor& x, const Tensor& out) = 0;
+  // Along one dim: values and i64 indices of the max (or min); out shapes keepdim.
+  // Ties resolve to the first index.
+  virtual void reduce_arg(ReduceOp op, const Tensor& x, int64_t dim, const Tensor& values,
+                          const Tensor& indices) = 0;
+
+  // --- linear algebra. Batched GEMM: a is (B, M, K) or, with trans_a, (B, K, M);
+  // b is (B, K, N) or, with trans_b, (B, N, K). Each matrix is row- or column-
+  // major (one of its two inner strides is 1); batch strides are arbitrary,
+  // 0 included (broadcast). out = alpha * op(a) @ op(b) + beta * out, (B, M, N)
+  // contiguous (beta = 0 ignores out's old contents, NaN included).
+  virtual void matmul(const Tensor& a, const Tensor& b, const Tensor& out, bool trans_a, bool trans_b,
+                      double alpha = 1.0, double beta = 0.0) = 0;
+
+  // --- indexing (idx: i64, values in range; callers check and name the op)
+  // out = x.index_select(dim, idx)
+  virtual void index_select(const Tensor& x, int64_t dim, const Tensor& idx, const Tensor& out) = 0;
+  // in place: out.index_select(dim, idx) += alpha * src   (repeated indices accumulate)
+  virtual void index_add(const Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src, double alpha) = 0;
+  // out[i][j] = x[idx[i][j]][j] along dim (idx has out's shape)
+  virtual void gather(const Tensor& x, int64_t dim, const Tensor& idx, const Tensor& out) = 0;
+  // in place: out[idx[i][j]][j] += src[i][j] along dim
+  virtual void scatter_add(const Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src) = 0;
+  // k largest (or smallest) along dim; sorted descending (ascending) when `sorted`.
+  virtual void topk(const Tensor& x, int64_t k, int64_t dim, bool largest, bool sorted, const Tensor& values,
+                    const Tensor& indices) = 0;
+
+  // --- random fills: counter-based (Philox 4x32-10). Element i of the
+  // (contiguous) output uses counter `offset + i`, so results do not depend on
+  // the device or the thread count.
+  virtual void fill_uniform(const Tensor& out, double lo, double hi, uint64_t seed, uint64_t offset) = 0;
+  virtual void fill_normal(const Tensor& out, double mean, double std, uint64_t seed, uint64_t offset) = 0;
+  virtual void fill_bernoulli(const Tensor& out, double p, uint64_t seed, uint64_t offset) = 0;
+
+  // --- fused nn kernels (each pays for itself: one pass instead of several).
+  // Softmax / log-softmax over the last dim of contiguous x (rows of length n).
+  virtual void softmax(const Tensor& x, const Tensor& out, bool log) = 0;
+  // gx = y * (gy - sum(gy*y))  or, for log, gx = gy - exp(y) * sum(gy)
+  virtual void softmax_backward(const Tensor& y, const Tensor& gy, const Tensor& gx, bool log) = 0;
+  // Normalise over the last dim: x (N, C) contiguous; weight/bias (C) or undefined.
+  // Saves mean and rstd (N) for backward.
+  virtual void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& y,
+                          const Tensor& mean, const Tensor& rstd) = 0;
+  // gweight/gbias may be undefined (not needed); they are overwritten, not accumulated.
+  virtual void layer_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& weight, const Tensor& mean,
+                                   const Tensor& rstd, const Tensor& gx, const Tensor& gweight,
+                                   const Tensor& gbias) = 0;
+  virtual void rms_norm(const Tensor& x, const Tensor& weight, double eps, const Tensor& y, const Tensor& rstd) = 0;
+  virtual void rms_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& weight, const Tensor& rstd,
+                                 const Tensor& gx, const Tensor& gweight) = 0;
+  // Per-row loss of logits (N, V) contiguous against i64 target (N): with label
+  // smoothing s, loss = (1-s)*(lse - x[t]) + s*(lse - mean(x)); rows whose
+  // target == ignore_index get loss 0. Saves lse (N).
+  virtual void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index,
+                             double label_smoothing, const Tensor& loss, const Tensor& lse) = 0;
+  // glogits = gloss[n] * (softmax(x) - (1-s)*onehot(t) - s/V), 0 for ignored rows.
+  virtual void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse,
+                                      const Tensor& gloss, int64_t ignore_index, double label_smoothing,
+                                      const Tensor& glogits) = 0;
+  // Scaled dot-product attention on contiguous q, k, v (B, H, T, D):
+  // out = softmax(q k^T * scale + mask) v, causal mask when `causal`.
+  // Saves the row log-sum-exp lse (B, H, T) for backward.
+  virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal,
+                         const Tensor& out, const Tensor& lse) = 0;
+  virtual void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                                  const Tensor& lse, const Tensor& gout, double scale, bool causal,
+                                  const Tensor& gq, const Tensor& gk, const Tensor& gv) = 0;
+};
+
+// The backend registered for a device; a dg::Error if that device is not available.
+Backend& backend_for(Device d);
+inline Backend& backend_of(const Tensor& t) { return backend_for(t.device()); }
+
+// Threads used by CPU kernels: DG_NUM_THREADS, or all cores by default.
+void set_num_threads(int n);
+int num_threads();
+
+}  // namespace dg
