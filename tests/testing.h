@@ -1,0 +1,62 @@
+#pragma once
+// Helpers shared by the unit tests.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "autograd/gradcheck.h"
+#include "autograd/ops.h"
+
+namespace dg::testing {
+
+// f64 inputs that require grad, with values from a fixed seed.
+inline Tensor rand_input(const Shape& shape, uint64_t seed, double lo = -1.0, double hi = 1.0) {
+  Generator g(seed);
+  Tensor u = rand(shape, {DType::f64}, &g);
+  std::vector<double> v = u.to_vector<double>();
+  for (double& x : v) x = lo + (hi - lo) * x;
+  return from_vector<double>(v, shape).set_requires_grad();
+}
+
+// Max |a - b| over elements (shapes must match).
+inline double max_abs_diff(const Tensor& a, const Tensor& b) {
+  EXPECT_EQ(a.shape(), b.shape());
+  std::vector<double> x = a.to_vector<double>(), y = b.to_vector<double>();
+  double m = 0;
+  for (size_t i = 0; i < x.size() && i < y.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]));
+  return m;
+}
+
+inline void expect_values(const Tensor& t, const std::vector<double>& expected, double tol = 1e-6) {
+  std::vector<double> v = t.to_vector<double>();
+  ASSERT_EQ(v.size(), expected.size());
+  for (size_t i = 0; i < v.size(); ++i) EXPECT_NEAR(v[i], expected[i], tol) << "element " << i;
+}
+
+}  // namespace dg::testing
+
+#define EXPECT_GRADCHECK(fn, ...)                          \
+  do {                                                     \
+    auto dg_r_ = ::dg::gradcheck(fn, __VA_ARGS__);          \
+    EXPECT_TRUE(dg_r_.ok) << dg_r_.message;                \
+  } while (0)
+
+#define EXPECT_GRADGRADCHECK(fn, ...)                      \
+  do {                                                     \
+    auto dg_r_ = ::dg::gradgradcheck(fn, __VA_ARGS__);      \
+    EXPECT_TRUE(dg_r_.ok) << dg_r_.message;                \
+  } while (0)
+
+// Expects `stmt` to throw dg::Error whose message contains every given piece.
+#define EXPECT_DG_ERROR(stmt, ...)                                                        \
+  do {                                                                                    \
+    try {                                                                                 \
+      stmt;                                                                               \
+      ADD_FAILURE() << "expected dg::Error from " #stmt;                                  \
+    } catch (const ::dg::Error& e_) {                                                     \
+      for (const char* piece_ : {__VA_ARGS__})                                            \
+        EXPECT_NE(std::string(e_.what()).find(piece_), std::string::npos)                 \
+            << "message: " << e_.what() << "\n  missing: " << piece_;                     \
+    }                                                                                     \
+  } while (0)
