@@ -12,7 +12,5 @@ void CpuBackend::layer_norm_backward(const Tensor& gy, const Tensor& x, const Te
 void CpuBackend::rms_norm(const Tensor& x, const Tensor& weight, double eps, const Tensor& y, const Tensor& rstd) { throw Error("cpu rms_norm: not implemented yet"); }
 void CpuBackend::rms_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& weight, const Tensor& rstd,
                          const Tensor& gx, const Tensor& gweight) { throw Error("cpu rms_norm_backward: not implemented yet"); }
-                     const Tensor& loss, const Tensor& lse) { throw Error("cpu cross_entropy: not implemented yet"); }
-                              int64_t ignore_index, double label_smoothing, const Tensor& glogits) { throw Error("cpu cross_entropy_backward: not implemented yet"); }
 
 }  // namespace dg::cpu
