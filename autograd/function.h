@@ -67,16 +67,16 @@ struct Function {
     out = as_strided(out, out.shape(), out.strides(), out.offset());
     for (const Tensor& t : inputs) ctx->needs_.push_back(t.requires_grad());
     size_t n = inputs.size();
-    record(name(), Site::current(), out, inputs, [ctx, n](const Tensor& g, const Node& node) -> Tensors {
+    record(op_name(), Site::current(), out, inputs, [ctx, n](const Tensor& g, const Node& node) -> Tensors {
       Tensors grads = Derived::backward(*ctx, g);
-      DG_CHECK(grads.size() == n, "{}: backward returned {} gradients for {} tensor inputs", name(), grads.size(), n);
+      DG_CHECK(grads.size() == n, "{}: backward returned {} gradients for {} tensor inputs", op_name(), grads.size(), n);
       return grads;
     });
     return out;
   }
 
  private:
-  static const char* name() {
+  static const char* op_name() {
     if constexpr (requires { Derived::name; }) return Derived::name;
     else return "CustomFunction";
   }

@@ -1,0 +1,251 @@
+// The tape and the engine: accumulation, retain_graph, version checks, deep
+// chains, grad mode, hooks, dg::grad, create_graph, custom functions, anomaly
+// mode and the DOT export.
+#include <cmath>
+
+#include "autograd/engine.h"
+#include "autograd/function.h"
+#include "autograd/graphviz.h"
+#include "testing.h"
+
+using namespace dg;
+using dg::testing::expect_values;
+using dg::testing::rand_input;
+
+namespace {
+Tensor vec(std::vector<double> v) { return from_vector<double>(v).set_requires_grad(); }
+}  // namespace
+
+TEST(Engine, ReusedNodeAccumulates) {
+  Tensor a = vec({1, -2, 3});
+  Tensor b = a + a;  // b is used twice below: both uses send gradient back
+  Tensor c = b * b;
+  sum(c).backward();
+  expect_values(a.grad(), {8, -16, 24});  // d/da (2a)^2 = 8a
+}
+
+TEST(Engine, GradientsAccumulateAcrossBackwards) {
+  Tensor a = vec({1, 2});
+  sum(a * a).backward();
+  sum(a * a).backward();
+  expect_values(a.grad(), {4, 8});
+  a.zero_grad();
+  EXPECT_FALSE(a.grad().defined());
+}
+
+TEST(Engine, BackwardTwiceWithoutRetainGraphIsAnError) {
+  Tensor a = vec({1, 2});
+  Tensor loss = sum(exp(a));
+  loss.backward();
+  EXPECT_DG_ERROR(loss.backward(), "second time", "retain_graph");
+}
+
+TEST(Engine, RetainGraphAllowsASecondBackward) {
+  Tensor a = vec({0.5, 2});
+  Tensor loss = sum(exp(a));
+  loss.backward({}, /*retain_graph=*/true);
+  loss.backward();
+  expect_values(a.grad(), {2 * std::exp(0.5), 2 * std::exp(2.0)}, 1e-12);
+}
+
+TEST(Engine, InPlaceChangeOfASavedTensorIsAnError) {
+  Tensor a = vec({1, 2});
+  Tensor w = from_vector<double>({3, 4});  // saved by mul for a's gradient
+  Tensor loss = sum(a * w);
+  mul_(w, 2.0);
+  EXPECT_DG_ERROR(loss.backward(), "mul", "modified in place", "version 0", "now 1");
+}
+
+TEST(Engine, DeepChainBackwardsAndFreesWithoutRecursion) {
+  Tensor x = vec({1.0});
+  Tensor y = x;
+  for (int i = 0; i < 100000; ++i) y = y * 1.00001;
+  y.backward();
+  EXPECT_NEAR(x.grad().item<double>(), std::pow(1.00001, 100000), 1e-6);
+  // A graph that is never backwarded is also freed iteratively.
+  Tensor z = x;
+  for (int i = 0; i < 100000; ++i) z = exp(z * 0.0);
+  z = Tensor();
+  y = Tensor();
+  SUCCEED();
+}
+
+TEST(Engine, NoGradRecordsNothing) {
+  Tensor a = vec({1, 2});
+  Tensor b;
+  {
+    NoGradGuard guard;
+    b = a * a + a;
+    EXPECT_FALSE(is_grad_enabled());
+    {
+      EnableGradGuard on;
+      EXPECT_TRUE(is_grad_enabled());
+    }
+  }
+  EXPECT_TRUE(is_grad_enabled());
+  EXPECT_FALSE(b.requires_grad());
+  EXPECT_EQ(b.grad_fn(), nullptr);
+  EXPECT_DG_ERROR(sum(b).backward(), "does not require grad");
+}
+
+TEST(Engine, HooksSeeAndReplaceGradients) {
+  Tensor a = vec({1, 2});
+  Tensor b = a * 3.0;
+  std::vector<double> seen;
+  register_hook(b, [&](const Tensor& g) {
+    seen = g.to_vector<double>();
+    return g * 10.0;  // replaces b's gradient
+  });
+  int leaf_calls = 0;
+  register_hook(a, [&](const Tensor&) {
+    ++leaf_calls;
+    return Tensor();  // keeps the gradient
+  });
+  sum(b).backward();
+  EXPECT_EQ(seen, (std::vector<double>{1, 1}));
+  EXPECT_EQ(leaf_calls, 1);
+  expect_values(a.grad(), {30, 30});
+}
+
+TEST(Engine, GradReturnsGradientsWithoutTouchingLeaves) {
+  Tensor x = vec({1, 2}), w = vec({3, 4});
+  Tensor loss = sum(x * w);
+  Tensors g = grad({loss}, {x, w});
+  expect_values(g[0], {3, 4});
+  expect_values(g[1], {1, 2});
+  EXPECT_FALSE(x.grad().defined());
+  EXPECT_FALSE(w.grad().defined());
+}
+
+TEST(Engine, GradOfANonLeafInput) {
+  Tensor x = vec({1, 2});
+  Tensor h = x * x;
+  Tensor loss = sum(h * 3.0);
+  expect_values(grad({loss}, {h})[0], {3, 3});
+}
+
+TEST(Engine, GradReportsUnusedInputs) {
+  Tensor x = vec({1}), unused = vec({2});
+  Tensor loss = sum(x * x);
+  EXPECT_DG_ERROR(grad({loss}, {x, unused}, {}, true), "input 1", "not used");
+  Tensors g = grad({loss}, {x, unused}, {}, false, false, /*allow_unused=*/true);
+  EXPECT_FALSE(g[1].defined());
+}
+
+TEST(Engine, CreateGraphGivesSecondDerivatives) {
+  Tensor x = vec({1, -2, 0.5});
+  Tensor y = sum(x * x * x);
+  Tensor dx = grad({y}, {x}, {}, false, /*create_graph=*/true)[0];  // 3x^2
+  expect_values(dx, {3, 12, 0.75});
+  Tensor ddx = grad({sum(dx)}, {x})[0];  // 6x
+  expect_values(ddx, {6, -12, 3});
+}
+
+TEST(Engine, BroadcastGradientsAreSummedToInputShapes) {
+  Tensor a = rand_input({3, 1}, 1), b = rand_input({4}, 2);
+  Tensor c = a * b;  // (3, 4)
+  sum(c).backward();
+  EXPECT_EQ(a.grad().shape(), (Shape{3, 1}));
+  EXPECT_EQ(b.grad().shape(), (Shape{4}));
+  double sb = sum(b).item<double>(), sa = sum(a).item<double>();
+  for (double v : a.grad().to_vector<double>()) EXPECT_NEAR(v, sb, 1e-12);
+  for (double v : b.grad().to_vector<double>()) EXPECT_NEAR(v, sa, 1e-12);
+}
+
+TEST(Engine, ImplicitGradientNeedsAScalar) {
+  Tensor a = vec({1, 2});
+  EXPECT_DG_ERROR((a * a).backward(), "shape [2]", "one element");
+  (a * a).backward(from_vector<double>({1, 0.5}));
+  expect_values(a.grad(), {2, 2});
+  EXPECT_DG_ERROR((a * a).backward(from_vector<double>({1, 2, 3})), "shape [3]", "shape [2]");
+}
+
+TEST(Engine, OnlyReachableNodesRun) {
+  Tensor a = vec({1}), b = vec({2});
+  Tensor unrelated = b * b;  // recorded, but not part of the loss
+  int calls = 0;
+  register_hook(unrelated, [&](const Tensor&) { return ++calls, Tensor(); });
+  sum(a * 2.0).backward();
+  EXPECT_EQ(calls, 0);
+  EXPECT_FALSE(b.grad().defined());
+}
+
+TEST(Engine, TapeIsInSequenceOrder) {
+  Tensor x = vec({1, 2});
+  Tensor y = sum(tanh(x * x + x));
+  std::vector<std::string> names;
+  for (const Node* n : tape({y})) names.push_back(n->name());
+  EXPECT_EQ(names, (std::vector<std::string>{"AccumulateGrad", "mul", "add", "tanh", "sum"}));
+  std::string dot = to_dot({y});
+  EXPECT_NE(dot.find("digraph"), std::string::npos);
+  EXPECT_NE(dot.find("tanh"), std::string::npos);
+  EXPECT_NE(dot.find("leaf"), std::string::npos);
+}
+
+// A custom function: y = x^3 with a hand-written backward.
+struct Cube : Function<Cube> {
+  static constexpr const char* name = "Cube";
+  static Tensor forward(FunctionCtx& ctx, const Tensor& x) {
+    ctx.save_for_backward({x});
+    return x * x * x;
+  }
+  static Tensors backward(FunctionCtx& ctx, const Tensor& g) {
+    Tensor x = ctx.saved()[0];
+    return {g * x * x * 3.0};
+  }
+};
+
+// Two tensor inputs and a non-tensor argument: y = a * b * k.
+struct ScaledProduct : Function<ScaledProduct> {
+  static Tensor forward(FunctionCtx& ctx, const Tensor& a, double k, const Tensor& b) {
+    ctx.save_for_backward({a, b});
+    ctx.data["k"] = k;
+    return a * b * k;
+  }
+  static Tensors backward(FunctionCtx& ctx, const Tensor& g) {
+    Tensors s = ctx.saved();
+    double k = std::any_cast<double>(ctx.data["k"]);
+    return {ctx.needs_input_grad(0) ? g * s[1] * k : Tensor(), ctx.needs_input_grad(1) ? g * s[0] * k : Tensor()};
+  }
+};
+
+TEST(Function, CustomFunctionPassesGradcheck) {
+  Tensor x = rand_input({2, 3}, 3);
+  EXPECT_GRADCHECK([](const Tensors& in) { return Cube::apply(in[0]); }, {x});
+  EXPECT_GRADGRADCHECK([](const Tensors& in) { return Cube::apply(in[0]); }, {x});
+  Tensor a = rand_input({4}, 4), b = rand_input({4}, 5);
+  EXPECT_GRADCHECK([](const Tensors& in) { return ScaledProduct::apply(in[0], 2.5, in[1]); }, {a, b});
+  Tensor y = Cube::apply(x);
+  EXPECT_STREQ(y.grad_fn()->name(), "Cube");
+}
+
+TEST(Anomaly, ForwardNaNNamesTheOpAndTheLine) {
+  Tensor x = vec({-1, 1});
+  AnomalyGuard on;
+  int line = __LINE__ + 1;
+  EXPECT_DG_ERROR(log(x), "anomaly", "'log'", "test_engine.cpp", std::to_string(line).c_str());
+}
+
+TEST(Anomaly, BackwardInfNamesTheOp) {
+  Tensor x = vec({0, 1});
+  Tensor y = sum(sqrt(x));  // d sqrt(x)/dx = inf at 0
+  AnomalyGuard on;
+  EXPECT_DG_ERROR(y.backward(), "anomaly", "'sqrt'", "test_engine.cpp");
+}
+
+TEST(Anomaly, OffByDefault) {
+  EXPECT_FALSE(is_anomaly_enabled());
+  Tensor x = vec({-1});
+  EXPECT_TRUE(std::isnan(log(x).item<double>()));
+}
+
+TEST(Gradcheck, CatchesAWrongBackward) {
+  struct Wrong : Function<Wrong> {
+    static Tensor forward(FunctionCtx&, const Tensor& x) { return x * x; }
+    static Tensors backward(FunctionCtx&, const Tensor& g) { return {g}; }  // should be 2x·g
+  };
+  Tensor x = rand_input({3}, 6);
+  auto r = gradcheck([](const Tensors& in) { return Wrong::apply(in[0]); }, {x});
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.message.find("analytic"), std::string::npos) << r.message;
+}
