@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages dyngrad needs, only those missing (root, or sudo).
+#   compilers/build: g++ cmake ninja-build
+#   libraries:       libeigen3-dev (GEMM), libfmt-dev (formatting), libomp-dev (OpenMP),
+#                    nlohmann-json3-dev (safetensors headers, parity references)
+#   tests/benches:   libgtest-dev libbenchmark-dev, python3-torch + python3-numpy (PyTorch
+#                    references; Debian's own /usr/bin/python3 imports them)
+set -euo pipefail
+packages=(g++ cmake ninja-build libeigen3-dev libfmt-dev libomp-dev nlohmann-json3-dev
+          libgtest-dev libbenchmark-dev python3-torch python3-numpy)
+if [ "${1:-}" = "--no-torch" ]; then packages=("${packages[@]/python3-torch}"); fi
+missing=()
+for p in "${packages[@]}"; do
+  [ -n "$p" ] || continue
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
