@@ -43,7 +43,7 @@ Tensor arange(double start, double end, double step, Options opt) {
 
 template <class T>
 Tensor from_vector(const std::vector<T>& v, const Shape& shape, Device device) {
-  Shape s = shape.empty() && v.size() != 1 ? Shape{static_cast<int64_t>(v.size())} : shape;
+  Shape s = shape.empty() ? Shape{static_cast<int64_t>(v.size())} : shape;
   DG_CHECK(s.numel() == static_cast<int64_t>(v.size()), "from_vector: {} values do not fill shape {}", v.size(), s);
   Tensor t = empty(s, {dtype_of<T>(), device});
   if constexpr (std::is_same_v<T, bool>) {

@@ -29,7 +29,7 @@ Tensor zeros_like(const Tensor& t);
 Tensor ones_like(const Tensor& t);
 
 // Copies host values into a new tensor of dtype_of<T>() and the given shape
-// (1-D of v.size() when the shape is left empty).
+// (1-D of v.size() when the shape is left empty; scalar_tensor() makes 0-dim).
 template <class T>
 Tensor from_vector(const std::vector<T>& v, const Shape& shape = {}, Device device = Device::cpu());
 // Values converted to opt.dtype.
