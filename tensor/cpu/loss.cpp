@@ -1,14 +1,97 @@
-// STUB: replaced by the real implementation.
+// CPU softmax-cross-entropy, fused with log-softmax: one pass over each row of
+// logits gives the loss, and the backward is one more pass, without ever
+// materialising the (N, V) log-probabilities.
+//
+// Legend: N = rows (tokens), V = classes (vocab), s = label smoothing,
+// t = target class of a row, lse = log(sum(exp(x))) of a row.
+//
+//   loss[n]   = (1-s)*(lse - x[t]) + s*(lse - mean(x))     (0 when t == ignore_index)
+//   dlogits   = g[n] * (softmax(x) - (1-s)*onehot(t) - s/V)
+//
+// Rows are independent: OpenMP over rows, Eigen array maps inside a row
+// (max, exp and sum are SIMD-vectorised).
+// GCC 12 reports a false -Wmaybe-uninitialized inside its own AVX-512
+// intrinsic headers (the `__Y = __Y` idiom of _mm*_undefined_*, GCC bug
+// 105593) wherever Eigen's vectorised exp/max are inlined; silenced here only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <Eigen/Core>
+#pragma GCC diagnostic pop
+#include <cmath>
+
 #include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/loops.h"
 
 namespace dg::cpu {
 
-void CpuBackend::cross_entropy(const Tensor&, const Tensor&, int64_t, double, const Tensor&, const Tensor&) {
-  throw Error("cpu cross_entropy: not implemented yet");
+namespace {
+
+template <class T>
+using Row = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+template <class T>
+using MutRow = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+
+}  // namespace
+
+// logits (N, V) contiguous, target (N) i64 -> loss (N), lse (N) contiguous.
+// lse is the numerically stable m + log(sum(exp(x - m))), m = max(x); it is
+// written for ignored rows too (the backward does not read it there).
+void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index,
+                               double label_smoothing, const Tensor& loss, const Tensor& lse) {
+  DG_ASSERT(logits.dim() == 2 && logits.is_contiguous() && target.dim() == 1 && target.dtype() == DType::i64);
+  DG_ASSERT(loss.is_contiguous() && lse.is_contiguous());
+  const int64_t N = logits.shape()[0], V = logits.shape()[1], ts = target.strides()[0];
+  const int64_t* tp = target.data<int64_t>();
+  visit_floating(logits.dtype(), "cross_entropy", [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = logits.data<T>();
+    T *lp = loss.data<T>(), *sp = lse.data<T>();
+    const T s = static_cast<T>(label_smoothing);
+#pragma omp parallel for schedule(static) if (worth_parallel(N * V))
+    for (int64_t n = 0; n < N; ++n) {
+      Row<T> x(xp + n * V, V);
+      const T m = x.maxCoeff();
+      const T l = m + std::log((x - m).exp().sum());
+      sp[n] = l;
+      const int64_t t = tp[n * ts];  // in [0, V): checked by the caller (no throwing inside OpenMP)
+      if (t == ignore_index) {
+        lp[n] = 0;
+        continue;
+      }
+      T nll = l - x[t];
+      lp[n] = s == 0 ? nll : (1 - s) * nll + s * (l - x.mean());
+    }
+  });
 }
-void CpuBackend::cross_entropy_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t, double,
-                                        const Tensor&) {
-  throw Error("cpu cross_entropy_backward: not implemented yet");
+
+// glogits (N, V) contiguous = gloss[n] * (exp(x - lse) - (1-s)*onehot(t) - s/V);
+// zero rows where t == ignore_index. gloss (N) may be strided (stride 0 when
+// it comes from the backward of a mean or sum).
+void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse,
+                                        const Tensor& gloss, int64_t ignore_index, double label_smoothing,
+                                        const Tensor& glogits) {
+  DG_ASSERT(logits.dim() == 2 && logits.is_contiguous() && glogits.is_contiguous() && lse.is_contiguous());
+  DG_ASSERT(target.dim() == 1 && gloss.dim() == 1 && target.dtype() == DType::i64);
+  const int64_t N = logits.shape()[0], V = logits.shape()[1], ts = target.strides()[0], gs = gloss.strides()[0];
+  const int64_t* tp = target.data<int64_t>();
+  visit_floating(logits.dtype(), "cross_entropy_backward", [&](auto tag) {
+    using T = decltype(tag);
+    const T *xp = logits.data<T>(), *sp = lse.data<T>(), *gp = gloss.data<T>();
+    T* dp = glogits.data<T>();
+    const T s = static_cast<T>(label_smoothing), uniform = s / static_cast<T>(V);
+#pragma omp parallel for schedule(static) if (worth_parallel(N * V))
+    for (int64_t n = 0; n < N; ++n) {
+      MutRow<T> dx(dp + n * V, V);
+      const int64_t t = tp[n * ts];
+      if (t == ignore_index) {
+        dx.setZero();
+        continue;
+      }
+      const T g = gp[n * gs];
+      dx = ((Row<T>(xp + n * V, V) - sp[n]).exp() - uniform) * g;
+      dx[t] -= g * (1 - s);
+    }
+  });
 }
 
 }  // namespace dg::cpu
