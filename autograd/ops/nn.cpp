@@ -1,13 +1,260 @@
-// STUB: replaced by the real implementation.
+// Fused nn ops: softmax, log_softmax, layer_norm, rms_norm and
+// scaled_dot_product_attention. (cross_entropy and dropout: ops/loss.cpp.)
+//
+// Legend: N = rows (leading dims flattened), C = the normalised last dim,
+// B = batch, H = heads, Tq/Tk = query/key positions, D = head dim.
+//
+// Why fused: each op is one backend kernel forward and one backward instead of
+// the 5-10 elementwise and reduction ops of its composite form, every one of
+// which would read and write the whole tensor and keep its output alive for
+// backward. The price: the backward is a kernel, not differentiable ops, so
+// these ops have no double backward. Under create_graph, each gradient they
+// return gets a NoDoubleBackward node, so differentiating it again is a clear
+// error instead of a silently wrong (zero) second derivative.
 #include "autograd/ops/common.h"
+
+#include <cmath>
 
 namespace dg {
 
-Tensor softmax(const Tensor& x, int64_t dim, Site site) { throw Error("softmax: not implemented yet"); }
-Tensor log_softmax(const Tensor& x, int64_t dim, Site site) { throw Error("log_softmax: not implemented yet"); }
-Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, Site site) { throw Error("layer_norm: not implemented yet"); }
-Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps, Site site) { throw Error("rms_norm: not implemented yet"); }
+namespace {
 
-Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, double scale, Site site) { throw Error("sdpa: not implemented yet"); }
+// grad_fn of a gradient computed by a fused backward kernel. Its edges are the
+// forward node's (the gradient depends on the op's inputs) plus the incoming
+// gradient's; applying it throws.
+class NoDoubleBackward final : public Node {
+ public:
+  NoDoubleBackward(const char* op, const char* name, const Node& forward) : Node(name, forward.site()), op_(op) {
+    next_ = forward.next();  // attach_node then appends the edge to the incoming gradient
+  }
+  Tensors apply(const Tensor&) override {
+    throw Error(fmt::format("double backward of {} is not supported: its backward is a fused kernel (node created "
+                            "at {}:{}); write the op with basic differentiable ops to take higher derivatives",
+                            op_, site().file_name(), site().line()));
+  }
+
+ private:
+  const char* op_;
+};
+
+// Under create_graph (grad mode on inside backward), gives each defined
+// gradient in `grads` a NoDoubleBackward grad_fn; `g` is the incoming gradient.
+void forbid_double_backward(const char* op, const char* name, const Node& forward, const Tensor& g,
+                            std::initializer_list<Tensor> grads) {
+  if (!is_grad_enabled()) return;
+  for (const Tensor& gi : grads)
+    if (gi.defined()) attach_node(gi, std::make_shared<NoDoubleBackward>(op, name, forward), {g});
+}
+
+// --- views used to run a last-dim kernel over another dim (metadata only)
+
+// t with dim `dim` moved to the end.
+Tensor move_dim_last(const Tensor& t, int64_t dim) {
+  Shape s = t.shape();
+  Strides st = t.strides();
+  s.erase(dim), st.erase(dim);
+  s.push_back(t.shape()[dim]), st.push_back(t.strides()[dim]);
+  return as_strided(t, s, st, t.offset());
+}
+
+// The inverse: t's last dim put back at `dim`.
+Tensor move_last_dim_to(const Tensor& t, int64_t dim) {
+  Shape s = t.shape();
+  Strides st = t.strides();
+  const int64_t n = s.back(), sn = st.back();
+  s.erase(s.size() - 1), st.erase(st.size() - 1);
+  s.insert(dim, n), st.insert(dim, sn);
+  return as_strided(t, s, st, t.offset());
+}
+
+// Contiguous t seen as (N, C) rows, as the norm kernels expect.
+Tensor as_rows(const Tensor& t, int64_t N, int64_t C) {
+  return t.dim() == 2 ? t : as_strided(t, {N, C}, {C, 1}, t.offset());
+}
+
+// ---------------------------------------------------------------- softmax
+// Softmax over a dim that is not the last: the input is copied once with that
+// dim moved last (contiguous), the last-dim kernel runs, and the result is
+// returned as a view in the input's dim order (no copy back). A strided kernel
+// would save the one copy, but every backend would then need it; a non-last
+// softmax is rare in this library's models.
+
+// dx for y = (log_)softmax(x) over `dim`; yc is the saved (contiguous,
+// dim-last) output.
+Tensor softmax_grad(const char* op, const Node& node, const Tensor& yc, const Tensor& g, int64_t dim, bool last,
+                    bool log) {
+  Tensor gc = to_contiguous(last ? g : move_dim_last(g, dim));
+  Tensor gxc = empty_as(yc.shape(), yc);
+  if (gxc.numel() > 0) backend_of(yc).softmax_backward(yc, gc, gxc, log);
+  Tensor gx = last ? gxc : move_last_dim_to(gxc, dim);
+  forbid_double_backward(op, log ? "log_softmax_backward" : "softmax_backward", node, g, {gx});
+  return gx;
+}
+
+// y = exp(x - logsumexp(x)) over `dim` (log: y = x - logsumexp(x)). Saves y.
+Tensor softmax_op(const char* op, const Tensor& x, int64_t dim, bool log, const Site& site) {
+  check_defined(op, x);
+  check_floating(op, x);
+  dim = wrap_dim(dim, x.dim(), op);
+  const bool last = x.dim() == 0 || dim == x.dim() - 1;
+  Tensor xc = to_contiguous(last ? x : move_dim_last(x, dim));
+  Tensor yc = empty_as(xc.shape(), x);
+  if (yc.numel() > 0) backend_of(x).softmax(xc, yc, log);
+  Tensor y = last ? yc : move_last_dim_to(yc, dim);
+  if (should_record({x}))
+    record(op, site, y, {x}, [yc = save_output(yc), dim, last, log, op](const Tensor& g, const Node& node) -> Tensors {
+      return {softmax_grad(op, node, yc.get(), g, dim, last, log)};
+    }, {yc.shape()});
+  return y;
+}
+
+// ---------------------------------------------------------------- norms
+
+void check_norm_input(const char* op, const Tensor& x) {
+  check_defined(op, x);
+  check_floating(op, x);
+  DG_CHECK(x.dim() >= 1, "{}: expected an input with at least one dim (it normalises the last), got shape {}", op,
+           x.shape());
+}
+
+void check_norm_param(const char* op, const char* what, const Tensor& p, const Tensor& x) {
+  if (!p.defined()) return;
+  DG_CHECK(p.dim() == 1 && p.shape()[0] == x.shape().back(), "{}: {} of shape {} for input of shape {} (expected [{}])",
+           op, what, p.shape(), x.shape(), x.shape().back());
+  check_same_dtype(op, x, p);
+  check_same_device(op, x, p);
+}
+
+Tensor contiguous_or_undefined(const Tensor& t) { return t.defined() ? to_contiguous(t) : Tensor(); }
+
+// Rows (N) and row length (C) of a norm input.
+struct RowsCols {
+  int64_t N, C;
+};
+RowsCols rows_cols(const Tensor& x) {
+  const int64_t C = x.shape().back();
+  return {C ? x.numel() / C : 0, C};
+}
+
+// dx, dw, db of layer_norm from the saved contiguous x, weight, mean, rstd.
+Tensors layer_norm_grad(const Node& node, const Tensor& g, const Tensor& x, const Tensor& w, const Tensor& mean,
+                        const Tensor& rstd) {
+  const auto [N, C] = rows_cols(x);
+  Tensor gx = empty_as(x.shape(), x);
+  Tensor gw = node.needs_grad(1) ? zeros({C}, {x.dtype(), x.device()}) : Tensor();
+  Tensor gb = node.needs_grad(2) ? zeros({C}, {x.dtype(), x.device()}) : Tensor();
+  if (x.numel() > 0)
+    backend_of(x).layer_norm_backward(as_rows(to_contiguous(g), N, C), as_rows(x, N, C), w, mean, rstd,
+                                      as_rows(gx, N, C), gw, gb);
+  forbid_double_backward("layer_norm", "layer_norm_backward", node, g, {gx, gw, gb});
+  return {gx, gw, gb};
+}
+
+Tensors rms_norm_grad(const Node& node, const Tensor& g, const Tensor& x, const Tensor& w, const Tensor& rstd) {
+  const auto [N, C] = rows_cols(x);
+  Tensor gx = empty_as(x.shape(), x);
+  Tensor gw = node.needs_grad(1) ? zeros({C}, {x.dtype(), x.device()}) : Tensor();
+  if (x.numel() > 0)
+    backend_of(x).rms_norm_backward(as_rows(to_contiguous(g), N, C), as_rows(x, N, C), w, rstd, as_rows(gx, N, C),
+                                    gw);
+  forbid_double_backward("rms_norm", "rms_norm_backward", node, g, {gx, gw});
+  return {gx, gw};
+}
+
+// ---------------------------------------------------------------- attention
+
+void check_attention_args(const char* op, const Tensor& q, const Tensor& k, const Tensor& v, bool causal) {
+  check_defined(op, q, "q");
+  check_defined(op, k, "k");
+  check_defined(op, v, "v");
+  for (const auto& [t, name] : {std::pair{&q, "q"}, {&k, "k"}, {&v, "v"}})
+    DG_CHECK(t->dim() == 4, "{}: q, k, v must be 4-D (B, H, T, D), got {} for {}", op, t->shape(), name);
+  check_floating(op, q);
+  check_same_dtype(op, q, k);
+  check_same_dtype(op, q, v);
+  check_same_device(op, q, k);
+  check_same_device(op, q, v);
+  DG_CHECK(k.shape() == v.shape(), "{}: k and v must have the same shape (B, H, Tk, D), got k {} and v {}", op,
+           k.shape(), v.shape());
+  DG_CHECK(q.size(0) == k.size(0) && q.size(1) == k.size(1) && q.size(3) == k.size(3),
+           "{}: q {} and k {} must agree in batch, heads and head dim (B, H, T, D)", op, q.shape(), k.shape());
+  DG_CHECK(q.size(3) > 0, "{}: head dim D must be positive, got q {}", op, q.shape());
+  DG_CHECK(q.size(2) == 0 || k.size(2) > 0, "{}: {} queries but no keys (k {})", op, q.size(2), k.shape());
+  DG_CHECK(!causal || q.size(2) <= k.size(2),
+           "{}: causal attention needs at least as many keys as queries (query i sees keys up to i + Tk - Tq), got "
+           "q {} and k {}", op, q.shape(), k.shape());
+}
+
+Tensors attention_grad(const Node& node, const Tensor& g, const Tensor& q, const Tensor& k, const Tensor& v,
+                       const Tensor& out, const Tensor& lse, double scale, bool causal) {
+  Tensor gq = empty_as(q.shape(), q), gk = empty_as(k.shape(), k), gv = empty_as(v.shape(), v);
+  backend_of(q).attention_backward(q, k, v, out, lse, to_contiguous(g), scale, causal, gq, gk, gv);
+  forbid_double_backward("scaled_dot_product_attention", "attention_backward", node, g, {gq, gk, gv});
+  return {gq, gk, gv};
+}
+
+}  // namespace
+
+// Fused (see the top of the file): one kernel, saves only y.
+Tensor softmax(const Tensor& x, int64_t dim, Site site) { return softmax_op("softmax", x, dim, false, site); }
+Tensor log_softmax(const Tensor& x, int64_t dim, Site site) { return softmax_op("log_softmax", x, dim, true, site); }
+
+// y = (x - mean) / sqrt(var + eps) * weight + bias over the last dim, x (..., C).
+// Fused: statistics and output in one pass; saves x, weight, mean and rstd (N).
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, Site site) {
+  const char* op = "layer_norm";
+  check_norm_input(op, x);
+  check_norm_param(op, "weight", weight, x);
+  check_norm_param(op, "bias", bias, x);
+  const auto [N, C] = rows_cols(x);
+  Tensor xc = to_contiguous(x), wc = contiguous_or_undefined(weight), bc = contiguous_or_undefined(bias);
+  Tensor y = empty_as(x.shape(), x), mean = empty_as({N}, x), rstd = empty_as({N}, x);
+  if (x.numel() > 0) backend_of(x).layer_norm(as_rows(xc, N, C), wc, bc, eps, as_rows(y, N, C), mean, rstd);
+  if (should_record({x, weight, bias}))
+    record(op, site, y, {x, weight, bias}, [xc = save(xc), wc = save(wc), mean, rstd](const Tensor& g, const Node& node) {
+      return layer_norm_grad(node, g, xc.get(), wc.get(), mean, rstd);
+    }, {x.shape(), mean.shape(), rstd.shape()});
+  return y;
+}
+
+// y = x / sqrt(mean(x^2) + eps) * weight over the last dim, x (..., C).
+// Fused like layer_norm; saves x, weight and rstd (N).
+Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps, Site site) {
+  const char* op = "rms_norm";
+  check_norm_input(op, x);
+  check_norm_param(op, "weight", weight, x);
+  const auto [N, C] = rows_cols(x);
+  Tensor xc = to_contiguous(x), wc = contiguous_or_undefined(weight);
+  Tensor y = empty_as(x.shape(), x), rstd = empty_as({N}, x);
+  if (x.numel() > 0) backend_of(x).rms_norm(as_rows(xc, N, C), wc, eps, as_rows(y, N, C), rstd);
+  if (should_record({x, weight}))
+    record(op, site, y, {x, weight}, [xc = save(xc), wc = save(wc), rstd](const Tensor& g, const Node& node) {
+      return rms_norm_grad(node, g, xc.get(), wc.get(), rstd);
+    }, {x.shape(), rstd.shape()});
+  return y;
+}
+
+// out = softmax(q k^T * scale + causal mask) v; q (B, H, Tq, D), k and v
+// (B, H, Tk, D), out (B, H, Tq, D). Fused: the composite stores the (Tq, Tk)
+// scores and probabilities per head for backward; the kernel saves only the
+// row log-sum-exp (B, H, Tq), recomputes probabilities in backward, and skips
+// the masked key blocks. Saves q, k, v, out and lse.
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, double scale,
+                                    Site site) {
+  const char* op = "scaled_dot_product_attention";
+  check_attention_args(op, q, k, v, causal);
+  if (scale == 0.0) scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
+  Tensor qc = to_contiguous(q), kc = to_contiguous(k), vc = to_contiguous(v);
+  Tensor out = empty_as(q.shape(), q), lse = empty_as({q.size(0), q.size(1), q.size(2)}, q);
+  if (out.numel() > 0) backend_of(q).attention(qc, kc, vc, scale, causal, out, lse);
+  if (should_record({q, k, v}))
+    record(op, site, out, {q, k, v},
+           [qc = save(qc), kc = save(kc), vc = save(vc), o = save_output(out), lse, scale, causal](
+               const Tensor& g, const Node& node) {
+             return attention_grad(node, g, qc.get(), kc.get(), vc.get(), o.get(), lse, scale, causal);
+           },
+           {q.shape(), k.shape(), v.shape(), out.shape(), lse.shape()});
+  return out;
+}
 
 }  // namespace dg

@@ -1,12 +1,183 @@
-// STUB: replaced by the real implementation.
+// Scaled dot-product attention, forward and backward, on the CPU.
+//
+// Legend: B = batch, H = heads, Tq = queries, Tk = keys (Tq == Tk for
+// self-attention; Tq < Tk for a KV-cached step), D = head dim.
+// q (B, H, Tq, D), k and v (B, H, Tk, D), out (B, H, Tq, D), lse (B, H, Tq),
+// all contiguous. Each (b, h) pair is one independent tile of row-major
+// matrices Q (Tq, D), K, V (Tk, D), and the tiles are spread over OpenMP
+// threads; inside a tile the work is blocked GEMMs (Eigen).
+//
+// Causal mask, aligned to the end: query i sees keys j <= i + (Tk - Tq), so
+// the last query sees every key (the usual mask when Tq == Tk). Queries are
+// processed in blocks of kQueryBlock rows; a block only touches the keys up
+// to its last row's limit, which skips most of the masked upper triangle
+// (for Tq == Tk about half the GEMM work).
+//
+// Forward, per query block (rows i):  S = scale * Q_i K^T, P = softmax(S)
+// (masked entries 0), lse_i = log sum_j exp(S_ij), O_i = P V.
+// It saves lse so that backward recomputes P = exp(S - lse) instead of
+// storing the (Tq, Tk) probabilities.
+// Backward, per block, with dO the output gradient and Dl_i = sum_d dO_id O_id:
+//   dV += P^T dO_i,  dP = dO_i V^T,  dS = P * (dP - Dl_i),
+//   dQ_i = scale * dS K,  dK += scale * dS^T Q_i.
+// Scratch is O(kQueryBlock * Tk) per thread.
+// GCC 12 reports false (maybe-)uninitialized warnings inside Eigen's AVX-512 packet math
+// (the "undefined" vectors of _mm512_extractf64x4_pd, _mm512_cvtpd_epi32, ...); not about this code.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
 #include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/loops.h"
 
 namespace dg::cpu {
 
-void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal, const Tensor& out,
-                 const Tensor& lse) { throw Error("cpu attention: not implemented yet"); }
-void CpuBackend::attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
-                          const Tensor& gout, double scale, bool causal, const Tensor& gq, const Tensor& gk,
-                          const Tensor& gv) { throw Error("cpu attention_backward: not implemented yet"); }
+namespace {
+
+inline constexpr int64_t kQueryBlock = 32;
+
+template <class T>
+using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using MatMap = Eigen::Map<Mat<T>>;
+template <class T>
+using ConstMatMap = Eigen::Map<const Mat<T>>;
+template <class T>
+using Row = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+
+struct AttnDims {
+  int64_t tiles, Tq, Tk, D;
+  bool causal;
+  // Keys visible to query i: [0, keys_for(i)).
+  int64_t keys_for(int64_t i) const { return causal ? std::min(Tk, i + 1 + (Tk - Tq)) : Tk; }
+  int64_t flops() const { return tiles * Tq * Tk * D; }
+};
+
+// S (nq, kend) = scale * Q_i K^T for the query rows [i0, i0 + nq), then, row
+// by row, P = exp(S - lse) over the visible keys and 0 over the masked ones.
+// With `lse_out`, lse is computed here (forward); otherwise read from lse_in.
+template <class T>
+void block_probabilities(const ConstMatMap<T>& Q, const ConstMatMap<T>& K, T scale, const AttnDims& d, int64_t i0,
+                         int64_t nq, int64_t kend, T* s_buf, T* lse_out, const T* lse_in) {
+  MatMap<T> S(s_buf, nq, kend);
+  S.noalias() = (scale * Q.middleRows(i0, nq)) * K.topRows(kend).transpose();
+  for (int64_t r = 0; r < nq; ++r) {
+    const int64_t len = d.keys_for(i0 + r);
+    Row<T> s(s_buf + r * kend, len);
+    T lse;
+    if (lse_out) {
+      const T m = s.maxCoeff();
+      s = (s - m).exp();
+      const T sum = s.sum();
+      s *= T(1) / sum;
+      lse = m + std::log(sum);
+      lse_out[i0 + r] = lse;
+    } else {
+      lse = lse_in[i0 + r];
+      s = (s - lse).exp();
+    }
+    Row<T>(s_buf + r * kend + len, kend - len).setZero();
+  }
+}
+
+template <class T>
+void attention_tile(const T* q, const T* k, const T* v, T* o, T* lse, T scale, const AttnDims& d, T* s_buf) {
+  ConstMatMap<T> Q(q, d.Tq, d.D), K(k, d.Tk, d.D), V(v, d.Tk, d.D);
+  MatMap<T> O(o, d.Tq, d.D);
+  for (int64_t i0 = 0; i0 < d.Tq; i0 += kQueryBlock) {
+    const int64_t nq = std::min(kQueryBlock, d.Tq - i0), kend = d.keys_for(i0 + nq - 1);
+    block_probabilities<T>(Q, K, scale, d, i0, nq, kend, s_buf, lse, nullptr);
+    O.middleRows(i0, nq).noalias() = ConstMatMap<T>(s_buf, nq, kend) * V.topRows(kend);
+  }
+}
+
+template <class T>
+void attention_backward_tile(const T* q, const T* k, const T* v, const T* o, const T* lse, const T* go, T* gq, T* gk,
+                             T* gv, T scale, const AttnDims& d, T* p_buf, T* dp_buf, T* dl_buf) {
+  ConstMatMap<T> Q(q, d.Tq, d.D), K(k, d.Tk, d.D), V(v, d.Tk, d.D), O(o, d.Tq, d.D), dO(go, d.Tq, d.D);
+  MatMap<T> dQ(gq, d.Tq, d.D), dK(gk, d.Tk, d.D), dV(gv, d.Tk, d.D);
+  dK.setZero();
+  dV.setZero();
+  // Dl_i = sum_d dO_id O_id = sum_j P_ij dP_ij (the softmax backward's row dot).
+  Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> dl(dl_buf, d.Tq);
+  dl = (dO.array() * O.array()).rowwise().sum();
+  for (int64_t i0 = 0; i0 < d.Tq; i0 += kQueryBlock) {
+    const int64_t nq = std::min(kQueryBlock, d.Tq - i0), kend = d.keys_for(i0 + nq - 1);
+    block_probabilities<T>(Q, K, scale, d, i0, nq, kend, p_buf, nullptr, lse);
+    MatMap<T> P(p_buf, nq, kend), dS(dp_buf, nq, kend);
+    dV.topRows(kend).noalias() += P.transpose() * dO.middleRows(i0, nq);
+    dS.noalias() = dO.middleRows(i0, nq) * V.topRows(kend).transpose();  // dP
+    dS.array() = P.array() * (dS.array().colwise() - dl.segment(i0, nq));
+    dQ.middleRows(i0, nq).noalias() = scale * (dS * K.topRows(kend));
+    dK.topRows(kend).noalias() += scale * (dS.transpose() * Q.middleRows(i0, nq));
+  }
+}
+
+AttnDims attn_dims(const Tensor& q, const Tensor& k, bool causal) {
+  DG_ASSERT(q.dim() == 4 && k.dim() == 4 && q.is_contiguous() && k.is_contiguous(), "attention q {} k {}",
+            q.shape(), k.shape());
+  return {q.size(0) * q.size(1), q.size(2), k.size(2), q.size(3), causal};
+}
+
+}  // namespace
+
+void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal,
+                           const Tensor& out, const Tensor& lse) {
+  const AttnDims d = attn_dims(q, k, causal);
+  DG_ASSERT(v.shape() == k.shape() && v.is_contiguous() && out.shape() == q.shape() && out.is_contiguous() &&
+                lse.numel() == d.tiles * d.Tq,
+            "attention q {} k {} v {} out {} lse {}", q.shape(), k.shape(), v.shape(), out.shape(), lse.shape());
+  if (d.tiles == 0 || d.Tq == 0) return;
+  visit_floating(q.dtype(), "attention", [&](auto tag) {
+    using T = decltype(tag);
+    const T *qp = q.data<T>(), *kp = k.data<T>(), *vp = v.data<T>();
+    T *op = out.data<T>(), *lp = lse.data<T>();
+    const int64_t qs = d.Tq * d.D, ks = d.Tk * d.D;
+#pragma omp parallel if (worth_parallel(d.flops()))
+    {
+      std::vector<T> s_buf(kQueryBlock * d.Tk);
+#pragma omp for schedule(static)
+      for (int64_t t = 0; t < d.tiles; ++t)
+        attention_tile<T>(qp + t * qs, kp + t * ks, vp + t * ks, op + t * qs, lp + t * d.Tq, T(scale), d,
+                          s_buf.data());
+    }
+  });
+}
+
+void CpuBackend::attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                                    const Tensor& lse, const Tensor& gout, double scale, bool causal,
+                                    const Tensor& gq, const Tensor& gk, const Tensor& gv) {
+  const AttnDims d = attn_dims(q, k, causal);
+  DG_ASSERT(v.shape() == k.shape() && out.shape() == q.shape() && gout.shape() == q.shape() &&
+                gq.shape() == q.shape() && gk.shape() == k.shape() && gv.shape() == k.shape() &&
+                gout.is_contiguous() && out.is_contiguous() && v.is_contiguous() && gq.is_contiguous() &&
+                gk.is_contiguous() && gv.is_contiguous(),
+            "attention_backward q {} k {} v {} gout {}", q.shape(), k.shape(), v.shape(), gout.shape());
+  visit_floating(q.dtype(), "attention_backward", [&](auto tag) {
+    using T = decltype(tag);
+    if (d.tiles == 0) return;
+    if (d.Tq == 0) {  // no query: nothing flows back to the keys and values
+      Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>(gk.data<T>(), gk.numel()).setZero();
+      Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>(gv.data<T>(), gv.numel()).setZero();
+      return;
+    }
+    const T *qp = q.data<T>(), *kp = k.data<T>(), *vp = v.data<T>(), *op = out.data<T>(), *lp = lse.data<T>(),
+            *gop = gout.data<T>();
+    T *gqp = gq.data<T>(), *gkp = gk.data<T>(), *gvp = gv.data<T>();
+    const int64_t qs = d.Tq * d.D, ks = d.Tk * d.D;
+#pragma omp parallel if (worth_parallel(d.flops()))
+    {
+      std::vector<T> p_buf(kQueryBlock * d.Tk), dp_buf(kQueryBlock * d.Tk), dl_buf(d.Tq);
+#pragma omp for schedule(static)
+      for (int64_t t = 0; t < d.tiles; ++t)
+        attention_backward_tile<T>(qp + t * qs, kp + t * ks, vp + t * ks, op + t * qs, lp + t * d.Tq, gop + t * qs,
+                                   gqp + t * qs, gkp + t * ks, gvp + t * ks, T(scale), d, p_buf.data(),
+                                   dp_buf.data(), dl_buf.data());
+    }
+  });
+}
 
 }  // namespace dg::cpu
