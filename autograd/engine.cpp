@@ -193,13 +193,15 @@ void Run::execute(const Tensors& roots, const Tensors& grad_roots, const char* w
 }  // namespace
 
 void backward(const Tensors& roots, const Tensors& grad_roots, bool retain_graph, bool create_graph) {
-  Run run{retain_graph, create_graph, /*accumulate=*/true, {}, {}, {}};
+  // As in PyTorch, create_graph implies retain_graph: the new graph still
+  // points into the old one.
+  Run run{retain_graph || create_graph, create_graph, /*accumulate=*/true, {}, {}, {}};
   run.execute(roots, grad_roots, "backward");
 }
 
 Tensors grad(const Tensors& outputs, const Tensors& inputs, const Tensors& grad_outputs, bool retain_graph,
              bool create_graph, bool allow_unused) {
-  Run run{retain_graph, create_graph, /*accumulate=*/false, {}, Tensors(inputs.size()), {}};
+  Run run{retain_graph || create_graph, create_graph, /*accumulate=*/false, {}, Tensors(inputs.size()), {}};
   std::vector<std::shared_ptr<Node>> input_nodes;
   for (size_t i = 0; i < inputs.size(); ++i) {
     const Tensor& x = inputs[i];

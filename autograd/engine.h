@@ -17,6 +17,9 @@ namespace dg {
 void backward(const Tensors& roots, const Tensors& grad_roots = {}, bool retain_graph = false,
               bool create_graph = false);
 
+// create_graph records the backward itself (higher-order gradients) and
+// implies retain_graph, as in PyTorch.
+//
 // Returns d(sum outputs·grad_outputs)/d(inputs) without touching any .grad.
 // An input the outputs do not depend on is an error unless allow_unused (then
 // its gradient is undefined).

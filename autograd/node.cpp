@@ -107,9 +107,13 @@ Edge edge_to(const Tensor& t) {
 }
 
 template <class Range>
-void attach(const Tensor& out, const std::shared_ptr<Node>& node, const Range& inputs, std::vector<Edge>& next) {
+void attach(const Tensor& out, const std::shared_ptr<Node>& node, const Range& inputs, std::vector<Edge>& next,
+            uint64_t& seq) {
   next.reserve(inputs.size());
   for (const Tensor& t : inputs) next.push_back(edge_to(t));
+  // Numbered after its inputs' nodes (a leaf's AccumulateGrad may have just
+  // been made above), so sequence order is always a topological order.
+  seq = g_next_seq.fetch_add(1, std::memory_order_relaxed);
   AutogradMeta& m = autograd_meta(out);
   m.requires_grad = true;
   m.grad_fn = node;
@@ -120,13 +124,13 @@ void attach(const Tensor& out, const std::shared_ptr<Node>& node, const Range& i
 void attach_node(const Tensor& out, const std::shared_ptr<Node>& node, std::initializer_list<Tensor> inputs) {
   node->out_shape_ = out.shape();
   node->out_dtype_ = out.dtype();
-  attach(out, node, inputs, node->next_);
+  attach(out, node, inputs, node->next_, node->seq_);
 }
 
 void attach_node(const Tensor& out, const std::shared_ptr<Node>& node, const Tensors& inputs) {
   node->out_shape_ = out.shape();
   node->out_dtype_ = out.dtype();
-  attach(out, node, inputs, node->next_);
+  attach(out, node, inputs, node->next_, node->seq_);
 }
 
 }  // namespace dg
