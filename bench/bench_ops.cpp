@@ -1,0 +1,91 @@
+// Op-level benchmarks: what one op costs when it does almost nothing (the
+// framework's overhead: allocation, dispatch, recording the node), a tiny
+// forward+backward graph, and the big kernel where the FLOPs are (GEMM).
+// bench/torch_ops.py measures the same cases in PyTorch; bench/compare.sh
+// runs both and prints the side-by-side table.
+//
+//   build-bench/bench/bench_ops --benchmark_repetitions=10 --benchmark_report_aggregates_only=true
+//
+// Threads: DG_NUM_THREADS (compare.sh sets 2, like torch.set_num_threads(2)).
+#include <benchmark/benchmark.h>
+
+#include "autograd/ops.h"
+
+using namespace dg;
+
+namespace {
+
+// Runs f once; an op that is not available yet (it throws) skips the case.
+template <class F>
+bool available(benchmark::State& st, F&& f) {
+  try {
+    f();
+    return true;
+  } catch (const Error& e) {
+    st.SkipWithError(e.what());
+    return false;
+  }
+}
+
+// `a + b` on 16 f32 elements that require grad, forward only: the output
+// tensor, its node (with edges to both leaves) and their release each
+// iteration. Target: <= 0.5 us.
+void BM_AddOverhead16(benchmark::State& st) {
+  Tensor a = randn({16}).set_requires_grad();
+  Tensor b = randn({16}).set_requires_grad();
+  if (!available(st, [&] { return a + b; })) return;
+  for (auto _ : st) {
+    Tensor c = a + b;
+    benchmark::DoNotOptimize(c.impl());
+  }
+}
+BENCHMARK(BM_AddOverhead16);
+
+// Forward and backward of sum(tanh(x*x + x)) on 16 f32 elements: 4 ops
+// recorded, 4 backward nodes run, x.grad written and dropped again.
+// Target: <= 5 us.
+void BM_TinyForwardBackward16(benchmark::State& st) {
+  Tensor x = randn({16}).set_requires_grad();
+  if (!available(st, [&] { sum(tanh(x * x + x)).backward(); x.zero_grad(); })) return;
+  for (auto _ : st) {
+    Tensor loss = sum(tanh(x * x + x));
+    loss.backward();
+    benchmark::DoNotOptimize(x.grad().impl());
+    x.zero_grad();
+  }
+}
+BENCHMARK(BM_TinyForwardBackward16);
+
+// C = A B with A, B (N, N) f32, no autograd: 2 N^3 FLOPs per iteration.
+void BM_Matmul(benchmark::State& st) {
+  const int64_t n = st.range(0);
+  Tensor a = randn({n, n});
+  Tensor b = randn({n, n});
+  if (!available(st, [&] { return matmul(a, b); })) return;
+  for (auto _ : st) {
+    Tensor c = matmul(a, b);
+    benchmark::DoNotOptimize(c.raw_data());
+  }
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * n * n / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_Matmul)->Arg(1024)->Unit(benchmark::kMillisecond);
+
+// gelu (tanh approximation) forward+backward on the MLP activation of a GPT
+// block, (B*T, 4C) = (2048, 512) f32: an elementwise kernel's throughput.
+void BM_GeluForwardBackward(benchmark::State& st) {
+  Tensor x = randn({2048, 512}).set_requires_grad();
+  Tensor w = randn({2048, 512});
+  if (!available(st, [&] { gelu(x).backward(w); x.zero_grad(); })) return;
+  for (auto _ : st) {
+    Tensor y = gelu(x);
+    y.backward(w);
+    benchmark::DoNotOptimize(x.grad().raw_data());
+    x.zero_grad();
+  }
+  st.SetBytesProcessed(st.iterations() * x.nbytes() * 5);  // read x, write y; read x, g, write dx
+}
+BENCHMARK(BM_GeluForwardBackward)->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();
