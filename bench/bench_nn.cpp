@@ -92,6 +92,19 @@ void register_op(const std::string& op, void (*fn)(benchmark::State&, Size, bool
   }
 }
 
+// Per-op overhead: forward on 16 f32 elements that require grad (output,
+// node, edges; the kernel itself is a few ns). Target: well under 0.5 us.
+void BM_softmax_overhead16(benchmark::State& st) {
+  Tensor x = randn({16}).set_requires_grad();
+  for (auto _ : st) benchmark::DoNotOptimize(softmax(x).impl());
+}
+void BM_layer_norm_overhead16(benchmark::State& st) {
+  Tensor x = randn({16}).set_requires_grad(), w = randn({16}).set_requires_grad();
+  for (auto _ : st) benchmark::DoNotOptimize(layer_norm(x, w, Tensor()).impl());
+}
+BENCHMARK(BM_softmax_overhead16);
+BENCHMARK(BM_layer_norm_overhead16);
+
 }  // namespace
 
 int main(int argc, char** argv) {

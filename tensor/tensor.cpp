@@ -113,7 +113,7 @@ struct Printer {
 
 std::string Tensor::to_string() const {
   if (!defined()) return "tensor(undefined)";
-  Printer p{to_vector<double>(), shape(), is_floating(dtype())};
+  Printer p{to_vector<double>(), shape(), is_floating(dtype()), 4, false, {}};
   double mx = 0;
   for (double x : p.v)
     if (std::isfinite(x)) mx = std::max(mx, std::abs(x));

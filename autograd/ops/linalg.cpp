@@ -1,8 +1,128 @@
-// STUB: replaced by the real implementation.
+// matmul, with torch.matmul's semantics:
+//   (K) @ (K)            -> ()          dot product
+//   (K) @ (..., K, N)    -> (..., N)    a gets a leading 1, removed after
+//   (..., M, K) @ (K)    -> (..., M)    b gets a trailing 1, removed after
+//   (..., M, K) @ (..., K, N) -> (..., M, N), batch dims broadcast (NumPy rules)
+//
+// The 1-D cases are unsqueeze / matmul / squeeze, so they need no backward of
+// their own. The core (both operands >= 2-D) saves a and b and has
+//   da = g @ b^T,   db = a^T @ g
+// (summed back to each operand's batch shape by the engine), written with
+// matmul itself, so double backward works.
+//
+// Speed: the hot case is a Linear layer, x (B, T, K) @ W^T (K, N). Its batch
+// is folded into the rows, (B*T, K) @ (K, N), one large GEMM instead of B
+// small ones; its weight gradient is likewise one GEMM, x_flat^T @ g_flat,
+// not B products summed afterwards.
 #include "autograd/ops/common.h"
 
 namespace dg {
 
-Tensor matmul(const Tensor& a, const Tensor& b, Site site) { throw Error("matmul: not implemented yet"); }
+namespace {
+
+void check_matmul(const Tensor& a, const Tensor& b) {
+  check_defined("matmul", a, "first operand");
+  check_defined("matmul", b, "second operand");
+  check_same_dtype("matmul", a, b);
+  check_same_device("matmul", a, b);
+  DG_CHECK(is_floating(a.dtype()), "matmul: expected floating tensors (f32 or f64), got {} {} and {} {}", a.dtype(),
+           a.shape(), b.dtype(), b.shape());
+  DG_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: both operands need at least 1 dim, got shapes {} and {}", a.shape(),
+           b.shape());
+  const int64_t ka = a.size(-1), kb = b.dim() == 1 ? b.size(0) : b.size(-2);
+  DG_CHECK(ka == kb, "matmul: inner dims do not match: {} @ {} ({} vs {})", a.shape(), b.shape(), ka, kb);
+}
+
+// A matrix the GEMM kernel can read in place: one of its two inner strides
+// is 1 (row- or column-major); anything else is copied.
+bool gemm_readable(const Tensor& t) {
+  const int64_t n = t.dim();
+  return t.stride(n - 1) == 1 || t.stride(n - 2) == 1 || t.size(n - 1) == 1 || t.size(n - 2) == 1;
+}
+
+// t (..., R, C) expanded to batch + (R, C) and viewed as (prod(batch), R, C)
+// with one batch stride; copied when its batch dims cannot share one stride.
+Tensor as_batch3(const Tensor& t, const Shape& batch) {
+  Shape full = batch;
+  full.push_back(t.size(-2));
+  full.push_back(t.size(-1));
+  Tensor e = broadcast_view(t, full);
+  if (!gemm_readable(e)) e = copy_of(e);
+  const int64_t nb = batch.size(), bn = batch.numel();
+  // The batch dims collapse to one stride when each is (size 1 or) stride-
+  // consistent with the next; all-stride-0 (a broadcast operand) collapses too.
+  int64_t stride = 0;
+  bool ok = true;
+  for (int64_t i = nb - 1, inner = -1; i >= 0; --i) {
+    if (e.size(i) == 1) continue;
+    if (inner < 0) stride = e.stride(i);
+    else ok = ok && e.stride(i) == stride * inner;
+    inner = inner < 0 ? e.size(i) : inner * e.size(i);
+  }
+  if (!ok) {
+    e = copy_of(e);
+    stride = e.size(-1) * e.size(-2);
+  }
+  return as_strided(e, {bn, e.size(-2), e.size(-1)}, {stride, e.stride(-2), e.stride(-1)}, e.offset());
+}
+
+// a (..., M, K) @ b (..., K, N), both >= 2-D, no autograd.
+Tensor matmul_kernel(const Tensor& a, const Tensor& b) {
+  const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
+  Backend& be = backend_of(a);
+  if (b.dim() == 2 && a.dim() > 2) {
+    // Fold a's batch into its rows: (prod, K) @ (K, N).
+    Tensor a2 = a.is_contiguous() ? a : copy_of(a);
+    const int64_t rows = a.numel() / std::max<int64_t>(K, 1);
+    Shape out_shape = a.shape();
+    out_shape[out_shape.size() - 1] = N;
+    Tensor out = empty_as(out_shape, a);
+    Tensor b3 = gemm_readable(b) ? b : copy_of(b);
+    be.matmul(as_strided(a2, {1, rows, K}, {0, K, 1}, a2.offset()),
+              as_strided(b3, {1, K, N}, {0, b3.stride(0), b3.stride(1)}, b3.offset()),
+              as_strided(out, {1, rows, N}, {rows * N, N, 1}, 0), false, false);
+    return out;
+  }
+  Shape ba(std::span<const int64_t>(a.shape().begin(), a.dim() - 2));
+  Shape bb(std::span<const int64_t>(b.shape().begin(), b.dim() - 2));
+  Shape batch = ba == bb ? ba : broadcast_shapes(ba, bb, "matmul");
+  Shape out_shape = batch;
+  out_shape.push_back(M);
+  out_shape.push_back(N);
+  Tensor out = empty_as(out_shape, a);
+  be.matmul(as_batch3(a, batch), as_batch3(b, batch), as_strided(out, {batch.numel(), M, N}, {M * N, N, 1}, 0),
+            false, false);
+  return out;
+}
+
+Tensor mT(const Tensor& t) { return transpose(t, -1, -2); }
+
+// d a for out = a @ b: g @ b^T (the engine sums it to a's batch shape).
+Tensor matmul_grad_a(const Tensor& g, const Tensor& b) { return matmul(g, mT(b)); }
+
+// d b for out = a @ b: a^T @ g; with b 2-D and a batched, one folded GEMM
+// (K, rows) @ (rows, N) instead of a batch of products summed afterwards.
+Tensor matmul_grad_b(const Tensor& g, const Tensor& a, const Tensor& b) {
+  if (b.dim() == 2 && a.dim() > 2)
+    return matmul(mT(reshape(a, {-1, a.size(-1)})), reshape(g, {-1, g.size(-1)}));
+  return matmul(mT(a), g);
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b, Site site) {
+  check_matmul(a, b);
+  if (a.dim() == 1 && b.dim() == 1) return reshape(matmul(reshape(a, {1, -1}, site), reshape(b, {-1, 1}, site), site), {}, site);
+  if (a.dim() == 1) return squeeze(matmul(unsqueeze(a, 0, site), b, site), -2, site);
+  if (b.dim() == 1) return squeeze(matmul(a, unsqueeze(b, 1, site), site), -1, site);
+  Tensor out = matmul_kernel(a, b);
+  if (should_record({a, b}))
+    record("matmul", site, out, {a, b},
+           [a = save(a), b = save(b)](const Tensor& g, const Node& n) -> Tensors {
+             return {n.needs_grad(0) ? matmul_grad_a(g, b.get()) : Tensor(),
+                     n.needs_grad(1) ? matmul_grad_b(g, a.get(), b.get()) : Tensor()};
+           }, {a.shape(), b.shape()});
+  return out;
+}
 
 }  // namespace dg

@@ -21,6 +21,13 @@
 //   dV += P^T dO_i,  dP = dO_i V^T,  dS = P * (dP - Dl_i),
 //   dQ_i = scale * dS K,  dK += scale * dS^T Q_i.
 // Scratch is O(kQueryBlock * Tk) per thread.
+//
+// Determinism: Eigen evaluates a row's exp/max/sum with SIMD packets from the
+// first 64-byte-aligned element and scalar code before it, and the two round
+// differently in the last bit. Scratch rows therefore start 64-byte aligned
+// (buffers from Eigen's aligned allocator, row stride padded to 64 bytes), so
+// a query's probabilities depend only on its own visible keys: perturbing a
+// later key leaves earlier outputs bit-identical (causality is exact).
 // GCC 12 reports false (maybe-)uninitialized warnings inside Eigen's AVX-512 packet math
 // (the "undefined" vectors of _mm512_extractf64x4_pd, _mm512_cvtpd_epi32, ...); not about this code.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -47,6 +54,17 @@ template <class T>
 using ConstMatMap = Eigen::Map<const Mat<T>>;
 template <class T>
 using Row = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+template <class T>
+using StridedMat = Eigen::Map<Mat<T>, 0, Eigen::OuterStride<>>;
+template <class T>
+using Scratch = std::vector<T, Eigen::aligned_allocator<T>>;
+
+// Row stride of the scratch matrices: n rounded up to 64 bytes.
+template <class T>
+int64_t padded(int64_t n) {
+  constexpr int64_t per_line = 64 / sizeof(T);
+  return (n + per_line - 1) / per_line * per_line;
+}
 
 struct AttnDims {
   int64_t tiles, Tq, Tk, D;
@@ -62,11 +80,12 @@ struct AttnDims {
 template <class T>
 void block_probabilities(const ConstMatMap<T>& Q, const ConstMatMap<T>& K, T scale, const AttnDims& d, int64_t i0,
                          int64_t nq, int64_t kend, T* s_buf, T* lse_out, const T* lse_in) {
-  MatMap<T> S(s_buf, nq, kend);
+  const int64_t ld = padded<T>(kend);
+  StridedMat<T> S(s_buf, nq, kend, Eigen::OuterStride<>(ld));
   S.noalias() = (scale * Q.middleRows(i0, nq)) * K.topRows(kend).transpose();
   for (int64_t r = 0; r < nq; ++r) {
     const int64_t len = d.keys_for(i0 + r);
-    Row<T> s(s_buf + r * kend, len);
+    Row<T> s(s_buf + r * ld, len);
     T lse;
     if (lse_out) {
       const T m = s.maxCoeff();
@@ -79,7 +98,7 @@ void block_probabilities(const ConstMatMap<T>& Q, const ConstMatMap<T>& K, T sca
       lse = lse_in[i0 + r];
       s = (s - lse).exp();
     }
-    Row<T>(s_buf + r * kend + len, kend - len).setZero();
+    Row<T>(s_buf + r * ld + len, kend - len).setZero();
   }
 }
 
@@ -90,7 +109,7 @@ void attention_tile(const T* q, const T* k, const T* v, T* o, T* lse, T scale, c
   for (int64_t i0 = 0; i0 < d.Tq; i0 += kQueryBlock) {
     const int64_t nq = std::min(kQueryBlock, d.Tq - i0), kend = d.keys_for(i0 + nq - 1);
     block_probabilities<T>(Q, K, scale, d, i0, nq, kend, s_buf, lse, nullptr);
-    O.middleRows(i0, nq).noalias() = ConstMatMap<T>(s_buf, nq, kend) * V.topRows(kend);
+    O.middleRows(i0, nq).noalias() = StridedMat<T>(s_buf, nq, kend, Eigen::OuterStride<>(padded<T>(kend))) * V.topRows(kend);
   }
 }
 
@@ -107,7 +126,8 @@ void attention_backward_tile(const T* q, const T* k, const T* v, const T* o, con
   for (int64_t i0 = 0; i0 < d.Tq; i0 += kQueryBlock) {
     const int64_t nq = std::min(kQueryBlock, d.Tq - i0), kend = d.keys_for(i0 + nq - 1);
     block_probabilities<T>(Q, K, scale, d, i0, nq, kend, p_buf, nullptr, lse);
-    MatMap<T> P(p_buf, nq, kend), dS(dp_buf, nq, kend);
+    const Eigen::OuterStride<> ld(padded<T>(kend));
+    StridedMat<T> P(p_buf, nq, kend, ld), dS(dp_buf, nq, kend, ld);
     dV.topRows(kend).noalias() += P.transpose() * dO.middleRows(i0, nq);
     dS.noalias() = dO.middleRows(i0, nq) * V.topRows(kend).transpose();  // dP
     dS.array() = P.array() * (dS.array().colwise() - dl.segment(i0, nq));
@@ -138,7 +158,7 @@ void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, do
     const int64_t qs = d.Tq * d.D, ks = d.Tk * d.D;
 #pragma omp parallel if (worth_parallel(d.flops()))
     {
-      std::vector<T> s_buf(kQueryBlock * d.Tk);
+      Scratch<T> s_buf(kQueryBlock * padded<T>(d.Tk));
 #pragma omp for schedule(static)
       for (int64_t t = 0; t < d.tiles; ++t)
         attention_tile<T>(qp + t * qs, kp + t * ks, vp + t * ks, op + t * qs, lp + t * d.Tq, T(scale), d,
@@ -170,7 +190,7 @@ void CpuBackend::attention_backward(const Tensor& q, const Tensor& k, const Tens
     const int64_t qs = d.Tq * d.D, ks = d.Tk * d.D;
 #pragma omp parallel if (worth_parallel(d.flops()))
     {
-      std::vector<T> p_buf(kQueryBlock * d.Tk), dp_buf(kQueryBlock * d.Tk), dl_buf(d.Tq);
+      Scratch<T> p_buf(kQueryBlock * padded<T>(d.Tk)), dp_buf(kQueryBlock * padded<T>(d.Tk)), dl_buf(d.Tq);
 #pragma omp for schedule(static)
       for (int64_t t = 0; t < d.tiles; ++t)
         attention_backward_tile<T>(qp + t * qs, kp + t * ks, vp + t * ks, op + t * qs, lp + t * d.Tq, gop + t * qs,

@@ -50,16 +50,19 @@ void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& target, int64
 #pragma omp parallel for schedule(static) if (worth_parallel(N * V))
     for (int64_t n = 0; n < N; ++n) {
       Row<T> x(xp + n * V, V);
+      // The loss is formed from shifted logits, log(sum exp(x - m)) - (x[t] - m),
+      // never as lse - x[t]: with logits near 1000 in f32 the latter loses
+      // every digit below 6e-5 to the size of lse itself.
       const T m = x.maxCoeff();
-      const T l = m + std::log((x - m).exp().sum());
-      sp[n] = l;
+      const T log_sum = std::log((x - m).exp().sum());
+      sp[n] = m + log_sum;
       const int64_t t = tp[n * ts];  // in [0, V): checked by the caller (no throwing inside OpenMP)
       if (t == ignore_index) {
         lp[n] = 0;
         continue;
       }
-      T nll = l - x[t];
-      lp[n] = s == 0 ? nll : (1 - s) * nll + s * (l - x.mean());
+      const T nll = log_sum - (x[t] - m);
+      lp[n] = s == 0 ? nll : (1 - s) * nll + s * (log_sum - (x.mean() - m));
     }
   });
 }

@@ -40,11 +40,33 @@ const T* data_or_null(const Tensor& t) {
   return t.defined() ? t.data<T>() : nullptr;
 }
 
+// Calls rows(r0, r1, thread) on contiguous chunks of [0, N): one chunk per
+// OpenMP thread when `work` pays for the fork, else a single call on this
+// thread without entering any parallel region (even an inactive one costs
+// more than a 16-element op). Returns the number of chunks.
+template <class F>
+int for_row_chunks(int64_t N, int64_t work, F&& rows) {
+  if (!worth_parallel(work)) {
+    rows(int64_t{0}, N, 0);
+    return 1;
+  }
+  int chunks = 1;
+#pragma omp parallel
+  {
+    const int nt = omp_get_num_threads(), id = omp_get_thread_num();
+    const int64_t per = (N + nt - 1) / nt, r0 = std::min(N, id * per), r1 = std::min(N, r0 + per);
+    rows(r0, r1, id);
+    if (id == 0) chunks = nt;
+  }
+  return chunks;
+}
+
 // Per-thread partial sums of length C for the weight/bias gradients, laid out
-// (threads, C); sum_partials adds them into `out` (C).
+// (threads, C) for up to omp_get_max_threads() threads; sum_into adds the
+// first `threads` of them into `out` (C).
 template <class T>
 struct Partials {
-  Partials(bool needed, int threads, int64_t C) : C(C), buf(needed ? threads * C : 0, T(0)) {}
+  Partials(bool needed, int64_t C) : C(C), buf(needed ? omp_get_max_threads() * C : 0, T(0)) {}
   T* of(int thread) { return buf.empty() ? nullptr : buf.data() + thread * C; }
   void sum_into(T* out, int threads) const {
     if (!out) return;
@@ -55,43 +77,44 @@ struct Partials {
   int64_t C;
   std::vector<T> buf;
 };
-
 // ---------------------------------------------------------------- softmax
 // y = exp(x - max) / sum(exp(x - max)),  log: y = (x - max) - log sum exp(x - max).
 // Subtracting the row max keeps exp from overflowing.
 template <class T>
 void softmax_rows(const T* x, T* y, int64_t N, int64_t C, bool log) {
   if (C == 0) return;
-#pragma omp parallel for schedule(static) if (worth_parallel(N * C))
-  for (int64_t r = 0; r < N; ++r) {
-    ConstRow<T> xr(x + r * C, C);
-    Row<T> yr(y + r * C, C);
-    const T m = xr.maxCoeff();
-    if (log) {
-      // (x - m) first: exact for the values near the max, so a large common
-      // offset (x ~ 1000 in f32) costs no precision.
-      yr = (xr - m) - std::log((xr - m).exp().sum());
-    } else {
-      yr = (xr - m).exp();
-      yr *= T(1) / yr.sum();
+  for_row_chunks(N, N * C, [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r) {
+      ConstRow<T> xr(x + r * C, C);
+      Row<T> yr(y + r * C, C);
+      const T m = xr.maxCoeff();
+      if (log) {
+        // (x - m) first: exact for the values near the max, so a large common
+        // offset (x ~ 1000 in f32) costs no precision.
+        yr = (xr - m) - std::log((xr - m).exp().sum());
+      } else {
+        yr = (xr - m).exp();
+        yr *= T(1) / yr.sum();
+      }
     }
-  }
+  });
 }
 
 // softmax:     gx = y * (gy - sum(gy * y))
 // log-softmax: gx = gy - exp(y) * sum(gy)
 template <class T>
 void softmax_backward_rows(const T* y, const T* gy, T* gx, int64_t N, int64_t C, bool log) {
-#pragma omp parallel for schedule(static) if (worth_parallel(N * C))
-  for (int64_t r = 0; r < N; ++r) {
-    ConstRow<T> yr(y + r * C, C), gr(gy + r * C, C);
-    Row<T> gxr(gx + r * C, C);
-    if (log) {
-      gxr = gr - yr.exp() * gr.sum();
-    } else {
-      gxr = yr * (gr - (gr * yr).sum());
+  for_row_chunks(N, N * C, [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r) {
+      ConstRow<T> yr(y + r * C, C), gr(gy + r * C, C);
+      Row<T> gxr(gx + r * C, C);
+      if (log) {
+        gxr = gr - yr.exp() * gr.sum();
+      } else {
+        gxr = yr * (gr - (gr * yr).sum());
+      }
     }
-  }
+  });
 }
 
 // ---------------------------------------------------------------- layer norm
@@ -100,22 +123,23 @@ void softmax_backward_rows(const T* y, const T* gy, T* gx, int64_t N, int64_t C,
 // y = (x - mean) * rstd * w + b. Saves mean and rstd (N).
 template <class T>
 void layer_norm_rows(const T* x, const T* w, const T* b, T eps, T* y, T* mean, T* rstd, int64_t N, int64_t C) {
-#pragma omp parallel for schedule(static) if (worth_parallel(N * C))
-  for (int64_t r = 0; r < N; ++r) {
-    ConstRow<T> xr(x + r * C, C);
-    Row<T> yr(y + r * C, C);
-    const T mu = xr.sum() / T(C);
-    const T rs = T(1) / std::sqrt((xr - mu).square().sum() / T(C) + eps);
-    mean[r] = mu;
-    rstd[r] = rs;
-    if (w && b) {
-      yr = (xr - mu) * rs * ConstRow<T>(w, C) + ConstRow<T>(b, C);
-    } else {
-      yr = (xr - mu) * rs;
-      if (w) yr *= ConstRow<T>(w, C);
-      if (b) yr += ConstRow<T>(b, C);
+  for_row_chunks(N, N * C, [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r) {
+      ConstRow<T> xr(x + r * C, C);
+      Row<T> yr(y + r * C, C);
+      const T mu = xr.sum() / T(C);
+      const T rs = T(1) / std::sqrt((xr - mu).square().sum() / T(C) + eps);
+      mean[r] = mu;
+      rstd[r] = rs;
+      if (w && b) {
+        yr = (xr - mu) * rs * ConstRow<T>(w, C) + ConstRow<T>(b, C);
+      } else {
+        yr = (xr - mu) * rs;
+        if (w) yr *= ConstRow<T>(w, C);
+        if (b) yr += ConstRow<T>(b, C);
+      }
     }
-  }
+  });
 }
 
 // With xhat = (x - mean) * rstd and dxhat = gy * w (gy when w is absent):
@@ -124,19 +148,11 @@ void layer_norm_rows(const T* x, const T* w, const T* b, T eps, T* y, T* mean, T
 template <class T>
 void layer_norm_backward_rows(const T* gy, const T* x, const T* w, const T* mean, const T* rstd, T* gx, T* gw,
                               T* gb, int64_t N, int64_t C) {
-  const bool par = worth_parallel(N * C);
-  const int max_threads = par ? omp_get_max_threads() : 1;
-  Partials<T> pw(gw != nullptr, max_threads, C), pb(gb != nullptr, max_threads, C);
-  int used = 1;
-#pragma omp parallel num_threads(max_threads) if (par)
-  {
-    const int id = omp_get_thread_num();
-#pragma omp single
-    used = omp_get_num_threads();
+  Partials<T> pw(gw != nullptr, C), pb(gb != nullptr, C);
+  const int used = for_row_chunks(N, N * C, [&](int64_t r0, int64_t r1, int id) {
     T* accw = pw.of(id);
     T* accb = pb.of(id);
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < N; ++r) {
+    for (int64_t r = r0; r < r1; ++r) {
       ConstRow<T> xr(x + r * C, C), gr(gy + r * C, C);
       Row<T> gxr(gx + r * C, C);
       const T mu = mean[r], rs = rstd[r];
@@ -152,7 +168,7 @@ void layer_norm_backward_rows(const T* gy, const T* x, const T* w, const T* mean
       if (accw) Row<T>(accw, C) += gr * xhat;
       if (accb) Row<T>(accb, C) += gr;
     }
-  }
+  });
   pw.sum_into(gw, used);
   pb.sum_into(gb, used);
 }
@@ -161,18 +177,19 @@ void layer_norm_backward_rows(const T* gy, const T* x, const T* w, const T* mean
 // rstd = 1/sqrt(mean(x^2) + eps), y = x * rstd * w. Saves rstd (N).
 template <class T>
 void rms_norm_rows(const T* x, const T* w, T eps, T* y, T* rstd, int64_t N, int64_t C) {
-#pragma omp parallel for schedule(static) if (worth_parallel(N * C))
-  for (int64_t r = 0; r < N; ++r) {
-    ConstRow<T> xr(x + r * C, C);
-    Row<T> yr(y + r * C, C);
-    const T rs = T(1) / std::sqrt(xr.square().sum() / T(C) + eps);
-    rstd[r] = rs;
-    if (w) {
-      yr = xr * rs * ConstRow<T>(w, C);
-    } else {
-      yr = xr * rs;
+  for_row_chunks(N, N * C, [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r) {
+      ConstRow<T> xr(x + r * C, C);
+      Row<T> yr(y + r * C, C);
+      const T rs = T(1) / std::sqrt(xr.square().sum() / T(C) + eps);
+      rstd[r] = rs;
+      if (w) {
+        yr = xr * rs * ConstRow<T>(w, C);
+      } else {
+        yr = xr * rs;
+      }
     }
-  }
+  });
 }
 
 // With xhat = x * rstd and dxhat = gy * w:
@@ -180,18 +197,10 @@ void rms_norm_rows(const T* x, const T* w, T eps, T* y, T* rstd, int64_t N, int6
 template <class T>
 void rms_norm_backward_rows(const T* gy, const T* x, const T* w, const T* rstd, T* gx, T* gw, int64_t N,
                             int64_t C) {
-  const bool par = worth_parallel(N * C);
-  const int max_threads = par ? omp_get_max_threads() : 1;
-  Partials<T> pw(gw != nullptr, max_threads, C);
-  int used = 1;
-#pragma omp parallel num_threads(max_threads) if (par)
-  {
-    const int id = omp_get_thread_num();
-#pragma omp single
-    used = omp_get_num_threads();
+  Partials<T> pw(gw != nullptr, C);
+  const int used = for_row_chunks(N, N * C, [&](int64_t r0, int64_t r1, int id) {
     T* accw = pw.of(id);
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < N; ++r) {
+    for (int64_t r = r0; r < r1; ++r) {
       ConstRow<T> xr(x + r * C, C), gr(gy + r * C, C);
       Row<T> gxr(gx + r * C, C);
       const T rs = rstd[r];
@@ -204,7 +213,7 @@ void rms_norm_backward_rows(const T* gy, const T* x, const T* w, const T* rstd, 
       }
       if (accw) Row<T>(accw, C) += gr * xhat;
     }
-  }
+  });
   pw.sum_into(gw, used);
 }
 
