@@ -5,6 +5,9 @@
 #include <string>
 #include <vector>
 
+#include <functional>
+
+#include "autograd/engine.h"
 #include "autograd/gradcheck.h"
 #include "autograd/ops.h"
 
@@ -32,6 +35,36 @@ inline void expect_values(const Tensor& t, const std::vector<double>& expected, 
   std::vector<double> v = t.to_vector<double>();
   ASSERT_EQ(v.size(), expected.size());
   for (size_t i = 0; i < v.size(); ++i) EXPECT_NEAR(v[i], expected[i], tol) << "element " << i;
+}
+
+
+// Central-difference check of d loss / d p for a parameter p (f64) that
+// loss_fn uses internally (a module's weight): the analytic gradient from
+// dg::grad, the numeric one by perturbing p in place element by element.
+inline ::testing::AssertionResult param_gradcheck(const std::function<Tensor()>& loss_fn, Tensor p, double eps = 1e-6,
+                                                  double atol = 1e-5, double rtol = 1e-3) {
+  if (p.dtype() != DType::f64) return ::testing::AssertionFailure() << "param_gradcheck needs an f64 parameter";
+  std::vector<double> analytic = grad({loss_fn()}, {p})[0].to_vector<double>();
+  std::vector<double> v = p.to_vector<double>();
+  auto eval = [&](size_t j, double delta) {
+    NoGradGuard ng;
+    std::vector<double> w = v;
+    w[j] += delta;
+    copy_(p, from_vector<double>(w, p.shape()));
+    return loss_fn().item<double>();
+  };
+  for (size_t j = 0; j < v.size(); ++j) {
+    const double numeric = (eval(j, eps) - eval(j, -eps)) / (2 * eps);
+    if (std::abs(numeric - analytic[j]) > atol + rtol * std::abs(numeric)) {
+      NoGradGuard ng;
+      copy_(p, from_vector<double>(v, p.shape()));
+      return ::testing::AssertionFailure() << "element " << j << ": analytic " << analytic[j] << " vs numeric "
+                                           << numeric;
+    }
+  }
+  NoGradGuard ng;
+  copy_(p, from_vector<double>(v, p.shape()));
+  return ::testing::AssertionSuccess();
 }
 
 }  // namespace dg::testing

@@ -1,0 +1,58 @@
+#include "models/generate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "autograd/ops.h"
+
+namespace dg::models {
+
+int64_t sample_token(const std::vector<double>& logits, double temperature, int64_t top_k, double u) {
+  const int64_t V = static_cast<int64_t>(logits.size());
+  DG_CHECK(V > 0, "sample: empty logits");
+  if (temperature <= 0.0) return std::max_element(logits.begin(), logits.end()) - logits.begin();
+  // Keep the top_k largest (ties broken by lower id), softmax over them at temperature.
+  std::vector<int64_t> order(V);
+  std::iota(order.begin(), order.end(), 0);
+  const int64_t k = top_k > 0 ? std::min(top_k, V) : V;
+  std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                    [&](int64_t a, int64_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+  const double m = logits[order[0]];
+  std::vector<double> p(k);
+  double total = 0;
+  for (int64_t i = 0; i < k; ++i) total += p[i] = std::exp((logits[order[i]] - m) / temperature);
+  double acc = 0, target = u * total;
+  for (int64_t i = 0; i < k; ++i) {
+    acc += p[i];
+    if (target < acc) return order[i];
+  }
+  return order[k - 1];
+}
+
+std::vector<int64_t> generate(LanguageModel& model, const std::vector<int64_t>& prompt, const SampleOptions& opt) {
+  DG_CHECK(!prompt.empty(), "generate: the prompt is empty (give at least one token)");
+  DG_CHECK(static_cast<int64_t>(prompt.size()) <= model.block_size(),
+           "generate: prompt of {} tokens is longer than the model's block_size {}", prompt.size(), model.block_size());
+  DG_CHECK(opt.temperature >= 0 && opt.top_k >= 0, "generate: temperature {} and top_k {} must be >= 0",
+           opt.temperature, opt.top_k);
+  model.eval();
+  NoGradGuard no_grad;
+  Generator gen(opt.seed);
+  auto state = model.start_decoding(1);
+  Tensor logits = model.decode(*state, from_vector<int64_t>(prompt, {1, static_cast<int64_t>(prompt.size())}));
+  std::vector<int64_t> out;
+  const int64_t V = model.vocab_size();
+  while (static_cast<int64_t>(out.size()) < opt.max_new_tokens) {
+    std::vector<double> all = logits.to_vector<double>();
+    std::vector<double> last(all.end() - V, all.end());
+    const double u = rand({1}, {DType::f64}, &gen).item<double>();
+    const int64_t tok = sample_token(last, opt.temperature, opt.top_k, u);
+    out.push_back(tok);
+    if (tok == opt.stop_token || state->position >= model.block_size()) break;
+    logits = model.decode(*state, from_vector<int64_t>({tok}, {1, 1}));
+  }
+  return out;
+}
+
+}  // namespace dg::models

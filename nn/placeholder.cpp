@@ -1,4 +1,0 @@
-// Placeholder so dg_nn has a source until the nn/ modules land.
-namespace dg::nn {
-int dg_nn_placeholder = 0;
-}
