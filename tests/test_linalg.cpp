@@ -1,0 +1,110 @@
+// matmul: values against a naive triple loop for every rank combination,
+// gradcheck on contiguous, transposed and broadcast operands, double backward,
+// the folded (Linear-shaped) path, f32 against f64, and error messages.
+#include "testing.h"
+
+using namespace dg;
+using namespace dg::testing;
+
+namespace {
+
+// Naive (..., M, K) @ (..., K, N) on the host for equal batch shapes.
+std::vector<double> naive_bmm(const Tensor& a, const Tensor& b) {
+  const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1), Bn = a.numel() / (M * K);
+  std::vector<double> av = a.to_vector<double>(), bv = b.to_vector<double>(), out(Bn * M * N, 0.0);
+  for (int64_t z = 0; z < Bn; ++z)
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        double s = 0;
+        for (int64_t k = 0; k < K; ++k) s += av[z * M * K + i * K + k] * bv[z * K * N + k * N + j];
+        out[z * M * N + i * N + j] = s;
+      }
+  return out;
+}
+
+}  // namespace
+
+TEST(Matmul, ValuesForEveryRankCombination) {
+  Tensor a = rand_input({3, 4}, 1), b = rand_input({4, 5}, 2);
+  expect_values(matmul(a, b), naive_bmm(a, b), 1e-14);
+  Tensor v = rand_input({4}, 3), w = rand_input({4}, 4);
+  double dot = 0;
+  for (int i = 0; i < 4; ++i) dot += v.to_vector<double>()[i] * w.to_vector<double>()[i];
+  Tensor d = matmul(v, w);
+  EXPECT_EQ(d.dim(), 0);
+  expect_values(d, {dot}, 1e-14);
+  EXPECT_EQ(matmul(v, b).shape(), (Shape{5}));
+  expect_values(matmul(v, b), naive_bmm(reshape(v, {1, 4}), b), 1e-14);
+  EXPECT_EQ(matmul(a, v).shape(), (Shape{3}));
+  expect_values(matmul(a, v), naive_bmm(a, reshape(v, {4, 1})), 1e-14);
+  Tensor ba = rand_input({2, 3, 4}, 5), bb = rand_input({2, 4, 5}, 6);
+  expect_values(matmul(ba, bb), naive_bmm(ba, bb), 1e-14);
+  // Broadcast batch dims: (2, 1, 3, 4) @ (3, 4, 5) -> (2, 3, 3, 5).
+  Tensor x = rand_input({2, 1, 3, 4}, 7), y = rand_input({3, 4, 5}, 8);
+  Tensor r = matmul(x, y);
+  EXPECT_EQ(r.shape(), (Shape{2, 3, 3, 5}));
+  expect_values(r, naive_bmm(contiguous(expand(x, {2, 3, 3, 4})), contiguous(expand(y, {2, 3, 4, 5}))), 1e-14);
+  // Folded path: (2, 3, 4) @ (4, 5) is one (6, 4) @ (4, 5) product.
+  expect_values(matmul(ba, b), naive_bmm(reshape(ba, {6, 4}), b), 1e-14);
+}
+
+TEST(Matmul, StridedOperandsNeedNoCopyAndGiveTheSameValues) {
+  Tensor a = rand_input({4, 3}, 11), b = rand_input({5, 4}, 12);
+  Tensor at = transpose(a, 0, 1), bt = transpose(b, 0, 1);  // column-major views
+  expect_values(matmul(at, bt), naive_bmm(contiguous(at), contiguous(bt)), 1e-14);
+  // A sliced operand with step 2 is neither row- nor column-major: copied internally.
+  Tensor big = rand_input({3, 8}, 13);
+  Tensor s = slice(big, 1, 0, 8, 2);  // (3, 4), strides (8, 2)
+  expect_values(matmul(s, rand_input({4, 2}, 14).detach()),
+                naive_bmm(contiguous(s), rand_input({4, 2}, 14).detach()), 1e-14);
+  // Batched, transposed inner dims.
+  Tensor p = rand_input({2, 4, 3}, 15), q = rand_input({2, 5, 4}, 16);
+  expect_values(matmul(transpose(p, 1, 2), transpose(q, 1, 2)),
+                naive_bmm(contiguous(transpose(p, 1, 2)), contiguous(transpose(q, 1, 2))), 1e-14);
+}
+
+TEST(Matmul, Gradcheck) {
+  auto mm = [](const Tensors& in) { return matmul(in[0], in[1]); };
+  EXPECT_GRADCHECK(mm, {rand_input({3, 4}, 1), rand_input({4, 2}, 2)});
+  EXPECT_GRADCHECK(mm, {rand_input({4}, 3), rand_input({4, 2}, 4)});
+  EXPECT_GRADCHECK(mm, {rand_input({3, 4}, 5), rand_input({4}, 6)});
+  EXPECT_GRADCHECK(mm, {rand_input({4}, 7), rand_input({4}, 8)});
+  EXPECT_GRADCHECK(mm, {rand_input({2, 3, 4}, 9), rand_input({2, 4, 2}, 10)});
+  EXPECT_GRADCHECK(mm, {rand_input({2, 3, 4}, 11), rand_input({4, 2}, 12)});     // folded
+  EXPECT_GRADCHECK(mm, {rand_input({3, 4}, 13), rand_input({2, 4, 2}, 14)});     // a broadcast over the batch
+  EXPECT_GRADCHECK(mm, {rand_input({2, 1, 3, 4}, 15), rand_input({3, 4, 2}, 16)});  // both broadcast
+  // Transposed (strided) operands.
+  EXPECT_GRADCHECK([](const Tensors& in) { return matmul(transpose(in[0], 0, 1), transpose(in[1], -1, -2)); },
+                   {rand_input({4, 3}, 17), rand_input({2, 2, 4}, 18)});
+}
+
+TEST(Matmul, DoubleBackward) {
+  auto mm = [](const Tensors& in) { return matmul(in[0], in[1]); };
+  EXPECT_GRADGRADCHECK(mm, {rand_input({3, 4}, 21), rand_input({4, 2}, 22)});
+  EXPECT_GRADGRADCHECK(mm, {rand_input({2, 3, 4}, 23), rand_input({4, 2}, 24)});
+  EXPECT_GRADGRADCHECK([](const Tensors& in) { return tanh(matmul(in[0], in[1])); },
+                       {rand_input({2, 3}, 25), rand_input({3}, 26)});
+}
+
+TEST(Matmul, F32AgreesWithF64) {
+  Tensor a = rand_input({2, 33, 70}, 31).detach(), b = rand_input({70, 41}, 32).detach();
+  Tensor r64 = matmul(a, b), r32 = matmul(to_dtype(a, DType::f32), to_dtype(b, DType::f32));
+  EXPECT_LT(max_abs_diff(to_dtype(r32, DType::f64), r64), 1e-4);
+  // A product large enough for the threaded GEMM path.
+  Tensor c = rand_input({200, 150}, 33).detach(), d = rand_input({150, 120}, 34).detach();
+  expect_values(matmul(c, d), naive_bmm(c, d), 1e-12);
+}
+
+TEST(Matmul, EmptyInnerDimGivesZeros) {
+  Tensor a = zeros({3, 0}, {DType::f64}), b = zeros({0, 2}, {DType::f64});
+  expect_values(matmul(a, b), std::vector<double>(6, 0.0), 0.0);
+}
+
+TEST(Matmul, ErrorsNameTheOpAndShapes) {
+  Tensor a = rand_input({3, 4}, 1), b = rand_input({5, 2}, 2);
+  EXPECT_DG_ERROR(matmul(a, b), "matmul", "[3, 4]", "[5, 2]", "4 vs 5");
+  EXPECT_DG_ERROR(matmul(rand_input({2, 3, 4}, 3), rand_input({3, 4, 2}, 4)), "matmul", "[2]", "[3]");
+  EXPECT_DG_ERROR(matmul(a, to_dtype(b, DType::f32)), "matmul", "f64", "f32");
+  EXPECT_DG_ERROR(matmul(zeros({}, {DType::f64}), a), "matmul", "at least 1 dim");
+  EXPECT_DG_ERROR(matmul(from_vector<int64_t>({1, 2}), from_vector<int64_t>({1, 2})), "matmul", "floating");
+}
