@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <functional>
+#include <limits>
 
 #include "autograd/engine.h"
 #include "autograd/gradcheck.h"
@@ -24,6 +25,10 @@ inline Tensor rand_input(const Shape& shape, uint64_t seed, double lo = -1.0, do
 
 // Max |a - b| over elements (shapes must match).
 inline double max_abs_diff(const Tensor& a, const Tensor& b) {
+  if (!a.defined() || !b.defined()) {
+    ADD_FAILURE() << "max_abs_diff: undefined tensor";
+    return std::numeric_limits<double>::infinity();
+  }
   EXPECT_EQ(a.shape(), b.shape());
   std::vector<double> x = a.to_vector<double>(), y = b.to_vector<double>();
   double m = 0;

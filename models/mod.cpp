@@ -1,0 +1,244 @@
+#include "models/mod.h"
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "models/routing.h"
+#include "nn/loss.h"
+
+namespace dg::models {
+
+// ---------------------------------------------------------------- config
+namespace {
+
+const char* name_of(RouterWeight w) {
+  return w == RouterWeight::raw ? "raw" : w == RouterWeight::sigmoid ? "sigmoid" : "none";
+}
+const char* name_of(CausalMethod m) {
+  return m == CausalMethod::aux_loss ? "aux_loss" : m == CausalMethod::predictor ? "predictor" : "both";
+}
+
+}  // namespace
+
+std::string to_json(const MoDConfig& c) {
+  nlohmann::json j = nlohmann::json::parse(to_json(c.gpt));
+  j["capacity"] = c.capacity;
+  j["mod_every"] = c.mod_every;
+  j["router_weight"] = name_of(c.router_weight);
+  j["causal"] = name_of(c.causal);
+  j["predictor_hidden"] = c.predictor_hidden;
+  j["aux_weight"] = c.aux_weight;
+  j["predictor_weight"] = c.predictor_weight;
+  return j.dump();
+}
+
+MoDConfig mod_config_from_json(const std::string& text) {
+  MoDConfig c;
+  c.gpt = gpt_config_from_json(text);
+  nlohmann::json j = nlohmann::json::parse(text);
+  try {
+    c.capacity = j.at("capacity").get<double>();
+    c.mod_every = j.at("mod_every").get<int64_t>();
+    const std::string w = j.at("router_weight").get<std::string>(), m = j.at("causal").get<std::string>();
+    DG_CHECK(w == "raw" || w == "sigmoid" || w == "none", "MoD config: router_weight '{}' is not raw, sigmoid or none",
+             w);
+    c.router_weight = w == "raw" ? RouterWeight::raw : w == "sigmoid" ? RouterWeight::sigmoid : RouterWeight::none;
+    DG_CHECK(m == "aux_loss" || m == "predictor" || m == "both", "MoD config: causal '{}' is not aux_loss, predictor or both",
+             m);
+    c.causal = m == "aux_loss" ? CausalMethod::aux_loss : m == "predictor" ? CausalMethod::predictor : CausalMethod::both;
+    c.predictor_hidden = j.at("predictor_hidden").get<int64_t>();
+    c.aux_weight = j.at("aux_weight").get<double>();
+    c.predictor_weight = j.at("predictor_weight").get<double>();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("MoD config: missing or bad field ({})", e.what()));
+  }
+  return c;
+}
+
+// ---------------------------------------------------------------- router
+Router::Router(int64_t C, int64_t hidden, nn::LayerOptions opt) {
+  proj = register_module("proj", std::make_shared<nn::Linear>(C, 1, false, opt));
+  pred_fc = register_module("pred_fc", std::make_shared<nn::Linear>(C, hidden, true, opt));
+  pred_out = register_module("pred_out", std::make_shared<nn::Linear>(hidden, 1, true, opt));
+}
+
+Tensor Router::logits(const Tensor& x) const { return squeeze(proj->forward(x), -1); }
+
+Tensor Router::predictor_logits(const Tensor& x) const {
+  return squeeze(pred_out->forward(relu(pred_fc->forward(x.detach()))), -1);
+}
+
+// ---------------------------------------------------------------- model
+MoD::MoD(const MoDConfig& cfg) : GPT(cfg.gpt), mcfg_(cfg) {
+  DG_CHECK(cfg.capacity > 0 && cfg.capacity <= 1, "MoD: capacity must be in (0, 1], got {}", cfg.capacity);
+  DG_CHECK(cfg.mod_every >= 1, "MoD: mod_every must be >= 1, got {}", cfg.mod_every);
+  DG_CHECK(cfg.predictor_hidden >= 1, "MoD: predictor_hidden must be >= 1, got {}", cfg.predictor_hidden);
+  Generator gen(cfg.gpt.seed + 1);
+  nn::LayerOptions opt{cfg.gpt.dtype, &gen};
+  routers.resize(cfg.gpt.n_layer);
+  for (int64_t i = 0; i < cfg.gpt.n_layer; ++i)
+    if (is_routed(i))
+      routers[i] = register_module(fmt::format("routers.{}", i),
+                                   std::make_shared<Router>(cfg.gpt.n_embd, cfg.predictor_hidden, opt));
+}
+
+int64_t MoD::capacity_k(int64_t T) const {
+  return std::clamp<int64_t>(static_cast<int64_t>(std::ceil(mcfg_.capacity * static_cast<double>(T) - 1e-9)), 1, T);
+}
+
+Tensor MoD::route_weight(const Tensor& r) const {
+  switch (mcfg_.router_weight) {
+    case RouterWeight::raw: return r;
+    case RouterWeight::sigmoid: return sigmoid(r);
+    case RouterWeight::none: return ones(r.shape(), {r.dtype(), r.device()});
+  }
+  return r;
+}
+
+// Causal decision per token: sigmoid(logit) > 0.5, from the router (aux_loss)
+// or the predictor (predictor, both). Returns whether any token was chosen.
+bool MoD::causal_choice(const Tensor& r, const Tensor& pred, std::vector<uint8_t>& chosen) const {
+  const Tensor& decider = mcfg_.causal == CausalMethod::aux_loss ? r : pred;
+  std::vector<double> v = decider.to_vector<double>();
+  chosen.resize(v.size());
+  bool any = false;
+  for (size_t i = 0; i < v.size(); ++i) any |= (chosen[i] = v[i] > 0.0) != 0;
+  return any;
+}
+
+namespace {
+
+double agreement(const Tensor& logits, const Tensor& target) {
+  std::vector<double> l = logits.to_vector<double>(), t = target.to_vector<double>();
+  int64_t ok = 0;
+  for (size_t i = 0; i < l.size(); ++i) ok += (l[i] > 0.0) == (t[i] > 0.5);
+  return l.empty() ? 0.0 : static_cast<double>(ok) / static_cast<double>(l.size());
+}
+
+}  // namespace
+
+Tensor MoD::routed_block(int64_t i, const Tensor& x, Tensor* aux) {
+  const int64_t B = x.size(0), T = x.size(1), C = x.size(2);
+  const Router& router = *routers[i];
+  Tensor r = router.logits(x);  // (B, T)
+  const bool use_pred = mcfg_.causal != CausalMethod::aux_loss;
+  Tensor pred = use_pred ? router.predictor_logits(x) : Tensor();
+  if (routing_ == MoDRouting::topk) {
+    const int64_t k = capacity_k(T);
+    Tensor idx = topk_positions(r, k);
+    Tensor delta = blocks[i]->forward(gather_tokens(x, idx));  // (B, k, C)
+    Tensor out = scatter_add_tokens(x, idx, delta, route_weight(gather(r, 1, idx)));
+    Tensor target = membership(idx, T, x.dtype());
+    stats_.fraction.push_back(static_cast<double>(k) / static_cast<double>(T));
+    stats_.router_accuracy.push_back(agreement(r, target));
+    stats_.predictor_accuracy.push_back(use_pred ? agreement(pred, target) : 0.0);
+    if (aux) {
+      Tensor term;
+      if (mcfg_.causal != CausalMethod::predictor) term = nn::bce_with_logits(r, target) * mcfg_.aux_weight;
+      if (use_pred) {
+        Tensor p = nn::bce_with_logits(pred, target) * mcfg_.predictor_weight;
+        term = term.defined() ? term + p : p;
+      }
+      if (term.defined()) *aux = aux->defined() ? *aux + term : term;
+    }
+    last_flops_ += static_cast<double>(B * k) * block_flops_per_token(C, k);
+    return out;
+  }
+  // Causal routing: a variable number of tokens per sequence, packed to the
+  // longest and padded after the real ones (see pack_choice).
+  std::vector<uint8_t> chosen;
+  const bool any = causal_choice(r, pred, chosen);
+  PackedChoice p = pack_choice(chosen, B, T);
+  int64_t n = 0;
+  for (int64_t c : p.counts) n += c;
+  stats_.fraction.push_back(static_cast<double>(n) / static_cast<double>(B * T));
+  stats_.router_accuracy.push_back(0.0);
+  stats_.predictor_accuracy.push_back(0.0);
+  if (!any) return x;
+  Tensor delta = blocks[i]->forward(gather_tokens(x, p.idx));  // (B, kmax, C)
+  Tensor delta_real = gather_rows(reshape(delta, {B * p.kmax, C}), p.real_rows);
+  Tensor w = route_weight(gather_rows(reshape(r, {B * T}), p.target_rows));
+  for (int64_t c : p.counts) last_flops_ += static_cast<double>(c) * block_flops_per_token(C, c);
+  return reshape(scatter_add_rows(reshape(x, {B * T, C}), p.target_rows, delta_real, w), {B, T, C});
+}
+
+Tensor MoD::run_blocks(const Tensor& x0, Tensor* aux) {
+  stats_ = {};
+  const int64_t B = x0.size(0), T = x0.size(1), C = x0.size(2);
+  last_flops_ = 0;
+  Tensor x = x0;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    if (routers[i]) {
+      x = routed_block(static_cast<int64_t>(i), x, aux);
+      // router 2C per token; predictor 2(C h + h) per token
+      last_flops_ += static_cast<double>(B * T) *
+                     (2.0 * C + 2.0 * static_cast<double>(mcfg_.predictor_hidden) * (C + 1));
+    } else {
+      x = x + blocks[i]->forward(x);
+      last_flops_ += static_cast<double>(B * T) * block_flops_per_token(C, T);
+    }
+  }
+  last_flops_ = last_flops_ / static_cast<double>(B * T) + 2.0 * C * static_cast<double>(cfg_.vocab_size);
+  return x;
+}
+
+Tensor MoD::forward(const Tensor& idx) {
+  check_tokens("MoD", idx, cfg_.block_size, cfg_.vocab_size);
+  return head(run_blocks(embed(idx), nullptr));
+}
+
+LossOutput MoD::loss(const Tensor& idx, const Tensor& targets) {
+  check_tokens("MoD", idx, cfg_.block_size, cfg_.vocab_size);
+  Tensor aux;
+  Tensor lm = lm_loss(head(run_blocks(embed(idx), &aux)), targets);
+  LossOutput out{aux.defined() ? lm + aux : lm, lm, {}};
+  if (aux.defined()) out.stats["aux"] = aux.item<double>();
+  double pa = 0, ra = 0;
+  for (size_t i = 0; i < stats_.fraction.size(); ++i) pa += stats_.predictor_accuracy[i], ra += stats_.router_accuracy[i];
+  if (!stats_.fraction.empty()) {
+    out.stats["predictor_acc"] = pa / static_cast<double>(stats_.fraction.size());
+    out.stats["router_acc"] = ra / static_cast<double>(stats_.fraction.size());
+  }
+  return out;
+}
+
+std::unique_ptr<DecodeState> MoD::start_decoding(int64_t batch) {
+  DG_CHECK(batch == 1, "MoD::decode: incremental decoding runs one sequence at a time (batch 1), got {}", batch);
+  auto s = std::make_unique<MoDDecodeState>();
+  init_caches(*s, batch, cfg_.n_layer);
+  return s;
+}
+
+// Causal routing, one sequence: each routed block takes the new tokens its
+// causal method chooses, attends to the ones it cached before, caches them.
+Tensor MoD::decode(DecodeState& state, const Tensor& idx) {
+  auto* s = dynamic_cast<MoDDecodeState*>(&state);
+  DG_CHECK(s != nullptr, "MoD::decode: the state was not made by this model's start_decoding");
+  check_tokens("MoD::decode", idx, cfg_.block_size - s->position, cfg_.vocab_size);
+  DG_CHECK(idx.size(0) == 1, "MoD::decode: batch must be 1, got {}", idx.size(0));
+  NoGradGuard no_grad;
+  Tensor x = embed(idx, s->position);
+  const int64_t T = idx.size(1), C = cfg_.n_embd;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    if (!routers[i]) {
+      x = x + blocks[i]->forward(x, &s->caches[i]);
+      continue;
+    }
+    Tensor r = routers[i]->logits(x);
+    Tensor pred = mcfg_.causal != CausalMethod::aux_loss ? routers[i]->predictor_logits(x) : Tensor();
+    std::vector<uint8_t> chosen;
+    if (!causal_choice(r, pred, chosen)) continue;
+    std::vector<int64_t> rows;
+    for (int64_t t = 0; t < T; ++t)
+      if (chosen[t]) rows.push_back(t);
+    Tensor sel = from_vector<int64_t>(rows);
+    Tensor xf = reshape(x, {T, C});
+    Tensor delta = blocks[i]->forward(unsqueeze(gather_rows(xf, sel), 0), &s->caches[i]);
+    x = reshape(scatter_add_rows(xf, sel, squeeze(delta, 0), route_weight(gather_rows(reshape(r, {T}), sel))),
+                {1, T, C});
+  }
+  s->position += T;
+  return head(x);
+}
+
+}  // namespace dg::models

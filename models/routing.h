@@ -1,0 +1,68 @@
+#pragma once
+// Routing primitives shared by Mixture-of-Depths and Mixture-of-Blocks: pick
+// tokens, gather their rows, run a block on them as a batch, scatter the
+// weighted deltas back. All differentiable (index_select / index_add /
+// gather), so gradients reach both the block and the router weights.
+//
+// Legend: B = batch, T = time, C = channels, k = tokens kept per sequence,
+// N = rows of a flattened (B*T, C) residual stream.
+//
+//   Tensor idx = topk_positions(router_logits, k);        // (B, k), ascending positions
+//   Tensor xs = gather_tokens(x, idx);                    // (B, k, C)
+//   Tensor delta = block.forward(xs);                     // attention only among the kept tokens
+//   x = scatter_add_tokens(x, idx, delta, gather(router_logits, 1, idx));  // x[i] += w[i] * delta[i]
+//
+// Rows that are not selected are copied unchanged, bit for bit.
+#include <cstdint>
+#include <vector>
+
+#include "autograd/ops.h"
+
+namespace dg::models {
+
+// r (B, T) -> i64 (B, k): per sequence the k largest, listed by position
+// (ascending), so a causal mask over the kept tokens is causal by position.
+Tensor topk_positions(const Tensor& r, int64_t k);
+
+// idx (B, k) positions in sequences of length T -> flat rows b*T + idx (B*k).
+Tensor flat_rows(const Tensor& idx, int64_t T);
+
+// x (B, T, C), idx (B, k) -> (B, k, C).
+Tensor gather_tokens(const Tensor& x, const Tensor& idx);
+
+// x (B, T, C) with w[b, j] * delta[b, j] added at row idx[b, j]: out of place,
+// every other row copied unchanged. delta (B, k, C), w (B, k).
+Tensor scatter_add_tokens(const Tensor& x, const Tensor& idx, const Tensor& delta, const Tensor& w);
+
+// Flat-row versions for variable numbers of tokens: x (N, C), rows (n) i64.
+Tensor gather_rows(const Tensor& x, const Tensor& rows);
+Tensor scatter_add_rows(const Tensor& x, const Tensor& rows, const Tensor& delta, const Tensor& w);
+
+// Membership mask of idx (B, k) in sequences of length T: (B, T) with 1 where
+// selected, in x's dtype (a BCE target; no gradient).
+Tensor membership(const Tensor& idx, int64_t T, DType dtype);
+
+// Variable-length selection made static: from a (B, T) boolean choice, the
+// positions of each sequence's chosen tokens packed to the left and padded to
+// the longest count with copies of the sequence's last position (after all
+// real ones, so causal attention over the packed rows never lets a real token
+// see a pad). `real_rows` lists the flat (B*kmax) rows that are real and
+// `target_rows` their rows in the (B*T) stream.
+struct PackedChoice {
+  Tensor idx;          // (B, kmax) i64, or undefined when nothing is chosen
+  Tensor real_rows;    // (n) i64 rows of the packed (B*kmax) batch that are real
+  Tensor target_rows;  // (n) i64 rows of the (B*T) stream they came from
+  int64_t kmax = 0;
+  std::vector<int64_t> counts;  // per sequence
+};
+PackedChoice pack_choice(const std::vector<uint8_t>& chosen, int64_t B, int64_t T);
+
+// Stable counting sort of per-row choices in [0, n): the rows of each group in
+// their original order, group after group. perm (N) i64, offsets (n + 1).
+struct Groups {
+  std::vector<int64_t> perm;
+  std::vector<int64_t> offsets;
+};
+Groups group_by_choice(const std::vector<int64_t>& choice, int64_t n);
+
+}  // namespace dg::models
