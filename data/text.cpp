@@ -1,0 +1,40 @@
+#include "data/text.h"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "tensor/error.h"
+
+namespace dg::data {
+
+TextCorpus TextCorpus::from_file(const std::string& path, double val_fraction) {
+  std::error_code ec;
+  DG_CHECK(std::filesystem::exists(path, ec), "TextCorpus: file '{}' does not exist", path);
+  DG_CHECK(!std::filesystem::is_directory(path, ec), "TextCorpus: '{}' is a directory, not a text file", path);
+  std::ifstream in(path, std::ios::binary);
+  DG_CHECK(in.is_open(), "TextCorpus: cannot open '{}' for reading (permissions?)", path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  DG_CHECK(!in.bad(), "TextCorpus: error while reading '{}'", path);
+  std::string text = std::move(ss).str();
+  DG_CHECK(!text.empty(), "TextCorpus: file '{}' is empty", path);
+  return from_string(std::move(text), val_fraction, path);
+}
+
+TextCorpus TextCorpus::from_string(std::string text, double val_fraction, std::string name) {
+  DG_CHECK(!text.empty(), "TextCorpus: '{}' is empty", name);
+  DG_CHECK(val_fraction >= 0.0 && val_fraction <= 1.0, "TextCorpus: '{}': val_fraction must be in [0, 1], got {}",
+           name, val_fraction);
+  auto n = static_cast<int64_t>(text.size());
+  auto n_val = static_cast<int64_t>(std::llround(static_cast<double>(n) * val_fraction));
+  TextCorpus c;
+  c.source_ = std::move(name);
+  c.bytes_[index(Split::val)] = text.substr(n - n_val);
+  text.resize(n - n_val);
+  c.bytes_[index(Split::train)] = std::move(text);
+  return c;
+}
+
+}  // namespace dg::data
