@@ -77,14 +77,13 @@ void CpuBackend::index_select(const Tensor& x, int64_t dim, const Tensor& idx, c
       // the embedding lookup, one memcpy per row).
       auto [O, I] = split_at(x.shape(), dim);
       const int64_t D = x.shape()[dim];
-#pragma omp parallel for schedule(static) if (worth_parallel(O * K * I))
-      for (int64_t ok = 0; ok < O * K; ++ok) {
+      parallel_for(O * K, O * K * I, [&](int64_t ok) {
         int64_t o = ok / K, k = ok % K;
         const T* src = xp + (o * D + ip[k * is]) * I;
         T* dst = op + ok * I;
         if (I == 1) *dst = *src;
         else std::memcpy(dst, src, static_cast<size_t>(I) * sizeof(T));
-      }
+      });
       return;
     }
     // Strided x: loop over out's shape with x's stride along dim set to 0 and
@@ -118,8 +117,7 @@ void CpuBackend::index_add(const Tensor& out, int64_t dim, const Tensor& idx, co
       auto [O, I] = split_at(out.shape(), dim);
       const int64_t D = out.shape()[dim];
       const int64_t chunk = column_chunk(O, I, O * K * I), nchunks = (I + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static) if (worth_parallel(O * K * I))
-      for (int64_t task = 0; task < O * nchunks; ++task) {
+      parallel_for(O * nchunks, O * K * I, [&](int64_t task) {
         int64_t o = task / nchunks, c0 = (task % nchunks) * chunk, n = std::min(chunk, I - c0);
         for (int64_t k = 0; k < K; ++k) {
           T* dst = op + (o * D + ip[k * is]) * I + c0;
@@ -130,7 +128,7 @@ void CpuBackend::index_add(const Tensor& out, int64_t dim, const Tensor& idx, co
             for (int64_t i = 0; i < n; ++i) dst[i] += a * s[i];
           }
         }
-      }
+      });
       return;
     }
     // Strided: the loop covers the non-dim coordinates once (dim collapsed to

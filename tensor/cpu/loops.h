@@ -11,6 +11,7 @@
 // rows are spread over OpenMP threads above kParallelGrain elements.
 #include <omp.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 
@@ -22,6 +23,39 @@ inline constexpr int64_t kParallelGrain = 32768;
 
 // OpenMP's `if` clause: parallel only when the work pays for the fork.
 inline bool worth_parallel(int64_t work) { return work >= kParallelGrain && omp_get_max_threads() > 1; }
+
+// Calls f(i) for i in [0, n): spread over OpenMP threads when `work` pays
+// for the fork, else a plain loop that never enters an OpenMP region (even an
+// inactive one, if(false), costs more than a 16-element kernel).
+template <class F>
+void parallel_for(int64_t n, int64_t work, F&& f) {
+  if (!worth_parallel(work)) {
+    for (int64_t i = 0; i < n; ++i) f(i);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) f(i);
+}
+
+// Calls f(begin, end, thread) on contiguous chunks of [0, n): one chunk per
+// thread when `work` pays for the fork, else once on this thread. Returns the
+// number of chunks (threads used), for per-thread partial results.
+template <class F>
+int parallel_chunks(int64_t n, int64_t work, F&& f) {
+  if (!worth_parallel(work)) {
+    f(int64_t{0}, n, 0);
+    return 1;
+  }
+  int chunks = 1;
+#pragma omp parallel
+  {
+    const int nt = omp_get_num_threads(), id = omp_get_thread_num();
+    const int64_t per = (n + nt - 1) / nt, b = std::min(n, id * per), e = std::min(n, b + per);
+    f(b, e, id);
+    if (id == 0) chunks = nt;
+  }
+  return chunks;
+}
 
 template <size_t N, class Inner>
 void strided_loop(const Shape& shape, const std::array<Strides, N>& strides, Inner&& inner) {
@@ -78,7 +112,13 @@ void strided_loop(const Shape& shape, const std::array<Strides, N>& strides, Inn
     }
     return;
   }
-#pragma omp parallel for schedule(static) if (worth_parallel(numel))
+  // Small tensors never enter an OpenMP region: even an inactive one
+  // (if(false)) costs more than a 16-element kernel.
+  if (!worth_parallel(numel)) {
+    for (int64_t r = 0; r < rows; ++r) row(r);
+    return;
+  }
+#pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; ++r) row(r);
 }
 

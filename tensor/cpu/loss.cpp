@@ -47,8 +47,7 @@ void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& target, int64
     const T* xp = logits.data<T>();
     T *lp = loss.data<T>(), *sp = lse.data<T>();
     const T s = static_cast<T>(label_smoothing);
-#pragma omp parallel for schedule(static) if (worth_parallel(N * V))
-    for (int64_t n = 0; n < N; ++n) {
+    parallel_for(N, N * V, [&](int64_t n) {
       Row<T> x(xp + n * V, V);
       // The loss is formed from shifted logits, log(sum exp(x - m)) - (x[t] - m),
       // never as lse - x[t]: with logits near 1000 in f32 the latter loses
@@ -59,11 +58,11 @@ void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& target, int64
       const int64_t t = tp[n * ts];  // in [0, V): checked by the caller (no throwing inside OpenMP)
       if (t == ignore_index) {
         lp[n] = 0;
-        continue;
+        return;
       }
       const T nll = log_sum - (x[t] - m);
       lp[n] = s == 0 ? nll : (1 - s) * nll + s * (log_sum - (x.mean() - m));
-    }
+    });
   });
 }
 
@@ -82,18 +81,17 @@ void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& targ
     const T *xp = logits.data<T>(), *sp = lse.data<T>(), *gp = gloss.data<T>();
     T* dp = glogits.data<T>();
     const T s = static_cast<T>(label_smoothing), uniform = s / static_cast<T>(V);
-#pragma omp parallel for schedule(static) if (worth_parallel(N * V))
-    for (int64_t n = 0; n < N; ++n) {
+    parallel_for(N, N * V, [&](int64_t n) {
       MutRow<T> dx(dp + n * V, V);
       const int64_t t = tp[n * ts];
       if (t == ignore_index) {
         dx.setZero();
-        continue;
+        return;
       }
       const T g = gp[n * gs];
       dx = ((Row<T>(xp + n * V, V) - sp[n]).exp() - uniform) * g;
       dx[t] -= g * (1 - s);
-    }
+    });
   });
 }
 

@@ -40,27 +40,6 @@ const T* data_or_null(const Tensor& t) {
   return t.defined() ? t.data<T>() : nullptr;
 }
 
-// Calls rows(r0, r1, thread) on contiguous chunks of [0, N): one chunk per
-// OpenMP thread when `work` pays for the fork, else a single call on this
-// thread without entering any parallel region (even an inactive one costs
-// more than a 16-element op). Returns the number of chunks.
-template <class F>
-int for_row_chunks(int64_t N, int64_t work, F&& rows) {
-  if (!worth_parallel(work)) {
-    rows(int64_t{0}, N, 0);
-    return 1;
-  }
-  int chunks = 1;
-#pragma omp parallel
-  {
-    const int nt = omp_get_num_threads(), id = omp_get_thread_num();
-    const int64_t per = (N + nt - 1) / nt, r0 = std::min(N, id * per), r1 = std::min(N, r0 + per);
-    rows(r0, r1, id);
-    if (id == 0) chunks = nt;
-  }
-  return chunks;
-}
-
 // Per-thread partial sums of length C for the weight/bias gradients, laid out
 // (threads, C) for up to omp_get_max_threads() threads; sum_into adds the
 // first `threads` of them into `out` (C).
@@ -83,7 +62,7 @@ struct Partials {
 template <class T>
 void softmax_rows(const T* x, T* y, int64_t N, int64_t C, bool log) {
   if (C == 0) return;
-  for_row_chunks(N, N * C, [&](int64_t r0, int64_t r1, int) {
+  parallel_chunks(N, N * C, [&](int64_t r0, int64_t r1, int) {
     for (int64_t r = r0; r < r1; ++r) {
       ConstRow<T> xr(x + r * C, C);
       Row<T> yr(y + r * C, C);
@@ -104,7 +83,7 @@ void softmax_rows(const T* x, T* y, int64_t N, int64_t C, bool log) {
 // log-softmax: gx = gy - exp(y) * sum(gy)
 template <class T>
 void softmax_backward_rows(const T* y, const T* gy, T* gx, int64_t N, int64_t C, bool log) {
-  for_row_chunks(N, N * C, [&](int64_t r0, int64_t r1, int) {
+  parallel_chunks(N, N * C, [&](int64_t r0, int64_t r1, int) {
     for (int64_t r = r0; r < r1; ++r) {
       ConstRow<T> yr(y + r * C, C), gr(gy + r * C, C);
       Row<T> gxr(gx + r * C, C);
@@ -123,7 +102,7 @@ void softmax_backward_rows(const T* y, const T* gy, T* gx, int64_t N, int64_t C,
 // y = (x - mean) * rstd * w + b. Saves mean and rstd (N).
 template <class T>
 void layer_norm_rows(const T* x, const T* w, const T* b, T eps, T* y, T* mean, T* rstd, int64_t N, int64_t C) {
-  for_row_chunks(N, N * C, [&](int64_t r0, int64_t r1, int) {
+  parallel_chunks(N, N * C, [&](int64_t r0, int64_t r1, int) {
     for (int64_t r = r0; r < r1; ++r) {
       ConstRow<T> xr(x + r * C, C);
       Row<T> yr(y + r * C, C);
@@ -149,7 +128,7 @@ template <class T>
 void layer_norm_backward_rows(const T* gy, const T* x, const T* w, const T* mean, const T* rstd, T* gx, T* gw,
                               T* gb, int64_t N, int64_t C) {
   Partials<T> pw(gw != nullptr, C), pb(gb != nullptr, C);
-  const int used = for_row_chunks(N, N * C, [&](int64_t r0, int64_t r1, int id) {
+  const int used = parallel_chunks(N, N * C, [&](int64_t r0, int64_t r1, int id) {
     T* accw = pw.of(id);
     T* accb = pb.of(id);
     for (int64_t r = r0; r < r1; ++r) {
@@ -177,7 +156,7 @@ void layer_norm_backward_rows(const T* gy, const T* x, const T* w, const T* mean
 // rstd = 1/sqrt(mean(x^2) + eps), y = x * rstd * w. Saves rstd (N).
 template <class T>
 void rms_norm_rows(const T* x, const T* w, T eps, T* y, T* rstd, int64_t N, int64_t C) {
-  for_row_chunks(N, N * C, [&](int64_t r0, int64_t r1, int) {
+  parallel_chunks(N, N * C, [&](int64_t r0, int64_t r1, int) {
     for (int64_t r = r0; r < r1; ++r) {
       ConstRow<T> xr(x + r * C, C);
       Row<T> yr(y + r * C, C);
@@ -198,7 +177,7 @@ template <class T>
 void rms_norm_backward_rows(const T* gy, const T* x, const T* w, const T* rstd, T* gx, T* gw, int64_t N,
                             int64_t C) {
   Partials<T> pw(gw != nullptr, C);
-  const int used = for_row_chunks(N, N * C, [&](int64_t r0, int64_t r1, int id) {
+  const int used = parallel_chunks(N, N * C, [&](int64_t r0, int64_t r1, int id) {
     T* accw = pw.of(id);
     for (int64_t r = r0; r < r1; ++r) {
       ConstRow<T> xr(x + r * C, C), gr(gy + r * C, C);

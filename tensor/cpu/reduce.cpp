@@ -201,14 +201,11 @@ void reduce_per_output(const T* x, T* o, const DimList& K, const DimList& R) {
   const int64_t n_out = K.numel(), n_red = R.numel();
   const int nthreads = omp_get_max_threads();
   if (n_out >= nthreads || !worth_parallel(n_out * n_red)) {
-#pragma omp parallel if (worth_parallel(n_out * n_red))
-    {
-      int nt = omp_get_num_threads(), id = omp_get_thread_num();
-      int64_t chunk = (n_out + nt - 1) / nt, b = std::min(n_out, chunk * id), e = std::min(n_out, b + chunk);
+    parallel_chunks(n_out, n_out * n_red, [&](int64_t b, int64_t e, int) {
       Counter c(K);
       c.seek(b);
       for (int64_t k = b; k < e; ++k, c.next()) o[c.ooff] = F::result(fold_span<Op, T>(x + c.xoff, R, 0, n_red));
-    }
+    });
     return;
   }
   // Few outputs, much work each (e.g. a full reduction): split each one.
@@ -259,15 +256,14 @@ void reduce_columns(const T* x, T* o, const DimList& K, const DimList& R) {
     ooff = c.ooff + j0;
   };
   if (tasks >= omp_get_max_threads() || !worth_parallel(work)) {
-#pragma omp parallel for schedule(static) if (worth_parallel(work))
-    for (int64_t t = 0; t < tasks; ++t) {
+    parallel_for(tasks, work, [&](int64_t t) {
       int64_t xoff, ooff, w;
       task_base(t, xoff, ooff, w);
       Acc acc[kColBlock];
       std::fill(acc, acc + w, F::init());
       accumulate_columns<Op, T>(x + xoff, w, cs, R, 0, n_red, acc);
       for (int64_t j = 0; j < w; ++j) o[ooff + j] = F::result(acc[j]);
-    }
+    });
     return;
   }
   // Few column blocks and many rows: each thread accumulates part of the rows.
@@ -317,10 +313,7 @@ bool better(T v, T best) {
 template <class T, bool Max>
 void arg_per_output(const T* x, T* vals, int64_t* idx, const DimList& K, int64_t n, int64_t s) {
   const int64_t n_out = K.numel();
-#pragma omp parallel if (worth_parallel(n_out * n))
-  {
-    int nt = omp_get_num_threads(), id = omp_get_thread_num();
-    int64_t chunk = (n_out + nt - 1) / nt, b = std::min(n_out, chunk * id), e = std::min(n_out, b + chunk);
+  parallel_chunks(n_out, n_out * n, [&](int64_t b, int64_t e, int) {
     Counter c(K);
     c.seek(b);
     for (int64_t k = b; k < e; ++k, c.next()) {
@@ -333,7 +326,7 @@ void arg_per_output(const T* x, T* vals, int64_t* idx, const DimList& K, int64_t
       vals[c.ooff] = best;
       idx[c.ooff] = bi;
     }
-  }
+  });
 }
 
 template <class T, bool Max>
@@ -341,8 +334,7 @@ void arg_columns(const T* x, T* vals, int64_t* idx, const DimList& K, int64_t n,
   const int64_t nc = K.size[K.n - 1], cs = K.xs[K.n - 1];
   const DimList outer = K.drop_last();
   const int64_t n_blocks = (nc + kColBlock - 1) / kColBlock, tasks = outer.numel() * n_blocks;
-#pragma omp parallel for schedule(static) if (worth_parallel(K.numel() * n))
-  for (int64_t t = 0; t < tasks; ++t) {
+  parallel_for(tasks, K.numel() * n, [&](int64_t t) {
     Counter c(outer);
     c.seek(t / n_blocks);
     int64_t j0 = (t % n_blocks) * kColBlock, w = std::min(kColBlock, nc - j0);
@@ -356,7 +348,7 @@ void arg_columns(const T* x, T* vals, int64_t* idx, const DimList& K, int64_t n,
         if (better<T, Max>(row[j * cs], v[j])) v[j] = row[j * cs], ix[j] = i;
       }
     }
-  }
+  });
 }
 
 }  // namespace
