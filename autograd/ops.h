@@ -128,6 +128,14 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* gen = nullpt
 // q, k, v (B, H, T, D); scale defaults to 1/sqrt(D).
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal = true,
                                     double scale = 0.0, DG_SITE);
+// Causal attention over S sequences packed back to back: q, k, v (H, N, D);
+// cu_seqlens i64 (S + 1), cu[0] = 0, non-decreasing, cu[S] = N; sequence s
+// owns rows [cu[s], cu[s+1]) and attends only within itself. scale defaults
+// to 1/sqrt(D).
+//   Tensor cu = dg::from_vector<int64_t>({0, 3, 3, 10}, {4});  // lengths 3, 0, 7
+//   Tensor out = dg::attention_varlen(q, k, v, cu);             // q (H, 10, D)
+Tensor attention_varlen(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cu_seqlens,
+                        double scale = 0.0, DG_SITE);
 
 // --- in place (ops/inplace.cpp): bump the storage version. Not allowed on a
 // leaf that requires grad while grad mode is on.

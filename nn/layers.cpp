@@ -107,6 +107,28 @@ Tensor CausalSelfAttention::forward(const Tensor& x, KVCache* cache) const {
   return proj->forward(reshape(transpose(y, 1, 2), {B, T, C}));
 }
 
+// Packed layout: qkv (N, 3C) -> three (N, H, D) slices -> (H, N, D) contiguous,
+// the layout of the varlen kernel (each head's rows of one sequence contiguous).
+CausalSelfAttention::Heads CausalSelfAttention::heads(const Tensor& x) const {
+  DG_CHECK(x.dim() == 2, "CausalSelfAttention: packed input must be (N, C), got {}", x.shape());
+  const int64_t N = x.size(0), C = x.size(1), H = n_head, D = C / H;
+  Tensor qkv_out = qkv->forward(x);  // (N, 3C)
+  auto head = [&](int64_t i) {
+    return contiguous(transpose(view(slice(qkv_out, 1, i * C, (i + 1) * C), {N, H, D}), 0, 1));
+  };
+  return {head(0), head(1), head(2)};
+}
+
+Tensor CausalSelfAttention::merge(const Tensor& y) const {
+  const int64_t H = y.size(0), N = y.size(1), D = y.size(2);
+  return proj->forward(reshape(transpose(y, 0, 1), {N, H * D}));
+}
+
+Tensor CausalSelfAttention::forward_packed(const Tensor& x, const Tensor& cu_seqlens) const {
+  Heads h = heads(x);
+  return merge(attention_varlen(h.q, h.k, h.v, cu_seqlens));
+}
+
 // ---------------------------------------------------------------- block
 Block::Block(int64_t C, int64_t H, double dropout, LayerOptions opt) {
   ln1 = register_module("ln1", std::make_shared<LayerNorm>(C, 1e-5, true, opt));
@@ -118,6 +140,18 @@ Block::Block(int64_t C, int64_t H, double dropout, LayerOptions opt) {
 
 Tensor Block::forward(const Tensor& x, KVCache* cache) const {
   Tensor a = drop->forward(attn->forward(ln1->forward(x), cache));
+  Tensor m = drop->forward(mlp->forward(ln2->forward(x + a)));
+  return a + m;
+}
+
+Tensor Block::forward_packed(const Tensor& x, const Tensor& cu_seqlens) const {
+  Tensor a = drop->forward(attn->forward_packed(ln1->forward(x), cu_seqlens));
+  Tensor m = drop->forward(mlp->forward(ln2->forward(x + a)));
+  return a + m;
+}
+
+Tensor Block::delta_from_attention(const Tensor& x, const Tensor& y) const {
+  Tensor a = drop->forward(attn->merge(y));
   Tensor m = drop->forward(mlp->forward(ln2->forward(x + a)));
   return a + m;
 }

@@ -93,6 +93,20 @@ class CausalSelfAttention : public Module {
   // their keys and values are appended and the queries attend to everything
   // cached so far (no gradients through a cache: use under NoGradGuard).
   Tensor forward(const Tensor& x, KVCache* cache = nullptr) const;
+
+  // Packed variable-length sequences (the routed models): x (N, C) holds
+  // sequences back to back, cu_seqlens (S + 1) i64 their boundaries; each
+  // attends causally within itself only.
+  Tensor forward_packed(const Tensor& x, const Tensor& cu_seqlens) const;
+  // The two halves around the attention kernel, for callers that mix tokens
+  // projected by different layers in one attention (MoB's step scope):
+  // heads(x (N, C)) -> q, k, v each (H, N, D) contiguous; merge(y (H, N, D)) -> proj(y) (N, C).
+  struct Heads {
+    Tensor q, k, v;
+  };
+  Heads heads(const Tensor& x) const;
+  Tensor merge(const Tensor& y) const;
+
   std::shared_ptr<Linear> qkv, proj;
   int64_t n_head;
 };
@@ -105,6 +119,12 @@ class Block : public Module {
  public:
   Block(int64_t C, int64_t H, double dropout = 0.0, LayerOptions opt = {});
   Tensor forward(const Tensor& x, KVCache* cache = nullptr) const;
+  // Packed sequences x (N, C) with boundaries cu_seqlens: the same delta.
+  Tensor forward_packed(const Tensor& x, const Tensor& cu_seqlens) const;
+  // The block split around its attention: q, k, v of ln1(x), and the delta
+  // given the attention output y (H, N, D) of those queries.
+  CausalSelfAttention::Heads attention_inputs(const Tensor& x) const { return attn->heads(ln1->forward(x)); }
+  Tensor delta_from_attention(const Tensor& x, const Tensor& y) const;
   std::shared_ptr<LayerNorm> ln1, ln2;
   std::shared_ptr<CausalSelfAttention> attn;
   std::shared_ptr<MLP> mlp;

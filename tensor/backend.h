@@ -143,6 +143,27 @@ class Backend {
   virtual void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                                   const Tensor& lse, const Tensor& gout, double scale, bool causal,
                                   const Tensor& gq, const Tensor& gk, const Tensor& gv) = 0;
+  // Packed variable-length causal attention: q, k, v (H, N, D) contiguous hold
+  // S sequences back to back; cu_seqlens is i64 (S + 1), contiguous, with
+  // cu[0] = 0, non-decreasing, cu[S] = N, and sequence s owns rows
+  // [cu[s], cu[s+1]). Within each sequence out = softmax(q k^T * scale +
+  // causal mask) v; no query sees another sequence's keys. Empty sequences are
+  // allowed. Saves lse (H, N) for backward.
+  virtual void attention_varlen(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cu_seqlens,
+                                double scale, const Tensor& out, const Tensor& lse) = 0;
+  // gq, gk, gv (H, N, D) are overwritten, not accumulated.
+  virtual void attention_varlen_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cu_seqlens,
+                                         const Tensor& out, const Tensor& lse, const Tensor& gout, double scale,
+                                         const Tensor& gq, const Tensor& gk, const Tensor& gv) = 0;
+  // One AdamW step (torch.optim.AdamW, non-amsgrad), in place on contiguous
+  // param, exp_avg (m) and exp_avg_sq (v), all of grad's shape and dtype;
+  // step t >= 1 counts this update. With bc1 = 1 - beta1^t, bc2 = 1 - beta2^t:
+  //   p *= 1 - lr*wd;  m = beta1*m + (1-beta1)*g;  v = beta2*v + (1-beta2)*g*g;
+  //   p += -(lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps)
+  // Fused: one pass over memory instead of ~10 elementwise kernels and their
+  // temporaries. The caller bumps the storage versions.
+  virtual void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                          double lr, double beta1, double beta2, double eps, double weight_decay, int64_t step) = 0;
 };
 
 // The backend registered for a device; a dg::Error if that device is not available.

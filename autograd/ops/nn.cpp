@@ -1,8 +1,10 @@
-// Fused nn ops: softmax, log_softmax, layer_norm, rms_norm and
-// scaled_dot_product_attention. (cross_entropy and dropout: ops/loss.cpp.)
+// Fused nn ops: softmax, log_softmax, layer_norm, rms_norm,
+// scaled_dot_product_attention and attention_varlen. (cross_entropy and
+// dropout: ops/loss.cpp.)
 //
 // Legend: N = rows (leading dims flattened), C = the normalised last dim,
-// B = batch, H = heads, Tq/Tk = query/key positions, D = head dim.
+// B = batch, H = heads, Tq/Tk = query/key positions, D = head dim; for
+// attention_varlen N = tokens of S sequences packed back to back.
 //
 // Why fused: each op is one backend kernel forward and one backward instead of
 // the 5-10 elementwise and reduction ops of its composite form, every one of
@@ -193,6 +195,48 @@ Tensors attention_grad(const Node& node, const Tensor& g, const Tensor& q, const
   return {gq, gk, gv};
 }
 
+// q, k, v (H, N, D) and cu_seqlens (S + 1) describing a packed batch: i64,
+// cu[0] = 0, non-decreasing, cu[S] = N.
+void check_attention_varlen_args(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+                                 const Tensor& cu_seqlens) {
+  check_defined(op, q, "q");
+  check_defined(op, k, "k");
+  check_defined(op, v, "v");
+  check_defined(op, cu_seqlens, "cu_seqlens");
+  for (const auto& [t, name] : {std::pair{&q, "q"}, {&k, "k"}, {&v, "v"}})
+    DG_CHECK(t->dim() == 3, "{}: q, k, v must be 3-D (H, N, D), got {} for {}", op, t->shape(), name);
+  check_floating(op, q);
+  check_same_dtype(op, q, k);
+  check_same_dtype(op, q, v);
+  check_same_device(op, q, k);
+  check_same_device(op, q, v);
+  DG_CHECK(q.shape() == k.shape() && q.shape() == v.shape(),
+           "{}: q, k, v must have the same shape (H, N, D), got q {} k {} v {}", op, q.shape(), k.shape(), v.shape());
+  DG_CHECK(q.size(2) > 0, "{}: head dim D must be positive, got q {}", op, q.shape());
+  DG_CHECK(cu_seqlens.dtype() == DType::i64, "{}: cu_seqlens must be i64, got {} of shape {}", op, cu_seqlens.dtype(),
+           cu_seqlens.shape());
+  DG_CHECK(cu_seqlens.dim() == 1 && cu_seqlens.numel() >= 1,
+           "{}: cu_seqlens must be 1-D of length S + 1 >= 1 (S sequences), got shape {}", op, cu_seqlens.shape());
+  check_same_device(op, q, cu_seqlens);
+  const std::vector<int64_t> cu = cu_seqlens.to_vector<int64_t>();
+  const int64_t S = static_cast<int64_t>(cu.size()) - 1, N = q.size(1);
+  DG_CHECK(cu[0] == 0, "{}: cu_seqlens[0] must be 0, got {}", op, cu[0]);
+  for (int64_t s = 0; s < S; ++s)
+    DG_CHECK(cu[s] <= cu[s + 1], "{}: cu_seqlens must be non-decreasing, got cu_seqlens[{}] = {} > cu_seqlens[{}] = {}",
+             op, s, cu[s], s + 1, cu[s + 1]);
+  DG_CHECK(cu[S] == N, "{}: cu_seqlens[{}] = {} must equal the token count N = {} of q {}", op, S, cu[S], N,
+           q.shape());
+}
+
+Tensors attention_varlen_grad(const Node& node, const Tensor& g, const Tensor& q, const Tensor& k, const Tensor& v,
+                              const Tensor& cu_seqlens, const Tensor& out, const Tensor& lse, double scale) {
+  Tensor gq = empty_as(q.shape(), q), gk = empty_as(k.shape(), k), gv = empty_as(v.shape(), v);
+  if (q.numel() > 0)
+    backend_of(q).attention_varlen_backward(q, k, v, cu_seqlens, out, lse, to_contiguous(g), scale, gq, gk, gv);
+  forbid_double_backward("attention_varlen", "attention_varlen_backward", node, g, {gq, gk, gv});
+  return {gq, gk, gv};
+}
+
 }  // namespace
 
 // Fused (see the top of the file): one kernel, saves only y.
@@ -254,6 +298,29 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
              return attention_grad(node, g, qc.get(), kc.get(), vc.get(), o.get(), lse, scale, causal);
            },
            {q.shape(), k.shape(), v.shape(), out.shape(), lse.shape()});
+  return out;
+}
+
+// Causal attention within each of S sequences packed back to back: q, k, v
+// (H, N, D), sequence s owning rows [cu_seqlens[s], cu_seqlens[s+1]); out
+// (H, N, D). Fused like scaled_dot_product_attention (no double backward);
+// one (h, s) tile per sequence, so no work or memory goes to padding. Saves
+// q, k, v, cu_seqlens, out and lse (H, N).
+Tensor attention_varlen(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cu_seqlens, double scale,
+                        Site site) {
+  const char* op = "attention_varlen";
+  check_attention_varlen_args(op, q, k, v, cu_seqlens);
+  if (scale == 0.0) scale = 1.0 / std::sqrt(static_cast<double>(q.size(2)));
+  Tensor qc = to_contiguous(q), kc = to_contiguous(k), vc = to_contiguous(v), cu = to_contiguous(cu_seqlens);
+  Tensor out = empty_as(q.shape(), q), lse = empty_as({q.size(0), q.size(1)}, q);
+  if (out.numel() > 0) backend_of(q).attention_varlen(qc, kc, vc, cu, scale, out, lse);
+  if (should_record({q, k, v}))
+    record(op, site, out, {q, k, v},
+           [qc = save(qc), kc = save(kc), vc = save(vc), cu = save(cu), o = save_output(out), lse, scale](
+               const Tensor& g, const Node& node) {
+             return attention_varlen_grad(node, g, qc.get(), kc.get(), vc.get(), cu.get(), o.get(), lse, scale);
+           },
+           {q.shape(), k.shape(), v.shape(), cu.shape(), out.shape(), lse.shape()});
   return out;
 }
 

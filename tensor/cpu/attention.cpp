@@ -22,6 +22,13 @@
 //   dQ_i = scale * dS K,  dK += scale * dS^T Q_i.
 // Scratch is O(kQueryBlock * Tk) per thread.
 //
+// Packed variable-length (attention_varlen): q, k, v (H, N, D) hold S causal
+// sequences back to back, sequence s owning rows [cu[s], cu[s+1]). Each
+// (h, s) pair is a tile like the above with Tq = Tk = len_s, whose Q, K, V
+// are contiguous row blocks of head h; nothing crosses a sequence boundary.
+// Lengths differ, so tiles are scheduled dynamically; scratch is sized by the
+// longest sequence.
+//
 // Determinism: Eigen evaluates a row's exp/max/sum with SIMD packets from the
 // first 64-byte-aligned element and scalar code before it, and the two round
 // differently in the last bit. Scratch rows therefore start 64-byte aligned
@@ -142,6 +149,39 @@ AttnDims attn_dims(const Tensor& q, const Tensor& k, bool causal) {
   return {q.size(0) * q.size(1), q.size(2), k.size(2), q.size(3), causal};
 }
 
+// The (h, s) tiles of a packed varlen batch, read from cu_seqlens (S + 1),
+// which the caller has checked (first 0, non-decreasing, last N).
+struct VarlenTiles {
+  const int64_t* cu;
+  int64_t H, S, N, D, max_len = 0, flops = 0;
+  VarlenTiles(const Tensor& q, const Tensor& cu_seqlens)
+      : cu(cu_seqlens.data<int64_t>()), H(q.size(0)), S(cu_seqlens.numel() - 1), N(q.size(1)), D(q.size(2)) {
+    DG_ASSERT(q.dim() == 3 && q.is_contiguous() && cu_seqlens.dim() == 1 && cu_seqlens.is_contiguous() && S >= 0 &&
+                  cu[0] == 0 && cu[S] == N,
+              "attention_varlen q {} cu_seqlens {}", q.shape(), cu_seqlens.shape());
+    for (int64_t s = 0; s < S; ++s) {
+      const int64_t len = cu[s + 1] - cu[s];
+      DG_ASSERT(len >= 0, "attention_varlen: cu_seqlens decreases at {}", s + 1);
+      max_len = std::max(max_len, len);
+      flops += H * len * len * D;
+    }
+  }
+  int64_t count() const { return H * S; }
+  // Tile t = (h, s): its dims and the offset of its first row in (H, N, ·).
+  AttnDims dims(int64_t t) const {
+    const int64_t s = t % S, len = cu[s + 1] - cu[s];
+    return {1, len, len, D, true};
+  }
+  int64_t row(int64_t t) const { return t / S * N + cu[t % S]; }
+};
+
+// Every tensor in `others` has a's shape and is contiguous.
+bool contiguous_like(const Tensor& a, std::initializer_list<const Tensor*> others) {
+  for (const Tensor* t : others)
+    if (t->shape() != a.shape() || !t->is_contiguous()) return false;
+  return true;
+}
+
 }  // namespace
 
 void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal,
@@ -196,6 +236,64 @@ void CpuBackend::attention_backward(const Tensor& q, const Tensor& k, const Tens
         attention_backward_tile<T>(qp + t * qs, kp + t * ks, vp + t * ks, op + t * qs, lp + t * d.Tq, gop + t * qs,
                                    gqp + t * qs, gkp + t * ks, gvp + t * ks, T(scale), d, p_buf.data(),
                                    dp_buf.data(), dl_buf.data());
+    }
+  });
+}
+
+void CpuBackend::attention_varlen(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cu_seqlens,
+                                  double scale, const Tensor& out, const Tensor& lse) {
+  const VarlenTiles tiles(q, cu_seqlens);
+  DG_ASSERT(contiguous_like(q, {&k, &v, &out}) && lse.numel() == tiles.H * tiles.N,
+            "attention_varlen q {} k {} v {} out {} lse {}", q.shape(), k.shape(), v.shape(), out.shape(),
+            lse.shape());
+  if (tiles.max_len == 0 || tiles.H == 0) return;
+  visit_floating(q.dtype(), "attention_varlen", [&](auto tag) {
+    using T = decltype(tag);
+    const T *qp = q.data<T>(), *kp = k.data<T>(), *vp = v.data<T>();
+    T *op = out.data<T>(), *lp = lse.data<T>();
+    const int64_t D = tiles.D;
+#pragma omp parallel if (worth_parallel(tiles.flops))
+    {
+      Scratch<T> s_buf(kQueryBlock * padded<T>(tiles.max_len));
+#pragma omp for schedule(dynamic)
+      for (int64_t t = 0; t < tiles.count(); ++t) {
+        const AttnDims d = tiles.dims(t);
+        if (d.Tq == 0) continue;
+        const int64_t r = tiles.row(t), x = r * D;
+        attention_tile<T>(qp + x, kp + x, vp + x, op + x, lp + r, T(scale), d, s_buf.data());
+      }
+    }
+  });
+}
+
+void CpuBackend::attention_varlen_backward(const Tensor& q, const Tensor& k, const Tensor& v,
+                                           const Tensor& cu_seqlens, const Tensor& out, const Tensor& lse,
+                                           const Tensor& gout, double scale, const Tensor& gq, const Tensor& gk,
+                                           const Tensor& gv) {
+  const VarlenTiles tiles(q, cu_seqlens);
+  DG_ASSERT(contiguous_like(q, {&k, &v, &out, &gout, &gq, &gk, &gv}) && lse.numel() == tiles.H * tiles.N,
+            "attention_varlen_backward q {} k {} v {} gout {} lse {}", q.shape(), k.shape(), v.shape(),
+            gout.shape(), lse.shape());
+  // Every row of (H, N) belongs to one non-empty sequence, whose tile writes
+  // its rows of gq, gk and gv: no zero fill needed.
+  if (tiles.max_len == 0 || tiles.H == 0) return;
+  visit_floating(q.dtype(), "attention_varlen_backward", [&](auto tag) {
+    using T = decltype(tag);
+    const T *qp = q.data<T>(), *kp = k.data<T>(), *vp = v.data<T>(), *op = out.data<T>(), *lp = lse.data<T>(),
+            *gop = gout.data<T>();
+    T *gqp = gq.data<T>(), *gkp = gk.data<T>(), *gvp = gv.data<T>();
+    const int64_t D = tiles.D, ld = padded<T>(tiles.max_len);
+#pragma omp parallel if (worth_parallel(tiles.flops))
+    {
+      Scratch<T> p_buf(kQueryBlock * ld), dp_buf(kQueryBlock * ld), dl_buf(tiles.max_len);
+#pragma omp for schedule(dynamic)
+      for (int64_t t = 0; t < tiles.count(); ++t) {
+        const AttnDims d = tiles.dims(t);
+        if (d.Tq == 0) continue;
+        const int64_t r = tiles.row(t), x = r * D;
+        attention_backward_tile<T>(qp + x, kp + x, vp + x, op + x, lp + r, gop + x, gqp + x, gkp + x, gvp + x,
+                                   T(scale), d, p_buf.data(), dp_buf.data(), dl_buf.data());
+      }
     }
   });
 }

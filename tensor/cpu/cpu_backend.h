@@ -2,7 +2,7 @@
 // The CPU backend. Kernels are split by family across tensor/cpu/*.cpp:
 //   memory.cpp (allocator, fill, copy), elementwise.cpp, reduce.cpp,
 //   matmul.cpp (Eigen GEMM), index.cpp, random.cpp, nn.cpp (fused kernels),
-//   attention.cpp.
+//   attention.cpp, optim.cpp (fused AdamW step).
 #include "tensor/backend.h"
 
 namespace dg::cpu {
@@ -67,6 +67,13 @@ class CpuBackend final : public Backend {
   void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                           const Tensor& gout, double scale, bool causal, const Tensor& gq, const Tensor& gk,
                           const Tensor& gv) override;
+  void attention_varlen(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cu_seqlens, double scale,
+                        const Tensor& out, const Tensor& lse) override;
+  void attention_varlen_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cu_seqlens,
+                                 const Tensor& out, const Tensor& lse, const Tensor& gout, double scale,
+                                 const Tensor& gq, const Tensor& gk, const Tensor& gv) override;
+  void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq, double lr,
+                  double beta1, double beta2, double eps, double weight_decay, int64_t step) override;
 
  private:
   struct Cache;

@@ -1,0 +1,321 @@
+#include "models/mob.h"
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "models/routing.h"
+#include "nn/init.h"
+
+namespace dg::models {
+
+// ---------------------------------------------------------------- config
+namespace {
+
+template <class E>
+struct EnumNames {
+  std::vector<std::pair<E, const char*>> names;
+  const char* of(E e) const {
+    for (auto& [v, n] : names)
+      if (v == e) return n;
+    return "?";
+  }
+  E parse(const std::string& s, const char* field) const {
+    for (auto& [v, n] : names)
+      if (s == n) return v;
+    throw Error(fmt::format("MoB config: {} '{}' is not a known value", field, s));
+  }
+};
+const EnumNames<Halting> kHalting{{{Halting::ponder, "ponder"}, {Halting::bias, "bias"}}};
+const EnumNames<GateInit> kGateInit{{{GateInit::dense_path, "dense-path"}, {GateInit::uniform, "uniform"}}};
+const EnumNames<AttnScope> kScope{{{AttnScope::step, "step"}, {AttnScope::block, "block"}}};
+const EnumNames<BlockWeight> kWeight{{{BlockWeight::q, "q"}, {BlockWeight::straight_through, "straight-through"}}};
+const EnumNames<Explore> kExplore{{{Explore::none, "none"}, {Explore::gumbel, "gumbel"}, {Explore::epsilon, "epsilon"}}};
+
+}  // namespace
+
+std::string to_json(const MoBConfig& c) {
+  nlohmann::json j = nlohmann::json::parse(to_json(c.gpt));
+  j["n_blocks"] = c.n_blocks, j["max_depth"] = c.max_depth, j["halting"] = kHalting.of(c.halting);
+  j["gate_init"] = kGateInit.of(c.gate_init), j["attn_scope"] = kScope.of(c.attn_scope);
+  j["weight"] = kWeight.of(c.weight), j["explore"] = kExplore.of(c.explore), j["explore_param"] = c.explore_param;
+  j["return_bias"] = c.return_bias, j["prior"] = c.prior, j["kl"] = c.kl, j["eps"] = c.eps;
+  j["ponder_cost"] = c.ponder_cost, j["depth_target"] = c.depth_target, j["depth_weight"] = c.depth_weight;
+  j["balance"] = c.balance;
+  return j.dump();
+}
+
+MoBConfig mob_config_from_json(const std::string& text) {
+  MoBConfig c;
+  c.gpt = gpt_config_from_json(text);
+  nlohmann::json j = nlohmann::json::parse(text);
+  try {
+    c.n_blocks = j.at("n_blocks").get<int64_t>(), c.max_depth = j.at("max_depth").get<int64_t>();
+    c.halting = kHalting.parse(j.at("halting").get<std::string>(), "halting");
+    c.gate_init = kGateInit.parse(j.at("gate_init").get<std::string>(), "gate_init");
+    c.attn_scope = kScope.parse(j.at("attn_scope").get<std::string>(), "attn_scope");
+    c.weight = kWeight.parse(j.at("weight").get<std::string>(), "weight");
+    c.explore = kExplore.parse(j.at("explore").get<std::string>(), "explore");
+    c.explore_param = j.at("explore_param").get<double>(), c.return_bias = j.at("return_bias").get<double>();
+    c.prior = j.at("prior").get<double>(), c.kl = j.at("kl").get<double>(), c.eps = j.at("eps").get<double>();
+    c.ponder_cost = j.at("ponder_cost").get<double>(), c.depth_target = j.at("depth_target").get<double>();
+    c.depth_weight = j.at("depth_weight").get<double>(), c.balance = j.at("balance").get<double>();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("MoB config: missing or bad field ({})", e.what()));
+  }
+  return c;
+}
+
+// ---------------------------------------------------------------- model
+namespace {
+
+GPTConfig blocks_as_layers(const MoBConfig& c) {
+  GPTConfig g = c.gpt;
+  g.n_layer = c.n_blocks;
+  return g;
+}
+
+Tensor ids(const std::vector<int64_t>& v) { return from_vector<int64_t>(v, {static_cast<int64_t>(v.size())}); }
+
+}  // namespace
+
+MoB::MoB(const MoBConfig& cfg) : GPT(blocks_as_layers(cfg)), mcfg_(cfg), explore_gen_(cfg.gpt.seed + 2) {
+  mcfg_.gpt.n_layer = cfg.n_blocks;
+  DG_CHECK(cfg.n_blocks >= 1, "MoB: n_blocks must be >= 1, got {}", cfg.n_blocks);
+  DG_CHECK(cfg.max_depth >= 1, "MoB: max_depth must be >= 1, got {}", cfg.max_depth);
+  const int64_t n = cfg.n_blocks, D = cfg.max_depth, C = cfg.gpt.n_embd;
+  Generator gen(cfg.gpt.seed + 1);
+  nn::LayerOptions opt{cfg.gpt.dtype, &gen};
+  gate_ln = register_module("gate_ln", std::make_shared<nn::LayerNorm>(C, 1e-5, true, opt));
+  gate = register_module("gate", std::make_shared<nn::Linear>(C, n + 1, false, opt));
+  std::vector<double> bias((D + 1) * (n + 1), 0.0);
+  if (cfg.gate_init == GateInit::dense_path) {
+    nn::init::zeros_(gate->weight);  // the bias alone decides: block d at step d < n, then return
+    for (int64_t d = 0; d <= D; ++d) bias[d * (n + 1) + (d < n ? d : n)] = 3.0;
+  }
+  step_bias = register_parameter("step_bias", from_doubles(bias, {D + 1, n + 1}, {cfg.gpt.dtype}));
+  BlockChooser chooser{cfg.weight, cfg.explore, cfg.explore_param};
+  if (cfg.halting == Halting::ponder)
+    policy_ = make_ponder_policy({cfg.prior, cfg.kl, cfg.eps, cfg.depth_target, cfg.depth_weight}, chooser);
+  else
+    policy_ = make_bias_policy({cfg.ponder_cost, cfg.depth_target, cfg.depth_weight}, chooser);
+}
+
+Tensor MoB::gate_logits(const Tensor& x, int64_t d) const {
+  Tensor logits = gate->forward(gate_ln->forward(x)) + select(step_bias, 0, d);
+  if (mcfg_.return_bias != 0.0) {
+    std::vector<double> rb(mcfg_.n_blocks + 1, 0.0);
+    rb.back() = mcfg_.return_bias * static_cast<double>(d);
+    logits = logits + from_doubles(rb, {mcfg_.n_blocks + 1}, {x.dtype()});
+  }
+  return logits;
+}
+
+// Deltas (Nc, C) for the continuing rows of R (flat rows b*T + t, ascending),
+// each through its chosen block, grouped: one batched call per block.
+Tensor MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const std::vector<int64_t>& choice,
+                        int64_t T, Tensor* /*unused*/) {
+  const int64_t n = mcfg_.n_blocks, Nc = static_cast<int64_t>(rows.size()), C = cfg_.n_embd;
+  Groups g = group_by_choice(choice, n);
+  std::vector<int64_t> inv(Nc);
+  for (int64_t i = 0; i < Nc; ++i) inv[g.perm[i]] = i;
+  Tensor x = gather_rows(R, ids(rows));  // (Nc, C), rows in (sequence, position) order
+  std::vector<Tensor> xs(n);
+  std::vector<std::vector<int64_t>> members(n);
+  for (int64_t k = 0; k < n; ++k) {
+    members[k].assign(g.perm.begin() + g.offsets[k], g.perm.begin() + g.offsets[k + 1]);
+    if (!members[k].empty()) xs[k] = index_select(x, 0, ids(members[k]));
+  }
+  // cu_seqlens of a list of positions in the continuing list (ascending
+  // rows), counting the causal attention FLOPs of each packed sequence of
+  // length L: L(L+1)/2 query-key pairs at 4C (q k^T and p v).
+  auto seqlens = [&](const std::vector<int64_t>& pos) {
+    std::vector<int64_t> cu{0};
+    int64_t seq = -1;
+    for (int64_t p : pos) {
+      const int64_t s = rows[p] / T;
+      while (seq < s) {
+        cu.push_back(cu.back());
+        ++seq;
+      }
+      ++cu.back();
+    }
+    for (size_t i = 1; i < cu.size(); ++i) {
+      const double L = static_cast<double>(cu[i] - cu[i - 1]);
+      last_flops_ += 2.0 * static_cast<double>(C) * L * (L + 1.0);
+    }
+    return ids(cu);
+  };
+  Tensors parts;
+  if (mcfg_.attn_scope == AttnScope::block) {
+    for (int64_t k = 0; k < n; ++k)
+      if (!members[k].empty()) {
+        parts.push_back(blocks[k]->forward_packed(xs[k], seqlens(members[k])));
+        last_flops_ += 24.0 * C * C * static_cast<double>(members[k].size());
+      }
+  } else {
+    // Every block projects its own tokens; one attention over all of them.
+    Tensors q, kk, v;
+    for (int64_t k = 0; k < n; ++k)
+      if (!members[k].empty()) {
+        auto h = blocks[k]->attention_inputs(xs[k]);
+        q.push_back(h.q), kk.push_back(h.k), v.push_back(h.v);
+      }
+    Tensor inv_t = ids(inv), perm_t = ids(g.perm);
+    std::vector<int64_t> all(Nc);
+    for (int64_t i = 0; i < Nc; ++i) all[i] = i;
+    Tensor qa = index_select(cat(q, 1), 1, inv_t), ka = index_select(cat(kk, 1), 1, inv_t),
+           va = index_select(cat(v, 1), 1, inv_t);
+    Tensor y = index_select(attention_varlen(qa, ka, va, seqlens(all)), 1, perm_t);  // back in group order
+    for (int64_t k = 0; k < n; ++k)
+      if (!members[k].empty()) {
+        Tensor yk = slice(y, 1, g.offsets[k], g.offsets[k + 1]);
+        parts.push_back(blocks[k]->delta_from_attention(xs[k], yk));
+        last_flops_ += 24.0 * C * C * static_cast<double>(members[k].size());
+      }
+  }
+  return index_select(cat(parts, 0), 0, ids(inv));
+}
+
+MoB::Run MoB::run(const Tensor& idx, const Tensor& targets, bool training) {
+  check_tokens("MoB", idx, cfg_.block_size, cfg_.vocab_size);
+  const int64_t B = idx.size(0), T = idx.size(1), N = B * T, C = cfg_.n_embd, V = cfg_.vocab_size;
+  const int64_t n = mcfg_.n_blocks, D = mcfg_.max_depth;
+  Tensor R = reshape(embed(idx), {N, C});
+  Tensor y_flat = targets.defined() ? reshape(targets, {N}) : Tensor();
+  policy_->begin(N, R.dtype());
+  trace_.reset(B, T, n, D);
+  last_flops_ = 0;
+  Run out;
+  if (!training) out.logits = zeros({N, V}, {R.dtype()});
+  std::vector<int64_t> active(N);
+  for (int64_t i = 0; i < N; ++i) active[i] = i;
+  Tensor balance;
+  for (int64_t d = 0; d <= D && !active.empty(); ++d) {
+    const int64_t Na = static_cast<int64_t>(active.size());
+    Tensor rows = ids(active);
+    Tensor Ra = gather_rows(R, rows);
+    StepContext ctx;
+    ctx.step = d, ctx.max_depth = D, ctx.training = training, ctx.gen = &explore_gen_;
+    ctx.probs = softmax(gate_logits(Ra, d), -1);
+    last_flops_ += 2.0 * C * (n + 1) * Na;
+    if (policy_->needs_step_loss(training)) {
+      ctx.ce = cross_entropy(head(Ra), index_select(y_flat, 0, rows), -100, 0.0, Reduction::none);
+      last_flops_ += 2.0 * C * V * Na;
+    }
+    StepDecision dec = policy_->step(ctx, active);
+    if (dec.loss.defined()) out.objective = out.objective.defined() ? out.objective + dec.loss : dec.loss;
+    std::vector<double> lam = dec.halt_prob.to_vector<double>();
+    std::vector<int64_t> halted, cont, cont_blocks, cont_pos;
+    for (int64_t i = 0; i < Na; ++i) {
+      if (dec.halt[i]) {
+        halted.push_back(i);
+        trace_.tokens[active[i]].push_back({static_cast<int32_t>(d), -1, 0.0f, static_cast<float>(lam[i])});
+      } else {
+        cont.push_back(active[i]);
+        cont_blocks.push_back(dec.block[i]);
+        cont_pos.push_back(i);
+      }
+    }
+    if (!training && !halted.empty()) {
+      Tensor hrows = ids(halted);
+      out.logits = index_add(out.logits, 0, index_select(rows, 0, hrows), head(index_select(Ra, 0, hrows)));
+      last_flops_ += 2.0 * C * V * static_cast<double>(halted.size());
+    }
+    if (cont.empty()) break;
+    std::vector<double> w = dec.weight.to_vector<double>();
+    for (size_t j = 0; j < cont.size(); ++j)
+      trace_.tokens[cont[j]].push_back({static_cast<int32_t>(d), static_cast<int32_t>(cont_blocks[j]),
+                                        static_cast<float>(w[j]), static_cast<float>(lam[cont_pos[j]])});
+    if (training && mcfg_.balance > 0) {
+      // Switch-style: n * sum_k f_k * P_k over the continuing tokens, with f_k
+      // the share that chose k (no gradient) and P_k the mean of q_k.
+      Tensor pc = index_select(ctx.probs, 0, ids(cont_pos));
+      Tensor q = slice(pc, 1, 0, n) / unsqueeze(1.0 - select(pc, 1, n), 1);
+      std::vector<double> f(n, 0.0);
+      for (int64_t b : cont_blocks) f[b] += 1.0 / static_cast<double>(cont.size());
+      Tensor term = sum(mean(q, {0}) * from_doubles(f, {n}, {q.dtype()})) * (static_cast<double>(n) * mcfg_.balance);
+      balance = balance.defined() ? balance + term : term;
+    }
+    Tensor delta = step_deltas(R, cont, cont_blocks, T, nullptr);
+    R = scatter_add_rows(R, ids(cont), delta, dec.weight);
+    active = cont;
+  }
+  Tensor fin = policy_->finish();
+  if (fin.defined()) out.objective = out.objective.defined() ? out.objective + fin : fin;
+  if (balance.defined()) out.objective = out.objective.defined() ? out.objective + balance * static_cast<double>(N) : balance * static_cast<double>(N);
+  last_flops_ /= static_cast<double>(N);
+  return out;
+}
+
+Tensor MoB::forward(const Tensor& idx) {
+  Run r = run(idx, Tensor(), false);
+  return reshape(r.logits, {idx.size(0), idx.size(1), cfg_.vocab_size});
+}
+
+LossOutput MoB::loss(const Tensor& idx, const Tensor& targets) {
+  if (!is_training()) {
+    Tensor l = lm_loss(forward(idx), targets);
+    return {l, l, {{"depth", trace_.summary().mean_depth}}};
+  }
+  Run r = run(idx, targets, true);
+  const double N = static_cast<double>(idx.numel());
+  Tensor objective = r.objective * (1.0 / N);
+  LossOutput out{objective, objective, {}};
+  out.stats["depth"] = trace_.summary().mean_depth;
+  out.stats["expected_depth"] = policy_->expected_depth();
+  return out;
+}
+
+std::unique_ptr<DecodeState> MoB::start_decoding(int64_t batch) {
+  DG_CHECK(batch == 1, "MoB::decode: incremental decoding runs one sequence at a time (batch 1), got {}", batch);
+  auto s = std::make_unique<MoBDecodeState>();
+  const int64_t n_caches = (mcfg_.max_depth + 1) * (mcfg_.attn_scope == AttnScope::step ? 1 : mcfg_.n_blocks);
+  const int64_t H = cfg_.n_head, Dh = cfg_.n_embd / cfg_.n_head;
+  s->caches.resize(n_caches);
+  for (auto& c : s->caches) {
+    c.k = zeros({1, H, cfg_.block_size, Dh}, {cfg_.dtype});
+    c.v = zeros({1, H, cfg_.block_size, Dh}, {cfg_.dtype});
+  }
+  return s;
+}
+
+// One token at a time: its path is decided step by step exactly as in
+// forward() (eval halting); at step d its keys and values join the cache of
+// step d (scope step) or of (step d, block k) (scope block), so later tokens
+// attend to exactly the tokens that were active there.
+Tensor MoB::decode(DecodeState& state, const Tensor& idx) {
+  auto* s = dynamic_cast<MoBDecodeState*>(&state);
+  DG_CHECK(s != nullptr, "MoB::decode: the state was not made by this model's start_decoding");
+  check_tokens("MoB::decode", idx, cfg_.block_size - s->position, cfg_.vocab_size);
+  DG_CHECK(idx.size(0) == 1, "MoB::decode: batch must be 1, got {}", idx.size(0));
+  NoGradGuard no_grad;
+  const int64_t T = idx.size(1), C = cfg_.n_embd, n = mcfg_.n_blocks, D = mcfg_.max_depth;
+  const int64_t H = cfg_.n_head, Dh = C / H;
+  Tensors outs;
+  for (int64_t t = 0; t < T; ++t) {
+    Tensor R = reshape(embed(slice(idx, 1, t, t + 1), s->position), {1, C});
+    policy_->begin(1, R.dtype());
+    for (int64_t d = 0; d <= D; ++d) {
+      StepContext ctx;
+      ctx.step = d, ctx.max_depth = D, ctx.training = false, ctx.gen = &explore_gen_;
+      ctx.probs = softmax(gate_logits(R, d), -1);
+      StepDecision dec = policy_->step(ctx, {0});
+      if (dec.halt[0]) break;
+      const int64_t k = dec.block[0];
+      nn::KVCache& cache = s->caches[mcfg_.attn_scope == AttnScope::step ? d : d * n + k];
+      auto h = blocks[k]->attention_inputs(R);  // (H, 1, Dh) each
+      Tensor kdst = narrow(cache.k, 2, cache.length, 1), vdst = narrow(cache.v, 2, cache.length, 1);
+      copy_(kdst, reshape(h.k, {1, H, 1, Dh}));
+      copy_(vdst, reshape(h.v, {1, H, 1, Dh}));
+      ++cache.length;
+      Tensor y = scaled_dot_product_attention(reshape(h.q, {1, H, 1, Dh}), narrow(cache.k, 2, 0, cache.length),
+                                              narrow(cache.v, 2, 0, cache.length), true);
+      R = R + dec.weight * blocks[k]->delta_from_attention(R, reshape(y, {H, 1, Dh}));
+    }
+    outs.push_back(reshape(head(R), {1, 1, cfg_.vocab_size}));
+    ++s->position;
+  }
+  return cat(outs, 1);
+}
+
+}  // namespace dg::models

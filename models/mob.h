@@ -1,0 +1,119 @@
+#pragma once
+// Mixture-of-Blocks: n transformer blocks F_1..F_n and a "return" choice. At
+// step d a gate G(d, R) = W·norm(R) + b_d (a learned bias per step; +beta·d on
+// the return logit) gives p over n + 1 choices for every active token; the
+// routing policy decides who halts and which block each remaining token runs
+// (argmax of q_k = p_k / (1 - p_return)), and R <- R + w·Delta_k(R). Blocks
+// repeat and come in any order, per token; each token's path is recorded on
+// the tape, and parameters used several times accumulate gradient from every
+// use. At d = D_max return is forced.
+//
+// Execution is batched: at each step the active tokens are grouped by block
+// (stable counting sort: permutation + offsets), each group is gathered and
+// run as one batch, and the deltas are scattered back — one batched call per
+// (step, block), never one per token. Attention is over packed variable-length
+// sequences (attention_varlen): scope `step` — among all tokens of the
+// sequence active at this step, each projecting q/k/v with its own block —
+// or scope `block` — among those that chose the same block. Both causal by
+// original position.
+//
+// Gate init `dense_path`: the per-step bias starts at +3 on block d at step
+// d < n and on return at d >= n (gate weights zero), so an untrained MoB runs
+// exactly the dense n-layer path.
+//
+// Legend: B = batch, T = time, C = channels, N = B*T tokens, Na = active
+// tokens at a step, n = blocks, D = max depth.
+//
+//   models::MoBConfig cfg;  cfg.gpt.n_embd = 128;  cfg.n_blocks = 4;  cfg.max_depth = 6;
+//   models::MoB model(cfg);
+//   auto out = model.loss(x, y);        // ponder objective; out.stats["depth"] = mean depth
+//   model.eval();
+//   Tensor logits = model.forward(x);   // halts at the first step with p_return > 0.5
+//   const RoutingTrace& tr = model.last_trace();
+//
+// Adding a routing policy: implement models::RoutingPolicy (mob_policy.h) and
+// pass it with MoB::set_policy(); the model calls begin / step / finish and
+// needs nothing else.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/gpt.h"
+#include "models/mob_policy.h"
+#include "models/trace.h"
+
+namespace dg::models {
+
+enum class Halting { ponder, bias };
+enum class GateInit { dense_path, uniform };
+enum class AttnScope { step, block };
+
+struct MoBConfig {
+  GPTConfig gpt;           // n_layer is ignored: the blocks are n_blocks
+  int64_t n_blocks = 4;
+  int64_t max_depth = 6;
+  Halting halting = Halting::ponder;
+  GateInit gate_init = GateInit::dense_path;
+  AttnScope attn_scope = AttnScope::step;
+  BlockWeight weight = BlockWeight::q;
+  Explore explore = Explore::none;
+  double explore_param = 0.0;
+  double return_bias = 0.0;    // beta: + beta * d on the return logit
+  double prior = 0.3;          // ponder: geometric prior lambda_p
+  double kl = 0.01;            // ponder: kappa
+  double eps = 0.1;            // ponder: stop computing under this surviving mass
+  double ponder_cost = 0.01;   // bias policy
+  double depth_target = 0.0;   // optional two-sided budget (E[steps] - D*)^2
+  double depth_weight = 0.0;
+  double balance = 0.0;        // load-balance loss weight
+};
+std::string to_json(const MoBConfig& c);
+MoBConfig mob_config_from_json(const std::string& json);
+
+struct MoBDecodeState : DecodeState {
+  // scope step: caches[d]; scope block: caches[d * n + k]
+  std::vector<nn::KVCache> caches;
+};
+
+class MoB : public GPT {
+ public:
+  explicit MoB(const MoBConfig& cfg);
+
+  // Evaluation semantics (deterministic halting), any mode.
+  Tensor forward(const Tensor& idx) override;
+  // The policy's training objective in training mode; in eval mode the LM loss
+  // of forward().
+  LossOutput loss(const Tensor& idx, const Tensor& targets) override;
+  std::unique_ptr<DecodeState> start_decoding(int64_t batch) override;
+  Tensor decode(DecodeState& state, const Tensor& idx) override;
+  std::string kind() const override { return "mob"; }
+  std::string config_json() const override { return to_json(mcfg_); }
+
+  void set_policy(std::unique_ptr<RoutingPolicy> p) { policy_ = std::move(p); }
+  const RoutingTrace& last_trace() const { return trace_; }
+  const MoBConfig& mob_config() const { return mcfg_; }
+
+  // Gate logits (Na, n + 1) of residuals x (Na, C) at step d.
+  Tensor gate_logits(const Tensor& x, int64_t d) const;
+
+  std::shared_ptr<nn::LayerNorm> gate_ln;
+  std::shared_ptr<nn::Linear> gate;
+  Tensor step_bias;  // (D + 1, n + 1)
+
+ private:
+  struct Run {
+    Tensor logits;     // (N, V) at each token's output step
+    Tensor objective;  // policy terms, summed over tokens (training)
+  };
+  Run run(const Tensor& idx, const Tensor& targets, bool training);
+  // One step's deltas for the continuing rows (flat rows of R), grouped by block.
+  Tensor step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const std::vector<int64_t>& blocks,
+                     int64_t T, Tensor* balance_probs);
+
+  MoBConfig mcfg_;
+  std::unique_ptr<RoutingPolicy> policy_;
+  RoutingTrace trace_;
+  Generator explore_gen_;
+};
+
+}  // namespace dg::models
