@@ -145,6 +145,14 @@ Tensor& mul_(Tensor& x, double y);
 Tensor& zero_(Tensor& x);
 Tensor& fill_(Tensor& x, double value);
 Tensor& copy_(Tensor& dst, const Tensor& src);
+// The fused AdamW update of one parameter (torch.optim.AdamW, amsgrad off),
+// in place on param, exp_avg and exp_avg_sq (contiguous, one shape and dtype;
+// grad may be strided). `step` is the update's count t for bias correction.
+struct AdamWHyper {
+  double lr, beta1, beta2, eps, weight_decay;
+};
+void adamw_step_(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, const AdamWHyper& h,
+                 int64_t step);
 
 #undef DG_SITE
 

@@ -103,4 +103,28 @@ Tensor& copy_(Tensor& dst, const Tensor& src) {
   return dst;
 }
 
+// One pass over memory for p, m and v (Backend::adamw_step): fused because
+// the same update from elementwise ops costs about ten kernels and as many
+// temporaries per parameter (bench_optim measures both).
+void adamw_step_(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, const AdamWHyper& h,
+                 int64_t step) {
+  for (const Tensor* t : {&param, &exp_avg, &exp_avg_sq}) check_writable("adamw_step_", *t);
+  check_defined("adamw_step_", grad, "gradient");
+  DG_CHECK(grad.shape() == param.shape() && exp_avg.shape() == param.shape() && exp_avg_sq.shape() == param.shape(),
+           "adamw_step_: param {}, grad {}, exp_avg {}, exp_avg_sq {} must have one shape", param.shape(), grad.shape(),
+           exp_avg.shape(), exp_avg_sq.shape());
+  check_floating("adamw_step_", param);
+  check_same_dtype("adamw_step_", param, grad);
+  check_same_dtype("adamw_step_", param, exp_avg);
+  check_same_dtype("adamw_step_", param, exp_avg_sq);
+  DG_CHECK(param.is_contiguous() && exp_avg.is_contiguous() && exp_avg_sq.is_contiguous(),
+           "adamw_step_: param and state must be contiguous (param strides {})", param.strides());
+  DG_CHECK(step >= 1, "adamw_step_: step must be >= 1, got {}", step);
+  backend_of(param).adamw_step(param, to_contiguous(grad), exp_avg, exp_avg_sq, h.lr, h.beta1, h.beta2, h.eps,
+                               h.weight_decay, step);
+  param.bump_version();
+  exp_avg.bump_version();
+  exp_avg_sq.bump_version();
+}
+
 }  // namespace dg

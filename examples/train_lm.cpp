@@ -1,0 +1,274 @@
+// train_lm: trains a byte-level language model — dense GPT, Mixture-of-Depths
+// or Mixture-of-Blocks — on the embedded arithmetic corpus (no download) or on
+// any text file, then prints samples (and, for MoB, where the tokens spent
+// their steps).
+//
+//   train_lm                                  # MoB on the synthetic corpus, defaults
+//   train_lm --model dense --data bible.txt --steps 2000 --out runs/dense
+//   train_lm --out runs/dense --resume --steps 4000    # continue a run exactly
+//
+// Output: a live progress bar on a terminal (plain log lines otherwise),
+// metrics as JSON lines in <out>/metrics.jsonl, a checkpoint at each
+// evaluation and at the end (<out>/ckpt.safetensors, written atomically),
+// and for MoB the routing trace <out>/routing.json (tools/plot_routing.py
+// draws it).
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include "data/synthetic.h"
+#include "data/text.h"
+#include "data/tokenizer.h"
+#include "models/factory.h"
+#include "models/generate.h"
+#include "models/gpt.h"
+#include "models/mob.h"
+#include "models/mod.h"
+#include "models/training.h"
+
+using namespace dg;
+
+namespace {
+
+struct Flags {
+  std::string model = "mob", data = "synthetic", out;
+  bool resume = false;
+  int64_t stop_at = 0;
+  int64_t steps = 600, batch = 16, block = 64, layers = 4, heads = 4, embd = 128, warmup = 50, eval_every = 100;
+  int64_t eval_batches = 8, samples = 3, sample_tokens = 120;
+  double lr = 3e-3, min_lr = 3e-4, weight_decay = 0.1, grad_clip = 1.0, dropout = 0.0;
+  uint64_t seed = 1337;
+  int threads = 0;
+  // MoD
+  double capacity = 0.125;
+  int64_t mod_every = 2;
+  std::string causal = "both", router_weight = "raw";
+  // MoB
+  int64_t blocks = 4, max_depth = 6;
+  std::string halting = "ponder", gate_init = "dense-path", attn_scope = "step", weight = "q", explore = "none";
+  double prior = 0.3, kl = 0.01, eps = 0.1, depth_target = 0.0, depth_weight = 0.0, return_bias = 0.0,
+         balance = 0.0, explore_param = 0.0, ponder_cost = 0.01;
+};
+
+// Sets the string field `key` of a flat JSON object to `value` (the enum
+// fields; make_model's parser then rejects an unknown value by name).
+void set_field(std::string& json, const std::string& key, const std::string& value) {
+  const std::string from = "\"" + key + "\":\"";
+  const size_t p = json.find(from), b = p + from.size(), e = json.find('"', b);
+  json.replace(b, e - b, value);
+}
+
+std::string model_config(const Flags& f) {
+  models::GPTConfig g{.n_layer = f.layers, .n_head = f.heads, .n_embd = f.embd, .block_size = f.block,
+                      .vocab_size = data::kVocabSize, .dropout = f.dropout, .tied_head = true, .seed = f.seed,
+                      .dtype = DType::f32};
+  if (f.model == "dense") return models::to_json(g);
+  if (f.model == "mod") {
+    models::MoDConfig c;
+    c.gpt = g, c.capacity = f.capacity, c.mod_every = f.mod_every;
+    std::string j = models::to_json(c);
+    set_field(j, "causal", f.causal == "aux" ? "aux_loss" : f.causal);
+    set_field(j, "router_weight", f.router_weight);
+    return j;
+  }
+  models::MoBConfig c;
+  c.gpt = g, c.n_blocks = f.blocks, c.max_depth = f.max_depth, c.prior = f.prior, c.kl = f.kl, c.eps = f.eps;
+  c.depth_target = f.depth_target, c.depth_weight = f.depth_weight, c.return_bias = f.return_bias;
+  c.balance = f.balance, c.explore_param = f.explore_param, c.ponder_cost = f.ponder_cost;
+  std::string j = models::to_json(c);
+  set_field(j, "halting", f.halting), set_field(j, "gate_init", f.gate_init), set_field(j, "attn_scope", f.attn_scope);
+  set_field(j, "weight", f.weight), set_field(j, "explore", f.explore);
+  return j;
+}
+
+std::unique_ptr<data::Corpus> load_corpus(const std::string& spec, uint64_t seed) {
+  if (spec == "synthetic") return std::make_unique<data::SyntheticCorpus>(seed);
+  return std::make_unique<data::TextCorpus>(data::TextCorpus::from_file(spec));
+}
+
+std::string format_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "--:--";
+  const int64_t t = static_cast<int64_t>(s + 0.5);
+  return fmt::format("{}:{:02d}", t / 60, t % 60);
+}
+
+// A one-line progress bar redrawn in place (terminal), or a log line every
+// `every` steps (pipes, files, CI logs).
+struct Progress {
+  bool tty = isatty(STDOUT_FILENO) != 0;
+  int64_t every = 50;
+  void step(const models::StepLog& s) {
+    const double eta = s.seconds / static_cast<double>(s.step) * static_cast<double>(s.total - s.step);
+    std::string extra;
+    if (s.stats.count("depth")) extra = fmt::format("  depth {:.2f}", s.stats.at("depth"));
+    if (tty) {
+      const int width = 28, filled = static_cast<int>(width * s.step / std::max<int64_t>(s.total, 1));
+      fmt::print("\r[{}{}] {}/{}  loss {:.4f}  {:.0f} tok/s  ETA {}{}   ", std::string(filled, '#'),
+                 std::string(width - filled, '.'), s.step, s.total, s.loss, s.tokens_per_s, format_duration(eta), extra);
+      std::fflush(stdout);
+    } else if (s.step % every == 0 || s.step == s.total) {
+      fmt::print("step {:>5}/{}  loss {:.4f}  lr {:.2e}  {:.0f} tok/s  ETA {}{}\n", s.step, s.total, s.loss, s.lr,
+                 s.tokens_per_s, format_duration(eta), extra);
+      std::fflush(stdout);
+    }
+  }
+  void eval(const models::EvalLog& e) {
+    if (tty) fmt::print("\n");
+    std::string acc;
+    if (e.val.answers_by_level[1] + e.val.answers_by_level[4] > 0)
+      acc = fmt::format("  answers {:.1f}% (by level {:.0f}/{:.0f}/{:.0f}/{:.0f}%)", 100 * e.val.answer_accuracy,
+                        100 * e.val.accuracy_by_level[1], 100 * e.val.accuracy_by_level[2],
+                        100 * e.val.accuracy_by_level[3], 100 * e.val.accuracy_by_level[4]);
+    fmt::print("eval  step {:>5}  val loss {:.4f}  {:.2f} MFLOP/token{}\n", e.step, e.val.loss,
+               e.val.flops_per_token / 1e6, acc);
+    std::fflush(stdout);
+  }
+};
+
+void print_routing(models::LanguageModel& model, const data::Corpus& corpus, const Flags& f) {
+  if (auto* mob = dynamic_cast<models::MoB*>(&model)) {
+    data::Batch b = corpus.eval_batch(0, 1, f.block);
+    mob->eval();
+    {
+      NoGradGuard ng;
+      mob->forward(b.x);
+    }
+    models::TraceSummary s = mob->last_trace().summary();
+    fmt::print("\nMoB routing on a validation window: mean depth {:.2f} blocks, repeats {:.1f}%\n", s.mean_depth,
+               100 * s.repeat_rate);
+    fmt::print("  depth histogram:");
+    for (size_t d = 0; d < s.depth_histogram.size(); ++d) fmt::print(" {}:{}", d, s.depth_histogram[d]);
+    fmt::print("\n  block share:    ");
+    for (size_t k = 0; k < s.block_share.size(); ++k) fmt::print(" F{}:{:.0f}%", k, 100 * s.block_share[k]);
+    fmt::print("\n");
+    if (!f.out.empty()) {
+      std::string text(corpus.bytes(data::Split::val).substr(0, f.block));
+      std::ofstream(f.out + "/routing.json") << mob->last_trace().to_json(text, b.answer_level.to_vector<int64_t>());
+      fmt::print("  trace: {}/routing.json (pictures: /usr/bin/python3 tools/plot_routing.py {}/routing.json)\n",
+                 f.out, f.out);
+    }
+  }
+  if (auto* mod = dynamic_cast<models::MoD*>(&model)) {
+    mod->set_routing(models::MoDRouting::causal);
+    models::EvalResult r = models::evaluate(*mod, corpus, f.batch, f.block, f.eval_batches);
+    double frac = 0;
+    for (double x : mod->last_stats().fraction) frac += x / static_cast<double>(mod->last_stats().fraction.size());
+    mod->set_routing(models::MoDRouting::topk);
+    fmt::print("\nMoD with causal routing (sampling mode): val loss {:.4f}, routed blocks process {:.1f}% of tokens\n",
+               r.loss, 100 * frac);
+  }
+}
+
+void print_samples(models::LanguageModel& model, const data::Corpus& corpus, const Flags& f) {
+  fmt::print("\nsamples:\n");
+  std::string val = corpus.bytes(data::Split::val);
+  for (int64_t i = 0; i < f.samples; ++i) {
+    // Prompt: the start of a validation line (up to and including '=' on the arithmetic corpus).
+    size_t start = 0;
+    for (int64_t k = 0; k <= i * 7 && start < val.size(); ++k) start = val.find('\n', start) + 1;
+    if (start == 0 || start >= val.size()) start = 0;
+    size_t eq = val.find('=', start), nl = val.find('\n', start);
+    size_t len = (eq != std::string::npos && eq < nl) ? eq - start + 1 : std::min<size_t>(16, val.size() - start);
+    std::string prompt = val.substr(start, len);
+    models::SampleOptions so{.max_new_tokens = f.sample_tokens, .temperature = 0.8, .top_k = 40,
+                             .seed = f.seed + static_cast<uint64_t>(i), .stop_token = -1};
+    std::vector<int64_t> out = models::generate(model, data::encode(prompt), so);
+    std::string text = data::decode(out);
+    if (dynamic_cast<data::SyntheticCorpus*>(const_cast<data::Corpus*>(&corpus)))
+      text = text.substr(0, text.find('\n') == std::string::npos ? text.size() : text.find('\n'));
+    fmt::print("  {}|{}\n", prompt, text);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags f;
+  CLI::App app{"Train a byte-level language model (dense GPT, Mixture-of-Depths or Mixture-of-Blocks)."};
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a repeated flag: the last wins
+  app.add_option("--model", f.model, "dense | mod | mob")->check(CLI::IsMember({"dense", "mod", "mob"}))->capture_default_str();
+  app.add_option("--data", f.data, "'synthetic' (embedded arithmetic corpus) or a text file")->capture_default_str();
+  app.add_option("--steps", f.steps, "training steps (total, also when resuming)")->capture_default_str();
+  app.add_option("--batch", f.batch, "sequences per step (B)")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--block", f.block, "sequence length T (also the model's block_size)")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--layers", f.layers, "dense/MoD: transformer blocks")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--heads", f.heads, "attention heads")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--embd", f.embd, "channels C")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--lr", f.lr, "peak learning rate (AdamW)")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--min-lr", f.min_lr, "learning rate at the end of the cosine decay")->capture_default_str();
+  app.add_option("--warmup", f.warmup, "linear warmup steps")->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--weight-decay", f.weight_decay, "AdamW decoupled weight decay on 2-D weights")->capture_default_str();
+  app.add_option("--grad-clip", f.grad_clip, "clip the global gradient norm (0: off)")->capture_default_str();
+  app.add_option("--dropout", f.dropout, "dropout probability")->capture_default_str();
+  app.add_option("--eval-every", f.eval_every, "evaluate (and checkpoint) every N steps; 0: only at the end")->capture_default_str();
+  app.add_option("--eval-batches", f.eval_batches, "validation batches per evaluation")->capture_default_str();
+  app.add_option("--out", f.out, "output folder: metrics.jsonl, ckpt.safetensors, routing.json");
+  app.add_flag("--resume", f.resume, "continue from <out>/ckpt.safetensors (same model flags)");
+  app.add_option("--stop-at", f.stop_at, "stop (with a checkpoint) at this step; the schedule still spans --steps")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--seed", f.seed, "seed of the weights, the data order and the synthetic corpus")->capture_default_str();
+  app.add_option("--threads", f.threads, "CPU threads (0: DG_NUM_THREADS or all cores)")->capture_default_str();
+  app.add_option("--samples", f.samples, "samples to print at the end")->capture_default_str();
+  app.add_option("--sample-tokens", f.sample_tokens, "bytes per sample")->capture_default_str();
+  auto* mod = app.add_option_group("Mixture-of-Depths (--model mod)");
+  mod->add_option("--capacity", f.capacity, "share of tokens a routed block processes (0, 1]")->capture_default_str();
+  mod->add_option("--mod-every", f.mod_every, "route every N-th block")->capture_default_str();
+  mod->add_option("--causal", f.causal, "causal routing for sampling: aux | predictor | both")
+      ->check(CLI::IsMember({"aux", "predictor", "both"}))->capture_default_str();
+  mod->add_option("--router-weight", f.router_weight, "raw | sigmoid | none")->check(CLI::IsMember({"raw", "sigmoid", "none"}))->capture_default_str();
+  auto* mob = app.add_option_group("Mixture-of-Blocks (--model mob)");
+  mob->add_option("--blocks", f.blocks, "number of blocks n")->check(CLI::PositiveNumber)->capture_default_str();
+  mob->add_option("--max-depth", f.max_depth, "D_max: return forced at this step")->check(CLI::PositiveNumber)->capture_default_str();
+  mob->add_option("--halting", f.halting, "ponder (learned, default) | bias (the literal scheme)")
+      ->check(CLI::IsMember({"ponder", "bias"}))->capture_default_str();
+  mob->add_option("--gate-init", f.gate_init, "dense-path | uniform")->check(CLI::IsMember({"dense-path", "uniform"}))->capture_default_str();
+  mob->add_option("--prior", f.prior, "ponder: geometric prior lambda_p")->capture_default_str();
+  mob->add_option("--kl", f.kl, "ponder: KL weight kappa")->capture_default_str();
+  mob->add_option("--eps", f.eps, "ponder: stop computing under this surviving mass")->capture_default_str();
+  mob->add_option("--depth-target", f.depth_target, "D* of the optional depth budget")->capture_default_str();
+  mob->add_option("--depth-weight", f.depth_weight, "weight of (E[steps] - D*)^2 (0: off)")->capture_default_str();
+  mob->add_option("--return-bias", f.return_bias, "beta: + beta*d on the return logit")->capture_default_str();
+  mob->add_option("--ponder-cost", f.ponder_cost, "bias halting: cost per step")->capture_default_str();
+  mob->add_option("--attn-scope", f.attn_scope, "step (all active tokens) | block (same block only)")
+      ->check(CLI::IsMember({"step", "block"}))->capture_default_str();
+  mob->add_option("--weight", f.weight, "q | straight-through")->check(CLI::IsMember({"q", "straight-through"}))->capture_default_str();
+  mob->add_option("--balance", f.balance, "load-balance loss weight")->capture_default_str();
+  mob->add_option("--explore", f.explore, "none | gumbel | epsilon")->check(CLI::IsMember({"none", "gumbel", "epsilon"}))->capture_default_str();
+  mob->add_option("--explore-param", f.explore_param, "Gumbel noise scale or epsilon")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    if (f.threads > 0) set_num_threads(f.threads);
+    auto corpus = load_corpus(f.data, f.seed);
+    auto model = models::make_model(f.model, model_config(f));
+    fmt::print("train_lm: {} model, {:.2f}M parameters, data {} (train {} bytes, val {}); unigram entropy {:.3f} nats\n",
+               model->kind(), static_cast<double>(model->num_parameters()) / 1e6, corpus->source(),
+               corpus->size(data::Split::train), corpus->size(data::Split::val), corpus->unigram_entropy());
+    models::TrainOptions o;
+    o.steps = f.steps, o.batch = f.batch, o.block = f.block, o.lr = f.lr, o.min_lr = f.min_lr, o.warmup = f.warmup;
+    o.weight_decay = f.weight_decay, o.grad_clip = f.grad_clip, o.eval_every = f.eval_every;
+    o.eval_batches = f.eval_batches, o.seed = f.seed, o.out_dir = f.out, o.resume = f.resume;
+    o.stop_at = f.stop_at;
+    models::Trainer trainer(*model, *corpus, o);
+    if (f.resume) fmt::print("resumed from {}/ckpt.safetensors at step {}\n", f.out, trainer.step());
+    Progress progress;
+    trainer.run([&](const models::StepLog& s) { progress.step(s); },
+                [&](const models::EvalLog& e) { progress.eval(e); });
+    fmt::print("done: {} steps, {:.0f} tokens/s, {:.3g} training FLOPs; final val loss {:.4f} (unigram {:.3f})\n",
+               trainer.step(), trainer.tokens_per_s(), trainer.train_flops(), trainer.last_eval().val.loss,
+               corpus->unigram_entropy());
+    print_routing(*model, *corpus, f);
+    print_samples(*model, *corpus, f);
+  } catch (const Error& e) {
+    fmt::print(stderr, "train_lm: {}\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "train_lm: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

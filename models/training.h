@@ -1,0 +1,98 @@
+#pragma once
+// The training loop shared by train_lm, compare_routing and the benchmarks:
+// AdamW with warmup + cosine decay, gradient clipping, periodic evaluation,
+// metrics as JSON lines, atomic checkpoints, and exact resumption.
+//
+//   models::TrainOptions opt;  opt.steps = 600;  opt.out_dir = "runs/a";
+//   models::Trainer trainer(model, corpus, opt);
+//   trainer.run([](const models::StepLog& s) { fmt::print("{} {:.3f}\n", s.step, s.loss); });
+//
+// Resumption is exact: the checkpoint holds the weights, the AdamW moments,
+// the step, the data generator and the default generator (dropout), so
+// "20 steps" and "10 steps, save, load in a new process, 10 steps" give the
+// same weights bit for bit (same thread count).
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "data/corpus.h"
+#include "models/evaluate.h"
+#include "models/lm.h"
+#include "nn/optim.h"
+
+namespace dg::models {
+
+struct TrainOptions {
+  int64_t steps = 500;
+  int64_t batch = 16;
+  int64_t block = 128;          // T
+  double lr = 3e-3;
+  double min_lr = 3e-4;
+  int64_t warmup = 50;
+  double weight_decay = 0.1;    // on 2-D weights only
+  double beta1 = 0.9, beta2 = 0.99;
+  double grad_clip = 1.0;       // 0: off
+  int64_t eval_every = 100;     // 0: only at the end
+  int64_t eval_batches = 8;
+  uint64_t seed = 1337;         // data order
+  std::string out_dir;          // metrics.jsonl + ckpt.safetensors; empty: neither
+  bool resume = false;          // continue from out_dir/ckpt.safetensors
+  double flop_budget = 0;       // stop once training FLOPs reach it (0: off)
+  int64_t stop_at = 0;          // stop (checkpointed) at this step, keeping the schedule of `steps` (0: off)
+};
+
+// One optimisation step, for progress displays and logs.
+struct StepLog {
+  int64_t step = 0, total = 0;
+  double loss = 0;        // the objective
+  double lm = 0;          // the LM part
+  double lr = 0;
+  double grad_norm = 0;
+  double tokens_per_s = 0;
+  double train_flops = 0;  // so far, 3x forward
+  double seconds = 0;     // since start
+  std::map<std::string, double> stats;
+};
+
+struct EvalLog {
+  int64_t step = 0;
+  EvalResult val;
+  double train_flops = 0;
+};
+
+class Trainer {
+ public:
+  Trainer(LanguageModel& model, const data::Corpus& corpus, TrainOptions opt);
+
+  using StepFn = std::function<void(const StepLog&)>;
+  using EvalFn = std::function<void(const EvalLog&)>;
+  // Trains to opt.steps (or the FLOP budget); evaluates every eval_every steps
+  // and at the end, checkpointing after each evaluation when out_dir is set.
+  void run(const StepFn& on_step = {}, const EvalFn& on_eval = {});
+
+  EvalResult evaluate_now();
+  void save(const std::string& path) const;
+  void load(const std::string& path);  // checks model kind and config
+
+  int64_t step() const { return step_; }
+  double train_flops() const { return train_flops_; }
+  const EvalLog& last_eval() const { return last_eval_; }
+  double tokens_per_s() const { return tokens_per_s_; }
+  nn::Optimizer& optimizer() { return *opt_; }
+
+ private:
+  double lr_at(int64_t step) const;
+  void write_metrics(const std::string& json_line) const;
+
+  LanguageModel& model_;
+  const data::Corpus& corpus_;
+  TrainOptions o_;
+  std::unique_ptr<nn::Optimizer> opt_;
+  Generator data_gen_;
+  int64_t step_ = 0;
+  double train_flops_ = 0, tokens_per_s_ = 0;
+  EvalLog last_eval_;
+};
+
+}  // namespace dg::models

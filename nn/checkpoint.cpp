@@ -1,0 +1,98 @@
+#include "nn/checkpoint.h"
+
+#include <charconv>
+
+#include "autograd/grad_mode.h"
+#include "autograd/ops.h"
+
+namespace dg::nn {
+
+namespace {
+
+constexpr const char* kFormat = "dyngrad-checkpoint-1";
+
+uint64_t parse_u64(const Metadata& meta, const std::string& key, const std::string& path) {
+  auto it = meta.find(key);
+  DG_CHECK(it != meta.end(), "checkpoint {}: metadata has no '{}'", path, key);
+  uint64_t v = 0;
+  const std::string& s = it->second;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  DG_CHECK(ec == std::errc() && end == s.data() + s.size(), "checkpoint {}: metadata '{}' = '{}' is not an integer",
+           path, key, s);
+  return v;
+}
+
+// Tensors of the file whose names start with prefix, with the prefix removed.
+std::map<std::string, Tensor> with_prefix(const NamedTensors& all, const std::string& prefix) {
+  std::map<std::string, Tensor> out;
+  for (auto& [name, t] : all)
+    if (name.rfind(prefix, 0) == 0) out.emplace(name.substr(prefix.size()), t);
+  return out;
+}
+
+}  // namespace
+
+void put_generator(Metadata& meta, const std::string& prefix, const Generator& gen) {
+  meta[prefix + ".seed"] = std::to_string(gen.seed());
+  meta[prefix + ".offset"] = std::to_string(gen.offset());
+}
+
+void get_generator(const Metadata& meta, const std::string& prefix, Generator& gen, const std::string& path) {
+  gen.set_state(parse_u64(meta, prefix + ".seed", path), parse_u64(meta, prefix + ".offset", path));
+}
+
+void save_checkpoint(const std::string& path, const Module& model, const Optimizer* opt, int64_t step,
+                     const Metadata& metadata) {
+  NamedTensors tensors;
+  for (auto& [name, t] : model.state_dict()) tensors.emplace("model." + name, t);
+  if (opt)
+    for (auto& [name, t] : opt->state_dict()) tensors.emplace("optim." + name, t);
+  Metadata meta = metadata;
+  meta["format"] = kFormat;
+  meta["step"] = std::to_string(step);
+  meta["has_optimizer"] = std::to_string(opt != nullptr ? 1 : 0);
+  save_safetensors(path, tensors, meta);
+}
+
+Metadata load_checkpoint(const std::string& path, Module& model, Optimizer* opt, const Metadata& expect) {
+  TensorFile f = load_safetensors(path);
+  auto fmt_it = f.metadata.find("format");
+  DG_CHECK(fmt_it != f.metadata.end() && fmt_it->second == kFormat,
+           "checkpoint {}: not a dyngrad checkpoint (metadata 'format' is '{}', expected '{}')", path,
+           fmt_it == f.metadata.end() ? "missing" : fmt_it->second, kFormat);
+  for (auto& [key, want] : expect) {
+    auto it = f.metadata.find(key);
+    DG_CHECK(it != f.metadata.end(), "checkpoint {}: metadata has no '{}' (expected '{}')", path, key, want);
+    DG_CHECK(it->second == want, "checkpoint {}: '{}' is '{}' in the file but '{}' in this run", path, key,
+             it->second, want);
+  }
+  parse_u64(f.metadata, "step", path);
+  std::map<std::string, Tensor> model_state = with_prefix(f.tensors, "model.");
+  std::map<std::string, Tensor> optim_state = with_prefix(f.tensors, "optim.");
+  if (opt) DG_CHECK(f.metadata.count("has_optimizer") && f.metadata.at("has_optimizer") == "1",
+                    "checkpoint {}: holds no optimizer state", path);
+  NamedTensors targets;
+  for (auto& [name, t] : model.state_dict()) targets.emplace(name, t);
+  NamedTensors model_file(model_state.begin(), model_state.end());
+  // All or nothing: if the optimizer part turns out bad after the model was
+  // written, the model (and optimizer) are restored from copies.
+  NamedTensors model_backup;
+  std::map<std::string, Tensor> optim_backup;
+  {
+    NoGradGuard no_grad;
+    for (auto& [name, t] : targets) model_backup.emplace(name, clone(t));
+    if (opt)
+      for (auto& [name, t] : opt->state_dict()) optim_backup.emplace(name, clone(t));
+  }
+  try {
+    load_into(TensorFile{model_file, {}}, targets, /*strict=*/true, path);
+    if (opt) opt->load_state_dict(optim_state);
+  } catch (const Error& e) {
+    load_into(TensorFile{model_backup, {}}, targets, /*strict=*/true, path);
+    if (opt && !optim_backup.empty()) opt->load_state_dict(optim_backup);
+    throw Error(fmt::format("checkpoint {}: {}", path, e.what()));
+  }
+  return f.metadata;
+}
+
+}  // namespace dg::nn

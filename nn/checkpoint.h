@@ -1,0 +1,38 @@
+#pragma once
+// Training checkpoints: one safetensors file holding the model's state dict
+// ("model.<name>"), the optimizer's state ("optim.<key>") and, in the header's
+// __metadata__, the step, generator states and whatever the caller adds (the
+// model kind and config as JSON, the training config). Written atomically by
+// save_safetensors (temporary file, fsync, rename): a crash mid-write leaves
+// the previous checkpoint intact.
+//
+//   nn::Metadata meta = {{"model_kind", "dense"}, {"model_config", model.config_json()}};
+//   nn::save_checkpoint("out/ckpt.safetensors", model, &opt, 1200, meta);
+//   ...
+//   nn::Metadata got = nn::load_checkpoint("out/ckpt.safetensors", model, &opt, meta);  // checks kind/config
+//   int64_t step = std::stoll(got.at("step"));
+#include <string>
+
+#include "nn/module.h"
+#include "nn/optim.h"
+#include "nn/safetensors.h"
+#include "tensor/rng.h"
+
+namespace dg::nn {
+
+// Writes model (+ optimizer, when given) with `step` and `metadata`.
+void save_checkpoint(const std::string& path, const Module& model, const Optimizer* opt, int64_t step,
+                     const Metadata& metadata = {});
+
+// Loads into model (+ optimizer) after validating the file: every metadata
+// entry in `expect` must be present with the same value (a one-line dg::Error
+// naming the file, the key and both values otherwise), and the model's and
+// optimizer's tensors must match strictly. Nothing is modified unless all
+// checks pass. Returns the file's metadata (with "step").
+Metadata load_checkpoint(const std::string& path, Module& model, Optimizer* opt, const Metadata& expect = {});
+
+// Generator state as metadata ("<prefix>.seed", "<prefix>.offset") and back.
+void put_generator(Metadata& meta, const std::string& prefix, const Generator& gen);
+void get_generator(const Metadata& meta, const std::string& prefix, Generator& gen, const std::string& path);
+
+}  // namespace dg::nn
