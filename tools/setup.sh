@@ -6,14 +6,14 @@
 #                    libcli11-dev (command lines of the examples), zlib1g-dev (idx.gz files)
 #   data:            dataset-fashion-mnist (the idx files examples/fashion_mnist trains on)
 #   pictures:        python3-matplotlib (routing and loss plots)
-#   benchmarks:      libopenblas0-openmp (PyTorch's BLAS in the side-by-side runs; the reference BLAS
-#                    would make the comparison meaningless)
+#   GEMM:            libopenblas-openmp-dev (our CPU GEMM where OpenBLAS runs its AVX-512 kernels,
+#                    ~1.5x Eigen's GFLOP/s; also PyTorch's BLAS in the side-by-side runs)
 #   tests/benches:   libgtest-dev libbenchmark-dev, python3-torch + python3-numpy (PyTorch
 #                    references; Debian's own /usr/bin/python3 imports them)
 set -euo pipefail
 packages=(g++ cmake ninja-build libeigen3-dev libfmt-dev libomp-dev nlohmann-json3-dev libcli11-dev zlib1g-dev
           libgtest-dev libbenchmark-dev python3-torch python3-numpy python3-matplotlib dataset-fashion-mnist
-          libopenblas0-openmp)
+          libopenblas-openmp-dev)
 if [ "${1:-}" = "--no-torch" ]; then packages=("${packages[@]/python3-torch}"); fi
 missing=()
 for p in "${packages[@]}"; do

@@ -20,9 +20,16 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 #include <Eigen/Core>
+#include <cstdlib>
+#include <cstring>
+#include <string>
 
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/loops.h"
+
+#ifdef DG_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
 
 namespace dg::cpu {
 
@@ -66,9 +73,56 @@ void gemm(OutMap<T>& C, const A& a, const B& b, T alpha, T beta) {
   }
 }
 
+// Which GEMM runs. OpenBLAS when it is built in and runs kernels at least as
+// wide as the CPU's (its AVX-512 "SkylakeX"/"Cooperlake"/"SapphireRapids"
+// cores, or any core on a CPU without AVX-512); otherwise Eigen, whose
+// AVX-512 kernels beat OpenBLAS forced onto narrower ones (an
+// OPENBLAS_CORETYPE=Haswell environment). DG_GEMM=eigen|openblas overrides.
+bool use_openblas() {
+#ifdef DG_HAVE_OPENBLAS
+  static const bool use = [] {
+    if (const char* e = std::getenv("DG_GEMM")) {
+      if (std::strcmp(e, "eigen") == 0) return false;
+      if (std::strcmp(e, "openblas") == 0) return true;
+    }
+    const std::string core = openblas_get_corename();
+    const bool wide = core.find("SkylakeX") != std::string::npos || core.find("Cooperlake") != std::string::npos ||
+                      core.find("SapphireRapids") != std::string::npos;
+    return wide || !__builtin_cpu_supports("avx512f");
+  }();
+  return use;
+#else
+  return false;
+#endif
+}
+
+#ifdef DG_HAVE_OPENBLAS
+// C = alpha op(A) op(B) + beta C with row-major maps (rows, cols, outer stride).
+void blas_gemm(const float* a, const MatView& va, bool ta, const float* b, const MatView& vb, bool tb, float* c,
+               int64_t M, int64_t N, int64_t K, float alpha, float beta) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, a,
+              va.outer, b, vb.outer, beta, c, N);
+}
+void blas_gemm(const double* a, const MatView& va, bool ta, const double* b, const MatView& vb, bool tb, double* c,
+               int64_t M, int64_t N, int64_t K, double alpha, double beta) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, a,
+              va.outer, b, vb.outer, beta, c, N);
+}
+#endif
+
 template <class T>
 void gemm_one(const T* ap, const MatView& va, bool ta, const T* bp, const MatView& vb, bool tb, T* op, int64_t M,
               int64_t N, T alpha, T beta) {
+#ifdef DG_HAVE_OPENBLAS
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+    // BLAS needs each leading dimension >= the stored row length.
+    if (use_openblas() && va.outer >= std::max<int64_t>(1, va.cols) && vb.outer >= std::max<int64_t>(1, vb.cols)) {
+      const int64_t K = ta ? va.rows : va.cols;
+      blas_gemm(ap, va, ta, bp, vb, tb, op, M, N, K, alpha, beta);
+      return;
+    }
+  }
+#endif
   OutMap<T> C(op, M, N);
   RowMap<T> A(ap, va.rows, va.cols, Eigen::OuterStride<>(va.outer));
   RowMap<T> B(bp, vb.rows, vb.cols, Eigen::OuterStride<>(vb.outer));
