@@ -34,13 +34,16 @@ std::pair<double, bool> compare(const Tensor& a, const Tensor& b, Tol tol) {
   return {m, ok};
 }
 
-// The key bias (qkv.bias[C:2C]) has an analytically zero gradient (softmax
-// ignores a constant added to every key's score), so both sides hold f32
-// rounding noise there (~1e-12) and AdamW, which normalises the gradient,
-// turns that noise into updates of about lr in either direction. In f32 those
-// elements are only checked to have moved no more than Adam's per-step bound
-// (about lr per step); every other element is compared with `after`.
-void run_parity(const std::string& file, DType dt, Tol fwd, Tol grad, Tol after, bool noisy_key_bias) {
+// f32 after AdamW. Adam's step m/sqrt(v) does not depend on the gradient's
+// scale, so an element whose gradient is tiny next to its tensor's largest
+// (below 1e-5 of it: f32 rounding of the sums that form it is then a large
+// share of it) still moves by about lr, in a direction set by rounding noise.
+// The key bias (qkv.bias[C:2C]) is the extreme case: its gradient is
+// analytically zero, ~1e-12 on both sides. Such ill-conditioned elements are
+// only checked to have moved by at most Adam's bound (about lr per step);
+// every other element is compared with `after`. The f64 test checks every
+// element of the same update to 1e-10.
+void run_parity(const std::string& file, DType dt, Tol fwd, Tol grad, Tol after, bool noisy_f32) {
   nn::TensorFile ref = nn::load_safetensors(std::string(DG_SOURCE_DIR) + "/tests/parity/" + file);
   auto meta = [&](const char* k) { return std::stod(ref.metadata.at(k)); };
   models::GPTConfig c{.n_layer = static_cast<int64_t>(meta("n_layer")), .n_head = static_cast<int64_t>(meta("n_head")),
@@ -81,24 +84,27 @@ void run_parity(const std::string& file, DType dt, Tol fwd, Tol grad, Tol after,
     l.backward();
     opt.step();
   }
-  const int64_t C = c.n_embd;
   for (auto& [name, p] : model.named_parameters()) {
-    Tensor want = ref.tensors.at("after3." + name);
-    if (noisy_key_bias && name.find("attn.qkv.bias") != std::string::npos) {
-      Tensor start = init.at(name);
-      for (auto [lo, hi] : {std::pair<int64_t, int64_t>{0, C}, {2 * C, 3 * C}}) {
-        auto [d, ok] = compare(slice(p, 0, lo, hi), slice(want, 0, lo, hi), after);
-        fmt::print("  after3.{:<27} [{}:{}] max|diff| {:.3e}\n", name, lo, hi, d);
-        EXPECT_TRUE(ok) << "after3." << name << "[" << lo << ":" << hi << "] differs by " << d;
+    std::vector<double> got = p.to_vector<double>(), want = ref.tensors.at("after3." + name).to_vector<double>(),
+                        g = ref.tensors.at("grad." + name).to_vector<double>(), start = init.at(name).to_vector<double>();
+    double gmax = 0, worst = 0, moved = 0;
+    for (double v : g) gmax = std::max(gmax, std::abs(v));
+    int64_t bad = 0, noisy = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      if (noisy_f32 && std::abs(g[i]) < 1e-5 * gmax) {
+        ++noisy;
+        moved = std::max(moved, std::abs(got[i] - start[i]));
+        bad += std::abs(got[i] - start[i]) > 3.5 * meta("lr");
+        continue;
       }
-      auto [moved, ok] = compare(slice(p, 0, C, 2 * C), slice(start, 0, C, 2 * C), {3.5 * meta("lr"), 0.0});
-      fmt::print("  after3.{:<27} [{}:{}] (zero-gradient key bias) moved {:.3e}\n", name, C, 2 * C, moved);
-      EXPECT_TRUE(ok) << "key bias moved " << moved;
-      continue;
+      const double d = std::abs(got[i] - want[i]);
+      worst = std::max(worst, d);
+      bad += d > after.atol + after.rtol * std::abs(want[i]);
     }
-    auto [d, ok] = compare(p, want, after);
-    fmt::print("  after3.{:<27} max|diff| {:.3e}\n", name, d);
-    EXPECT_TRUE(ok) << "after3." << name << " differs by " << d;
+    fmt::print("  after3.{:<27} max|diff| {:.3e}", name, worst);
+    if (noisy) fmt::print("  ({} ill-conditioned elements moved <= {:.2e})", noisy, moved);
+    fmt::print("\n");
+    EXPECT_EQ(bad, 0) << "after3." << name << ": max diff " << worst;
   }
 }
 
@@ -108,11 +114,6 @@ TEST(GPTParity, MatchesPyTorchInF64) {
   run_parity("gpt_reference_f64.safetensors", DType::f64, {1e-12, 1e-10}, {1e-12, 1e-10}, {1e-12, 1e-10}, false);
 }
 
-// f32 parameters after AdamW: Adam's update is invariant to the gradient's
-// scale, so an element with a small gradient still moves by about lr, and
-// f32 rounding of that gradient (relative error up to ~1e-3 for entries near
-// 1e-7) becomes a parameter difference of lr * 1e-3 = 1e-6 per step. Hence
-// atol 5e-6 over 3 steps; the f64 test checks the same update to 1e-10.
 TEST(GPTParity, MatchesPyTorchInF32) {
-  run_parity("gpt_reference_f32.safetensors", DType::f32, {1e-5, 1e-4}, {1e-6, 1e-3}, {5e-6, 1e-4}, true);
+  run_parity("gpt_reference_f32.safetensors", DType::f32, {1e-5, 1e-4}, {1e-6, 1e-3}, {1e-6, 1e-4}, true);
 }
