@@ -2,7 +2,7 @@
 // Debian's dataset-fashion-mnist package), trained with AdamW; prints the
 // test accuracy after every epoch.
 //
-//   fashion_mnist                       # 784-256-128-10, 4 epochs, batch 128
+//   fashion_mnist                       # 784-256-128-10, 8 epochs, batch 128
 //   fashion_mnist --epochs 8 --hidden 512
 //
 // Legend: N = images, B = batch, 784 = 28 x 28 pixels in [0, 1], 10 classes.
@@ -45,7 +45,7 @@ double accuracy(const MLP& m, const data::FashionMnist& d) {
 
 int main(int argc, char** argv) {
   std::string dir = data::kFashionMnistDir;
-  int64_t epochs = 4, batch = 128, hidden = 256;
+  int64_t epochs = 8, batch = 128, hidden = 256;
   double lr = 2e-3;
   uint64_t seed = 0;
   CLI::App app{"Train an MLP on Fashion-MNIST."};

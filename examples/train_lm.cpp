@@ -38,8 +38,8 @@ struct Flags {
   std::string model = "mob", data = "synthetic", out;
   bool resume = false;
   int64_t stop_at = 0;
-  int64_t steps = 600, batch = 16, block = 64, layers = 4, heads = 4, embd = 128, warmup = 50, eval_every = 100;
-  int64_t eval_batches = 8, samples = 3, sample_tokens = 120;
+  int64_t steps = 2500, batch = 16, block = 64, layers = 4, heads = 4, embd = 128, warmup = 100, eval_every = 500;
+  int64_t eval_batches = 8, samples = 4, sample_tokens = 120;
   double lr = 3e-3, min_lr = 3e-4, weight_decay = 0.1, grad_clip = 1.0, dropout = 0.0;
   uint64_t seed = 1337;
   int threads = 0;

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The main job: set up, build (Release) and run the autodiff tour.
+# The main job: set up, build (Release) and train the default model — a
+# Mixture-of-Blocks language model on the embedded arithmetic corpus (no
+# download) — then print its routing summary and samples. Extra arguments go
+# to train_lm (see train_lm --help), e.g. bash tools/main.sh --model dense.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh --no-torch
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DDG_BUILD_TESTS=OFF -DDG_BUILD_BENCH=OFF >/dev/null
-cmake --build build --target autodiff_tour
-./build/examples/autodiff_tour build/autodiff_tour.dot "$@"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build --target train_lm sample_lm
+./build/examples/train_lm --out runs/main "$@"

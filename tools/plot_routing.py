@@ -45,9 +45,10 @@ def plot_depth_text(trace, path, max_chars=1200, width=80):
             row, col = [], 0
     if row:
         rows.append(row)
+    cols = max(len(r) for r in rows)
     fig_h = max(1.5, 0.28 * len(rows) + 0.8)
-    fig, ax = plt.subplots(figsize=(width * 0.13 + 1.5, fig_h))
-    ax.set_xlim(0, width)
+    fig, ax = plt.subplots(figsize=(cols * 0.16 + 1.5, fig_h))
+    ax.set_xlim(0, cols)
     ax.set_ylim(len(rows), 0)
     ax.axis("off")
     for r, cells in enumerate(rows):
@@ -91,7 +92,7 @@ def plot_depth_by_level(trace, path):
     for lv, depth in zip(levels, d):
         groups.setdefault(lv if lv > 0 else 0, []).append(depth)
     keys = sorted(groups)
-    labels = ["not an answer" if k == 0 else f"level {k}" for k in keys]
+    labels = ["other" if k == 0 else f"level {k}" for k in keys]
     means = [sum(groups[k]) / len(groups[k]) for k in keys]
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.bar(labels, means, color="tab:purple")

@@ -7,6 +7,7 @@ bash tools/setup.sh
 # The references come from Debian's interpreter (pyenv's python3 has no torch).
 /usr/bin/python3 tests/parity/make_reference.py tests/parity/reference.json
 /usr/bin/python3 tests/parity/make_optim_reference.py tests/parity/optim_reference.json
+/usr/bin/python3 tests/parity/make_gpt_reference.py tests/parity
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build
 ctest --test-dir build --output-on-failure -j "$(nproc)" "$@"
