@@ -1,0 +1,103 @@
+// Short training runs on the embedded arithmetic corpus (seconds each; label
+// "training", so the sanitizer pass of .ci/run leaves them out):
+//  - the dense GPT's loss falls well below the unigram entropy;
+//  - the default Mixture-of-Blocks recipe does not collapse (mean depth
+//    between 1 and D_max - 1, at least two blocks with >= 10 % of the block
+//    applications) and ends well below the bigram loss;
+//  - Mixture-of-Depths' causal predictor learns top-k membership (> 90 %).
+#include <cmath>
+
+#include "data/synthetic.h"
+#include "models/mob.h"
+#include "models/mod.h"
+#include "models/training.h"
+#include "testing.h"
+
+using namespace dg;
+using namespace dg::models;
+
+namespace {
+
+// Conditional entropy H(next byte | byte) of the train split, in nats: the
+// loss of the best bigram model, the level a collapsed MoB falls back to.
+double bigram_entropy(const data::Corpus& c) {
+  const std::string& s = c.bytes(data::Split::train);
+  std::vector<double> pair(256 * 256, 0.0), first(256, 0.0);
+  for (size_t i = 0; i + 1 < s.size(); ++i) {
+    const auto a = static_cast<unsigned char>(s[i]), b = static_cast<unsigned char>(s[i + 1]);
+    pair[a * 256 + b] += 1, first[a] += 1;
+  }
+  double h = 0, n = static_cast<double>(s.size() - 1);
+  for (int a = 0; a < 256; ++a)
+    for (int b = 0; b < 256; ++b)
+      if (pair[a * 256 + b] > 0) h -= pair[a * 256 + b] / n * std::log(pair[a * 256 + b] / first[a]);
+  return h;
+}
+
+GPTConfig small_gpt() {
+  return {.n_layer = 2, .n_head = 2, .n_embd = 64, .block_size = 48, .vocab_size = 256, .dropout = 0.0,
+          .tied_head = true, .seed = 1, .dtype = DType::f32};
+}
+
+TrainOptions short_run(int64_t steps) {
+  TrainOptions o;
+  o.steps = steps, o.batch = 16, o.block = 48, o.lr = 3e-3, o.min_lr = 3e-4, o.warmup = 30, o.eval_every = 0;
+  o.eval_batches = 4, o.seed = 3;
+  return o;
+}
+
+}  // namespace
+
+TEST(Training, DenseLossFallsWellBelowUnigram) {
+  data::SyntheticCorpus corpus(5, 300'000, 60'000);
+  GPT model(small_gpt());
+  Trainer t(model, corpus, short_run(1000));
+  t.run();
+  const double unigram = corpus.unigram_entropy();
+  EXPECT_LT(t.last_eval().val.loss, unigram - 0.4) << "unigram " << unigram;
+}
+
+TEST(Training, DefaultMoBDoesNotCollapseAndBeatsBigram) {
+  data::SyntheticCorpus corpus(6, 300'000, 60'000);
+  MoBConfig c;  // the default recipe: ponder halting, dense-path init, step scope, w = q
+  c.gpt = small_gpt();
+  c.n_blocks = 4;
+  MoB model(c);
+  Trainer t(model, corpus, short_run(1000));
+  t.run();
+  const double bigram = bigram_entropy(corpus);
+  EXPECT_LT(t.last_eval().val.loss, bigram - 0.15) << "bigram " << bigram;
+  // Routing on validation windows.
+  model.eval();
+  NoGradGuard ng;
+  model.forward(corpus.eval_batch(0, 8, 48).x);
+  TraceSummary s = model.last_trace().summary();
+  EXPECT_GT(s.mean_depth, 1.0);
+  EXPECT_LT(s.mean_depth, static_cast<double>(c.max_depth - 1));
+  int busy = 0;
+  for (double share : s.block_share) busy += share >= 0.10;
+  EXPECT_GE(busy, 2) << "block shares " << s.block_share[0] << " " << s.block_share[1] << " " << s.block_share[2]
+                     << " " << s.block_share[3];
+}
+
+TEST(Training, MoDPredictorLearnsTopkMembership) {
+  data::SyntheticCorpus corpus(7, 300'000, 60'000);
+  MoDConfig c;
+  c.gpt = small_gpt();
+  c.capacity = 0.25;
+  c.mod_every = 1;
+  c.predictor_weight = 0.1;
+  c.aux_weight = 0.1;
+  MoD model(c);
+  Trainer t(model, corpus, short_run(300));
+  t.run();
+  model.eval();
+  model.set_routing(MoDRouting::topk);
+  LossOutput out = [&] {
+    NoGradGuard ng;
+    data::Batch b = corpus.eval_batch(1, 16, 48);
+    return model.loss(b.x, b.y);
+  }();
+  EXPECT_GT(out.stats.at("predictor_acc"), 0.90);
+  EXPECT_GT(out.stats.at("router_acc"), 0.90);
+}
