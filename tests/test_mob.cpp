@@ -10,6 +10,7 @@
 
 #include "models/mob.h"
 #include "testing.h"
+#include "tests/mob_naive.h"
 
 using namespace dg;
 using namespace dg::testing;
@@ -42,53 +43,6 @@ void randomise_gate(MoB& m, double scale, uint64_t seed) {
   copy_(m.step_bias, randn(m.step_bias.shape(), {m.step_bias.dtype()}, &g) * 0.5);
 }
 
-double log_prior(double lambda, int64_t d, int64_t D) {
-  return d < D ? std::log(lambda) + d * std::log1p(-lambda) : D * std::log1p(-lambda);
-}
-
-// The naive reference of the ponder objective: token by token, in position
-// order, each through its own path. Returns the objective (a scalar tensor).
-Tensor naive_objective(MoB& m, const Tensor& idx, const Tensor& targets, std::vector<std::vector<int64_t>>* paths) {
-  const MoBConfig& c = m.mob_config();
-  const int64_t B = idx.size(0), T = idx.size(1), C = c.gpt.n_embd, H = c.gpt.n_head, Dh = C / H;
-  const int64_t n = c.n_blocks, D = c.max_depth;
-  Tensor x = m.embed(idx);  // (B, T, C)
-  std::vector<int64_t> tg = targets.to_vector<int64_t>();
-  Tensor total = zeros({}, {x.dtype()});
-  for (int64_t b = 0; b < B; ++b) {
-    std::vector<Tensors> keys((D + 1) * n), values((D + 1) * n);  // per step (and block)
-    for (int64_t t = 0; t < T; ++t) {
-      Tensor R = reshape(select(select(x, 0, b), 0, t), {1, C});
-      Tensor S = ones({}, {x.dtype()});
-      std::vector<int64_t> path;
-      for (int64_t d = 0; d <= D; ++d) {
-        Tensor p = reshape(softmax(m.gate_logits(R, d), -1), {n + 1});
-        Tensor lambda = select(p, 0, n);
-        Tensor ce = cross_entropy(m.head(R), from_vector<int64_t>({tg[b * T + t]}), -100, 0.0, Reduction::sum);
-        const double s = S.item<double>(), l = lambda.item<double>();
-        const bool halt = d == D || s * (1 - l) < c.eps;
-        Tensor h = halt ? S : lambda * S;
-        total = total + h * ce + h * (log(clamp(h, 1e-12, 1.0)) - log_prior(c.prior, d, D)) * c.kl;
-        if (halt) break;
-        Tensor q = slice(p, 0, 0, n) / (1.0 - lambda);
-        std::vector<double> qv = q.to_vector<double>();
-        const int64_t k = std::max_element(qv.begin(), qv.end()) - qv.begin();
-        path.push_back(k);
-        auto hd = m.blocks[k]->attention_inputs(R);
-        const int64_t slot = c.attn_scope == AttnScope::step ? d : d * n + k;
-        keys[slot].push_back(reshape(hd.k, {1, H, 1, Dh}));
-        values[slot].push_back(reshape(hd.v, {1, H, 1, Dh}));
-        Tensor y = scaled_dot_product_attention(reshape(hd.q, {1, H, 1, Dh}), cat(keys[slot], 2), cat(values[slot], 2),
-                                                true);
-        R = R + select(q, 0, k) * m.blocks[k]->delta_from_attention(R, reshape(y, {H, 1, Dh}));
-        S = S * (1.0 - lambda);
-      }
-      if (paths) paths->push_back(path);
-    }
-  }
-  return total * (1.0 / static_cast<double>(B * T));
-}
-
 }  // namespace
 
 TEST(MoB, BatchedExecutorEqualsNaivePerTokenExecutor) {
@@ -98,7 +52,7 @@ TEST(MoB, BatchedExecutorEqualsNaivePerTokenExecutor) {
     m.train();
     Tensor idx = tokens(2, 10, 1), tgt = tokens(2, 10, 2);
     std::vector<std::vector<int64_t>> paths;
-    Tensor ref = naive_objective(m, idx, tgt, &paths);
+    Tensor ref = dg::testing::naive_mob_objective(m, idx, tgt, &paths);
     // The model is interesting only if tokens halt at different depths and repeat blocks.
     std::set<size_t> depths;
     int repeats = 0;

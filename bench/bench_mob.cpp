@@ -1,0 +1,87 @@
+// Mixture-of-Blocks execution costs, at B=16, T=128, C=128, H=4, n=4 blocks,
+// D_max=6 (the tiny config), forward + backward of the ponder objective:
+//  1. batched executor (grouped by block, one call per (step, block)) against
+//     the naive per-token executor of tests/mob_naive.h;
+//  2. overhead: MoB time per block application (gate, per-step LM head,
+//     grouping, gather/scatter included) against a dense block's time
+//     (dense GPT with n layers: step time / n) at the same B, T, C.
+// Prints a markdown table; medians over --reps.
+//
+//   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE build/bench/bench_mob --reps 5 --threads 2
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <functional>
+
+#include "models/mob.h"
+#include "tests/mob_naive.h"
+
+using namespace dg;
+
+namespace {
+
+double median_ms(int reps, const std::function<void()>& f) {
+  std::vector<double> t;
+  f();  // warm-up
+  for (int i = 0; i < reps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int reps = 5, threads = 2, naive_reps = 1;
+  int64_t B = 16, T = 128, C = 128;
+  CLI::App app{"Mixture-of-Blocks: batched vs naive executor, and per-application overhead vs a dense block."};
+  app.add_option("--reps", reps, "timed repetitions (median)")->capture_default_str();
+  app.add_option("--naive-reps", naive_reps, "timed repetitions of the (slow) naive executor")->capture_default_str();
+  app.add_option("--threads", threads, "CPU threads")->capture_default_str();
+  app.add_option("--batch", B)->capture_default_str();
+  app.add_option("--block", T)->capture_default_str();
+  app.add_option("--embd", C)->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  set_num_threads(threads);
+  models::MoBConfig cfg;
+  cfg.gpt = {.n_layer = 4, .n_head = 4, .n_embd = C, .block_size = T};
+  cfg.n_blocks = 4;
+  models::MoB mob(cfg);
+  mob.train();
+  Generator gen(3);
+  Tensor x = randint(0, 256, {B, T}, &gen), y = randint(0, 256, {B, T}, &gen);
+  auto batched = [&] {
+    mob.zero_grad();
+    mob.loss(x, y).objective.backward();
+  };
+  const double t_batched = median_ms(reps, batched);
+  const double depth = mob.last_trace().summary().mean_depth;
+  auto naive = [&] {
+    mob.zero_grad();
+    dg::testing::naive_mob_objective(mob, x, y, nullptr).backward();
+  };
+  const double t_naive = median_ms(naive_reps, naive);
+
+  models::GPTConfig g = cfg.gpt;
+  models::GPT dense(g);
+  dense.train();
+  auto dense_step = [&] {
+    dense.zero_grad();
+    dense.loss(x, y).objective.backward();
+  };
+  const double t_dense = median_ms(reps, dense_step);
+  const double per_app = t_batched / std::max(depth, 1e-9), per_dense_block = t_dense / 4.0;
+
+  fmt::print("MoB forward+backward, B={} T={} C={} n=4 D_max=6, {} threads; mean depth {:.2f} blocks/token\n\n", B, T,
+             C, threads, depth);
+  fmt::print("| measure | time | ratio |\n|---|---:|---:|\n");
+  fmt::print("| naive per-token executor | {:.0f} ms | |\n", t_naive);
+  fmt::print("| batched executor | {:.1f} ms | {:.1f}x faster |\n", t_batched, t_naive / t_batched);
+  fmt::print("| dense GPT, 4 blocks | {:.1f} ms | |\n", t_dense);
+  fmt::print("| MoB per block application | {:.2f} ms | {:.2f}x a dense block ({:.2f} ms) |\n", per_app,
+             per_app / per_dense_block, per_dense_block);
+  return 0;
+}
