@@ -20,9 +20,7 @@
 #include <fstream>
 #include <memory>
 
-#include "data/synthetic.h"
-#include "data/text.h"
-#include "data/tokenizer.h"
+#include "examples/lm_flags.h"
 #include "models/factory.h"
 #include "models/generate.h"
 #include "models/gpt.h"
@@ -34,61 +32,15 @@ using namespace dg;
 
 namespace {
 
-struct Flags {
-  std::string model = "mob", data = "synthetic", out;
+struct Flags : examples::LMFlags {
+  std::string model = "mob", out;
   bool resume = false;
   int64_t stop_at = 0;
-  int64_t steps = 2500, batch = 16, block = 64, layers = 4, heads = 4, embd = 128, warmup = 100, eval_every = 500;
+  int64_t steps = 2500, batch = 16, warmup = 100, eval_every = 500;
   int64_t eval_batches = 8, samples = 4, sample_tokens = 120;
-  double lr = 3e-3, min_lr = 3e-4, weight_decay = 0.1, grad_clip = 1.0, dropout = 0.0;
-  uint64_t seed = 1337;
+  double lr = 3e-3, min_lr = 3e-4, weight_decay = 0.1, grad_clip = 1.0;
   int threads = 0;
-  // MoD
-  double capacity = 0.125;
-  int64_t mod_every = 2;
-  std::string causal = "both", router_weight = "raw";
-  // MoB
-  int64_t blocks = 4, max_depth = 6;
-  std::string halting = "ponder", gate_init = "dense-path", attn_scope = "step", weight = "q", explore = "none";
-  double prior = 0.3, kl = 0.01, eps = 0.1, depth_target = 0.0, depth_weight = 0.0, return_bias = 0.0,
-         balance = 0.0, explore_param = 0.0, ponder_cost = 0.01;
 };
-
-// Sets the string field `key` of a flat JSON object to `value` (the enum
-// fields; make_model's parser then rejects an unknown value by name).
-void set_field(std::string& json, const std::string& key, const std::string& value) {
-  const std::string from = "\"" + key + "\":\"";
-  const size_t p = json.find(from), b = p + from.size(), e = json.find('"', b);
-  json.replace(b, e - b, value);
-}
-
-std::string model_config(const Flags& f) {
-  models::GPTConfig g{.n_layer = f.layers, .n_head = f.heads, .n_embd = f.embd, .block_size = f.block,
-                      .vocab_size = data::kVocabSize, .dropout = f.dropout, .tied_head = true, .seed = f.seed,
-                      .dtype = DType::f32};
-  if (f.model == "dense") return models::to_json(g);
-  if (f.model == "mod") {
-    models::MoDConfig c;
-    c.gpt = g, c.capacity = f.capacity, c.mod_every = f.mod_every;
-    std::string j = models::to_json(c);
-    set_field(j, "causal", f.causal == "aux" ? "aux_loss" : f.causal);
-    set_field(j, "router_weight", f.router_weight);
-    return j;
-  }
-  models::MoBConfig c;
-  c.gpt = g, c.n_blocks = f.blocks, c.max_depth = f.max_depth, c.prior = f.prior, c.kl = f.kl, c.eps = f.eps;
-  c.depth_target = f.depth_target, c.depth_weight = f.depth_weight, c.return_bias = f.return_bias;
-  c.balance = f.balance, c.explore_param = f.explore_param, c.ponder_cost = f.ponder_cost;
-  std::string j = models::to_json(c);
-  set_field(j, "halting", f.halting), set_field(j, "gate_init", f.gate_init), set_field(j, "attn_scope", f.attn_scope);
-  set_field(j, "weight", f.weight), set_field(j, "explore", f.explore);
-  return j;
-}
-
-std::unique_ptr<data::Corpus> load_corpus(const std::string& spec, uint64_t seed) {
-  if (spec == "synthetic") return std::make_unique<data::SyntheticCorpus>(seed);
-  return std::make_unique<data::TextCorpus>(data::TextCorpus::from_file(spec));
-}
 
 std::string format_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "--:--";
@@ -191,60 +143,29 @@ int main(int argc, char** argv) {
   CLI::App app{"Train a byte-level language model (dense GPT, Mixture-of-Depths or Mixture-of-Blocks)."};
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a repeated flag: the last wins
   app.add_option("--model", f.model, "dense | mod | mob")->check(CLI::IsMember({"dense", "mod", "mob"}))->capture_default_str();
-  app.add_option("--data", f.data, "'synthetic' (embedded arithmetic corpus) or a text file")->capture_default_str();
   app.add_option("--steps", f.steps, "training steps (total, also when resuming)")->capture_default_str();
   app.add_option("--batch", f.batch, "sequences per step (B)")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--block", f.block, "sequence length T (also the model's block_size)")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--layers", f.layers, "dense/MoD: transformer blocks")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--heads", f.heads, "attention heads")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--embd", f.embd, "channels C")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--lr", f.lr, "peak learning rate (AdamW)")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--min-lr", f.min_lr, "learning rate at the end of the cosine decay")->capture_default_str();
   app.add_option("--warmup", f.warmup, "linear warmup steps")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--weight-decay", f.weight_decay, "AdamW decoupled weight decay on 2-D weights")->capture_default_str();
   app.add_option("--grad-clip", f.grad_clip, "clip the global gradient norm (0: off)")->capture_default_str();
-  app.add_option("--dropout", f.dropout, "dropout probability")->capture_default_str();
   app.add_option("--eval-every", f.eval_every, "evaluate (and checkpoint) every N steps; 0: only at the end")->capture_default_str();
   app.add_option("--eval-batches", f.eval_batches, "validation batches per evaluation")->capture_default_str();
   app.add_option("--out", f.out, "output folder: metrics.jsonl, ckpt.safetensors, routing.json");
   app.add_flag("--resume", f.resume, "continue from <out>/ckpt.safetensors (same model flags)");
   app.add_option("--stop-at", f.stop_at, "stop (with a checkpoint) at this step; the schedule still spans --steps")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--seed", f.seed, "seed of the weights, the data order and the synthetic corpus")->capture_default_str();
   app.add_option("--threads", f.threads, "CPU threads (0: DG_NUM_THREADS or all cores)")->capture_default_str();
   app.add_option("--samples", f.samples, "samples to print at the end")->capture_default_str();
   app.add_option("--sample-tokens", f.sample_tokens, "bytes per sample")->capture_default_str();
-  auto* mod = app.add_option_group("Mixture-of-Depths (--model mod)");
-  mod->add_option("--capacity", f.capacity, "share of tokens a routed block processes (0, 1]")->capture_default_str();
-  mod->add_option("--mod-every", f.mod_every, "route every N-th block")->capture_default_str();
-  mod->add_option("--causal", f.causal, "causal routing for sampling: aux | predictor | both")
-      ->check(CLI::IsMember({"aux", "predictor", "both"}))->capture_default_str();
-  mod->add_option("--router-weight", f.router_weight, "raw | sigmoid | none")->check(CLI::IsMember({"raw", "sigmoid", "none"}))->capture_default_str();
-  auto* mob = app.add_option_group("Mixture-of-Blocks (--model mob)");
-  mob->add_option("--blocks", f.blocks, "number of blocks n")->check(CLI::PositiveNumber)->capture_default_str();
-  mob->add_option("--max-depth", f.max_depth, "D_max: return forced at this step")->check(CLI::PositiveNumber)->capture_default_str();
-  mob->add_option("--halting", f.halting, "ponder (learned, default) | bias (the literal scheme)")
-      ->check(CLI::IsMember({"ponder", "bias"}))->capture_default_str();
-  mob->add_option("--gate-init", f.gate_init, "dense-path | uniform")->check(CLI::IsMember({"dense-path", "uniform"}))->capture_default_str();
-  mob->add_option("--prior", f.prior, "ponder: geometric prior lambda_p")->capture_default_str();
-  mob->add_option("--kl", f.kl, "ponder: KL weight kappa")->capture_default_str();
-  mob->add_option("--eps", f.eps, "ponder: stop computing under this surviving mass")->capture_default_str();
-  mob->add_option("--depth-target", f.depth_target, "D* of the optional depth budget")->capture_default_str();
-  mob->add_option("--depth-weight", f.depth_weight, "weight of (E[steps] - D*)^2 (0: off)")->capture_default_str();
-  mob->add_option("--return-bias", f.return_bias, "beta: + beta*d on the return logit")->capture_default_str();
-  mob->add_option("--ponder-cost", f.ponder_cost, "bias halting: cost per step")->capture_default_str();
-  mob->add_option("--attn-scope", f.attn_scope, "step (all active tokens) | block (same block only)")
-      ->check(CLI::IsMember({"step", "block"}))->capture_default_str();
-  mob->add_option("--weight", f.weight, "q | straight-through")->check(CLI::IsMember({"q", "straight-through"}))->capture_default_str();
-  mob->add_option("--balance", f.balance, "load-balance loss weight")->capture_default_str();
-  mob->add_option("--explore", f.explore, "none | gumbel | epsilon")->check(CLI::IsMember({"none", "gumbel", "epsilon"}))->capture_default_str();
-  mob->add_option("--explore-param", f.explore_param, "Gumbel noise scale or epsilon")->capture_default_str();
+  examples::add_model_flags(app, f);
   CLI11_PARSE(app, argc, argv);
 
   try {
     if (f.threads > 0) set_num_threads(f.threads);
-    auto corpus = load_corpus(f.data, f.seed);
-    auto model = models::make_model(f.model, model_config(f));
+    auto corpus = examples::load_corpus(f.data, f.seed);
+    auto model = models::make_model(f.model, examples::model_config(f, f.model));
     fmt::print("train_lm: {} model, {:.2f}M parameters, data {} (train {} bytes, val {}); unigram entropy {:.3f} nats\n",
                model->kind(), static_cast<double>(model->num_parameters()) / 1e6, corpus->source(),
                corpus->size(data::Split::train), corpus->size(data::Split::val), corpus->unigram_entropy());
