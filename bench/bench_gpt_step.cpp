@@ -6,9 +6,43 @@
 //
 //   bench_gpt_step --config tiny --steps 20 --warmup 3 --threads 2
 //   bench_gpt_step --model mob --config tiny
+//   bench_gpt_step --model mod --config tiny --dtype f64 --save-init check.safetensors --steps 0
 //
 // tiny:  L=4 (n=4 blocks), H=4, C=128, T=128, B=16
 // small: L=6 (n=6 blocks), H=6, C=384, T=256, B=8
+//
+// Routed configs timed (the library defaults unless named here):
+//   mod: capacity 12.5% (k = 16 of 128 / 32 of 256), every other block routed
+//        (blocks 1, 3 / 1, 3, 5), router weight raw, causal methods "both": the
+//        objective is LM + aux BCE on the router logits + predictor BCE, as in
+//        training. The work per step is static (exactly k tokens per sequence).
+//   mob: n = L blocks, max_depth 6, ponder halting (eps 0.1, prior 0.3, kl
+//        0.01), attention scope step, weight q — and gate_init uniform (the
+//        default here, --gate-init): the gate weight is random N(0, 0.02) and
+//        the per-step bias zero, so at every step the tokens spread over all
+//        n blocks and the benchmark exercises real grouping (n groups per
+//        step). With the library's dense-path init every step would send all
+//        tokens to one block, which is the dense model plus the gate. Under
+//        this init lambda is about 1/(n+1), the surviving mass stays above eps
+//        and (almost) every token runs max_depth = 6 blocks (the return is
+//        forced at step 6; mean depth 5.997 tiny, 6.00 small on the first
+//        batch), so MoB does about 6/4 (tiny) or 6/6 (small) of the dense
+//        block work plus the per-step LM head of the ponder objective.
+//
+// --save-init FILE writes, before any update: the initial weights
+// (param.<name>), the first batch (x, y, I64; with --batches K also the first
+// K batches the timing draws, batches.x / batches.y (K, B, T)), the objective
+// and LM loss the model computes on that batch in training mode (objective,
+// lm: 0-dim) with the gradient of the objective for every parameter
+// (grad.<name>), for MoB the
+// routing of every token (route.paths (B*T, max_depth + 1) I64: the block
+// chosen at each step, -1 where it returned, -2 after), and metadata
+// model_kind / model_config (the config JSON) / config / dtype / batch / seq.
+// It prints {"impl":"dyngrad","check":true,"objective":...,"lm":...}.
+// bench/torch_gpt.py --check FILE recomputes all of it in PyTorch from the same
+// weights and batch; --weights FILE starts its timing from the same weights and
+// batches (compare_gpt.sh stores warm-up + steps of them, so both sides train
+// on the very same data). --steps 0 writes the file and exits without timing.
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -20,25 +54,91 @@
 #include "models/mob.h"
 #include "models/mod.h"
 #include "nn/optim.h"
+#include "nn/safetensors.h"
 
 using namespace dg;
 
+namespace {
+
+// The state-dict file described in the header, for the first batch (x, y).
+void save_init(const std::string& path, models::LanguageModel& model, const std::string& config, DType dtype,
+               const std::vector<std::pair<Tensor, Tensor>>& batches) {
+  const Tensor &x = batches.front().first, &y = batches.front().second;
+  nn::NamedTensors out;
+  for (auto& [name, p] : model.named_parameters()) out.emplace("param." + name, clone(p.detach()));
+  model.zero_grad();
+  models::LossOutput loss = model.loss(x, y);
+  loss.objective.backward();
+  for (auto& [name, p] : model.named_parameters()) {
+    DG_CHECK(p.grad().defined(), "bench_gpt_step: parameter {} got no gradient on the first batch", name);
+    out.emplace("grad." + name, clone(p.grad()));
+  }
+  model.zero_grad();
+  out.emplace("x", x);
+  out.emplace("y", y);
+  if (batches.size() > 1) {
+    Tensors xs, ys;
+    for (auto& [bx, by] : batches) xs.push_back(unsqueeze(bx, 0)), ys.push_back(unsqueeze(by, 0));
+    out.emplace("batches.x", cat(xs, 0));
+    out.emplace("batches.y", cat(ys, 0));
+  }
+  out.emplace("objective", loss.objective.detach());
+  out.emplace("lm", loss.lm.detach());
+  if (auto* mob = dynamic_cast<models::MoB*>(&model)) {
+    const models::RoutingTrace& tr = mob->last_trace();
+    const int64_t N = tr.B * tr.T, D1 = tr.max_depth + 1;
+    std::vector<int64_t> paths(N * D1, -2);
+    for (int64_t i = 0; i < N; ++i)
+      for (const models::TraceStep& s : tr.tokens[i]) {
+        DG_CHECK(s.step >= 0 && s.step < D1, "bench_gpt_step: trace step {} outside 0..{}", s.step, D1 - 1);
+        paths[i * D1 + s.step] = s.block;
+      }
+    out.emplace("route.paths", from_vector<int64_t>(paths, {N, D1}));
+  }
+  nn::Metadata meta = {{"model_kind", model.kind()},      {"model_config", model.config_json()},
+                       {"config", config},                {"dtype", std::string(dtype_name(dtype))},
+                       {"batch", std::to_string(x.size(0))}, {"seq", std::to_string(x.size(1))},
+                       {"generator", "bench/bench_gpt_step --save-init"}};
+  nn::save_safetensors(path, out, meta);
+  fmt::print("{{\"impl\":\"dyngrad\",\"check\":true,\"model\":\"{}\",\"config\":\"{}\",\"dtype\":\"{}\","
+             "\"objective\":{:.17g},\"lm\":{:.17g},\"file\":\"{}\"}}\n",
+             model.kind(), config, dtype_name(dtype), loss.objective.item<double>(), loss.lm.item<double>(), path);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  std::string config = "tiny", model_kind = "dense", weights;
-  int64_t steps = 20, warmup = 3;
+  std::string config = "tiny", model_kind = "dense", dtype = "f32", gate_init = "uniform", init_path;
+  int64_t steps = 20, warmup = 3, n_batches = 1;
   int threads = 2;
   CLI::App app{"Time a GPT / MoD / MoB training step (forward, backward, AdamW)."};
   app.add_option("--config", config, "tiny | small")->check(CLI::IsMember({"tiny", "small"}))->capture_default_str();
   app.add_option("--model", model_kind, "dense | mod | mob")->check(CLI::IsMember({"dense", "mod", "mob"}))->capture_default_str();
-  app.add_option("--steps", steps, "timed steps")->capture_default_str();
-  app.add_option("--warmup", warmup, "untimed steps first")->capture_default_str();
-  app.add_option("--threads", threads, "CPU threads")->capture_default_str();
+  app.add_option("--steps", steps, "timed steps (0: only --save-init)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--warmup", warmup, "untimed steps first")->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--threads", threads, "CPU threads")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--dtype", dtype, "f32 (timing) | f64 (the same-loss check)")
+      ->check(CLI::IsMember({"f32", "f64"}))->capture_default_str();
+  app.add_option("--gate-init", gate_init,
+                 "MoB gate init: uniform (random gate, tokens spread over blocks) | dense-path")
+      ->check(CLI::IsMember({"uniform", "dense-path"}))->capture_default_str();
+  app.add_option("--save-init", init_path,
+                 "write initial weights, first batch, its loss and gradients to this safetensors file");
+  app.add_option("--batches", n_batches,
+                 "with --save-init: also store this many batches (batches.x/y: the ones the timing draws)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (steps == 0 && init_path.empty()) {
+    fmt::print(stderr, "bench_gpt_step: --steps 0 only makes sense with --save-init FILE\n");
+    return 1;
+  }
   try {
     set_num_threads(threads);
     const bool tiny = config == "tiny";
+    const DType dt = dtype == "f64" ? DType::f64 : DType::f32;
     models::GPTConfig g{.n_layer = tiny ? 4 : 6, .n_head = tiny ? 4 : 6, .n_embd = tiny ? 128 : 384,
-                        .block_size = tiny ? 128 : 256};
+                        .block_size = tiny ? 128 : 256, .dtype = dt};
     const int64_t B = tiny ? 16 : 8, T = g.block_size;
     std::string cfg_json;
     if (model_kind == "dense") {
@@ -51,16 +151,26 @@ int main(int argc, char** argv) {
       models::MoBConfig c;
       c.gpt = g;
       c.n_blocks = g.n_layer;
+      c.gate_init = gate_init == "uniform" ? models::GateInit::uniform : models::GateInit::dense_path;
       cfg_json = models::to_json(c);
     }
     auto model = models::make_model(model_kind, cfg_json);
     model->train();
-    nn::AdamW opt(nn::decay_groups(model->parameters(), 0.1), 1e-3, 0.9, 0.95, 1e-8);
     Generator gen(1234);
+    auto next_batch = [&] {
+      Tensor x = randint(0, 256, {B, T}, &gen), y = randint(0, 256, {B, T}, &gen);
+      return std::pair{x, y};
+    };
+    // The first batches are drawn up front (the same draws as in the loop).
+    std::vector<std::pair<Tensor, Tensor>> saved;
+    for (int64_t i = 0; i < (init_path.empty() ? 1 : n_batches); ++i) saved.push_back(next_batch());
+    if (!init_path.empty()) save_init(init_path, *model, config, dt, saved);
+    if (steps == 0) return 0;
+    nn::AdamW opt(nn::decay_groups(model->parameters(), 0.1), 1e-3, 0.9, 0.95, 1e-8);
     std::vector<double> times;
     double loss = 0;
     for (int64_t s = 0; s < warmup + steps; ++s) {
-      Tensor x = randint(0, 256, {B, T}, &gen), y = randint(0, 256, {B, T}, &gen);
+      auto [x, y] = s < static_cast<int64_t>(saved.size()) ? saved[s] : next_batch();
       const auto t0 = std::chrono::steady_clock::now();
       opt.zero_grad();
       models::LossOutput out = model->loss(x, y);
@@ -71,15 +181,15 @@ int main(int argc, char** argv) {
       if (s >= warmup) times.push_back(ms);
     }
     std::sort(times.begin(), times.end());
-    const double median = times.empty() ? 0.0 : times[times.size() / 2];
+    const double median = times[times.size() / 2];
     rusage ru{};
     getrusage(RUSAGE_SELF, &ru);
     fmt::print("{{\"impl\":\"dyngrad\",\"model\":\"{}\",\"config\":\"{}\",\"median_step_ms\":{:.3f},"
                "\"tokens_per_s\":{:.1f},\"peak_rss_mb\":{:.1f},\"steps\":{},\"threads\":{},\"final_loss\":{:.6f},"
-               "\"forward_flops_per_token\":{:.1f}}}\n",
+               "\"forward_flops_per_token\":{:.1f},\"dtype\":\"{}\"}}\n",
                model_kind, config, median, static_cast<double>(B * T) / (median / 1e3),
                static_cast<double>(ru.ru_maxrss) / 1024.0, steps, threads, loss,
-               model->last_forward_flops_per_token());
+               model->last_forward_flops_per_token(), dtype);
   } catch (const Error& e) {
     fmt::print(stderr, "bench_gpt_step: {}\n", e.what());
     return 1;

@@ -1,20 +1,41 @@
 #!/usr/bin/python3
 """The PyTorch side of bench/compare_gpt.sh: time of one full training step of
-the dense GPT (zero_grad, forward, loss, backward, AdamW step), f32, CPU.
+the dense GPT, MoD or MoB (zero_grad, forward, objective, backward, AdamW
+step), f32, CPU — and the same-work check against dyngrad.
 
-    /usr/bin/python3 bench/torch_gpt.py --config tiny|small [--steps 20] [--warmup 3]
-                                        [--threads 2] [--weights FILE.safetensors]
+    /usr/bin/python3 bench/torch_gpt.py --model dense|mod|mob --config tiny|small
+                                        [--steps 20] [--warmup 3] [--threads 2]
+                                        [--weights FILE.safetensors]
+    /usr/bin/python3 bench/torch_gpt.py --check FILE.safetensors [--rtol 1e-9]
 
 Configs (the same as build/bench/bench_gpt_step):
-  tiny:  L=4, H=4, C=128, block_size=128, batch B=16 of T=128 tokens
-  small: L=6, H=6, C=384, block_size=256, batch B=8 of T=256 tokens
-Weights: GPT-2 init from torch.manual_seed(0), or a dyngrad-written
-safetensors file (--weights). Batches: random bytes from a generator seeded
-1234, drawn outside the timed region. Each step is timed with
+  tiny:  L=4 (MoB: n=4 blocks), H=4, C=128, block_size=128, batch B=16 of T=128
+  small: L=6 (MoB: n=6 blocks), H=6, C=384, block_size=256, batch B=8 of T=256
+  mod: capacity 0.125, every other block routed, raw router weight, aux +
+       predictor BCE; mob: max_depth 6, ponder halting, scope step, gate_init
+       uniform (see the header of bench/bench_gpt_step.cpp for why).
+
+--weights FILE: a file written by `bench_gpt_step --save-init FILE` (f32): the
+model kind and config are taken from its metadata (and must agree with
+--model / --config), the initial weights from param.<name>, and the first
+steps run on its batches (batches.x / batches.y when the file has them, as
+`--batches K` writes them: the very batches dyngrad's timing draws; else just
+x, y). Without it: GPT-2 init from torch.manual_seed(0) and the config above.
+Further batches: random bytes from a torch generator seeded 1234, drawn
+outside the timed region. Each step is timed with
 time.perf_counter; the result is the median over the steps after warm-up.
 
-Prints ONE JSON line:
-  {"impl": "pytorch", "model": "dense", "config": "tiny", "median_step_ms": ...,
+--check FILE: a file written by `bench_gpt_step --dtype f64 --save-init FILE`.
+Builds the same model in f64 from the file's config and weights, computes the
+training objective on the file's batch and its gradients, and compares with
+what dyngrad wrote: objective and LM loss within --rtol (relative), every
+parameter gradient within --grad-rtol of that tensor's largest magnitude, and
+for MoB every token's route (block per step, halting step) exactly. Prints one
+JSON line with the differences; exits 1 (with the reason on stderr) when any
+check fails.
+
+Prints ONE JSON line, e.g.
+  {"impl": "pytorch", "model": "mob", "config": "tiny", "median_step_ms": ...,
    "tokens_per_s": ..., "peak_rss_mb": ..., "steps": ...}
 """
 import argparse
@@ -28,31 +49,144 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_models import GPTConfig, TorchGPT, adamw_param_groups, load_state  # noqa: E402
+from torch_models import (GPTConfig, MoBConfig, MoDConfig, adamw_param_groups,  # noqa: E402
+                          config_from_json, load_state, make_torch_model, read_safetensors)
 
-# name -> (model config, batch size, sequence length)
+# name -> (dense model config, batch size, sequence length)
 CONFIGS = {
     "tiny": (GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=128), 16, 128),
     "small": (GPTConfig(n_layer=6, n_head=6, n_embd=384, block_size=256), 8, 256),
 }
+MODELS = ("dense", "mod", "mob")
+
+
+def default_config(model, gpt):
+    """The benchmark's config of `model` around the dense config `gpt`."""
+    if model == "dense":
+        return gpt
+    if model == "mod":
+        return MoDConfig(gpt=gpt)
+    return MoBConfig(gpt=gpt, n_blocks=gpt.n_layer, gate_init="uniform")
 
 
 def parse_args():
-    """Command-line flags (the same as bench_gpt_step's)."""
+    """Command-line flags (the same as bench_gpt_step's, plus --check)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", choices=sorted(CONFIGS), default="tiny")
+    p.add_argument("--model", choices=MODELS, default=None, help="dense | mod | mob (default dense)")
+    p.add_argument("--config", choices=sorted(CONFIGS), default=None, help="tiny | small (default tiny)")
     p.add_argument("--steps", type=int, default=20, help="timed steps (after warm-up)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    p.add_argument("--weights", default=None, help="dyngrad safetensors weights to start from")
+    p.add_argument("--weights", default=None, help="bench_gpt_step --save-init file (f32) to start from")
+    p.add_argument("--check", default=None, metavar="FILE",
+                   help="bench_gpt_step --dtype f64 --save-init file: check the same loss, no timing")
+    p.add_argument("--rtol", type=float, default=1e-9, help="--check: relative tolerance of the losses")
+    p.add_argument("--grad-rtol", type=float, default=1e-8,
+                   help="--check: gradient tolerance, relative to each tensor's largest |grad|")
     args = p.parse_args()
     if args.steps < 1 or args.warmup < 0 or args.threads < 1:
         p.error("need --steps >= 1, --warmup >= 0, --threads >= 1")
+    if args.check and args.weights:
+        p.error("--check and --weights are exclusive")
     return args
 
 
+def model_from_file(path, want_model, want_config, dtype):
+    """(model, config name, x, y, tensors) from a bench_gpt_step --save-init file,
+    checking its kind, config name and dtype against what was asked."""
+    try:
+        tensors, meta = read_safetensors(path)
+    except (OSError, ValueError) as e:
+        sys.exit(f"torch_gpt.py: error: cannot read {path}: {e}")
+    for key in ("model_kind", "model_config", "config", "dtype"):
+        if key not in meta:
+            sys.exit(f"torch_gpt.py: error: {path}: no metadata '{key}' (not a bench_gpt_step --save-init file)")
+    kind, config = meta["model_kind"], meta["config"]
+    if want_model and kind != want_model:
+        sys.exit(f"torch_gpt.py: error: {path} holds a {kind} model, --model says {want_model}")
+    if want_config and config != want_config:
+        sys.exit(f"torch_gpt.py: error: {path} holds config {config}, --config says {want_config}")
+    if meta["dtype"] != dtype:
+        sys.exit(f"torch_gpt.py: error: {path} is {meta['dtype']}; this mode needs {dtype}")
+    try:
+        cfg, _ = config_from_json(kind, meta["model_config"])
+        torch.manual_seed(0)
+        model = make_torch_model(kind, cfg).to(torch.float64 if dtype == "f64" else torch.float32)
+        load_state(model, path, prefix="param.")
+    except ValueError as e:
+        sys.exit(f"torch_gpt.py: error: {path}: {e}")
+    for key in ("x", "y"):
+        if key not in tensors:
+            sys.exit(f"torch_gpt.py: error: {path}: no tensor '{key}' (the first batch)")
+    x, y = (torch.from_numpy(tensors[k]) for k in ("x", "y"))
+    return model, kind, config, x, y, tensors
+
+
+def rel(a, b):
+    """|a - b| / |b| (|a - b| when b is 0)."""
+    return abs(a - b) / abs(b) if b != 0 else abs(a - b)
+
+
+def check(args):
+    """The same-work check (see the module docstring); returns the exit code."""
+    model, kind, config, x, y, ref = model_from_file(args.check, args.model, args.config, "f64")
+    model.train()
+    _, objective = model(x, y)
+    objective.backward()
+    got_obj = objective.item()
+    got_lm = model.last_lm.item() if kind == "mod" else got_obj
+    want_obj, want_lm = float(ref["objective"]), float(ref["lm"])
+    failures = []
+    d_obj, d_lm = rel(got_obj, want_obj), rel(got_lm, want_lm)
+    if not d_obj <= args.rtol:
+        failures.append(f"objective {got_obj!r} vs dyngrad {want_obj!r}: relative difference {d_obj:.3e} > {args.rtol}")
+    if not d_lm <= args.rtol:
+        failures.append(f"LM loss {got_lm!r} vs dyngrad {want_lm!r}: relative difference {d_lm:.3e} > {args.rtol}")
+    worst, worst_name = 0.0, None
+    for name, p in model.named_parameters():
+        g_ref = ref.get("grad." + name)
+        if g_ref is None:
+            failures.append(f"the file has no grad.{name}")
+            continue
+        g_ref = torch.from_numpy(g_ref)
+        if p.grad is None:
+            failures.append(f"{name} got no gradient in PyTorch")
+            continue
+        scale = g_ref.abs().max().item()
+        d = (p.grad - g_ref).abs().max().item() / (scale if scale > 0 else 1.0)
+        if d > worst or worst_name is None:
+            worst, worst_name = d, name
+        if not d <= args.grad_rtol:
+            failures.append(f"grad.{name}: max difference {d:.3e} of its largest |grad| {scale:.3e} > {args.grad_rtol}")
+    paths_mismatch = None
+    if kind == "mob":
+        if "route.paths" not in ref:
+            failures.append("the file has no route.paths")
+        else:
+            want = torch.from_numpy(ref["route.paths"])
+            if want.shape != model.last_paths.shape:
+                failures.append(f"route.paths shape {list(want.shape)} vs {list(model.last_paths.shape)}")
+            else:
+                paths_mismatch = int((want != model.last_paths).any(dim=1).sum())
+                if paths_mismatch:
+                    failures.append(f"{paths_mismatch} tokens took a different route than in dyngrad")
+    depth = None
+    if kind == "mob":
+        depth = float((model.last_paths >= 0).sum(dim=1).double().mean())
+    result = {"impl": "pytorch", "check": True, "model": kind, "config": config, "dtype": "f64",
+              "objective": got_obj, "objective_dyngrad": want_obj, "objective_rel_diff": d_obj,
+              "lm_rel_diff": d_lm, "grad_max_rel_diff": worst, "grad_worst": worst_name,
+              "paths_mismatch": paths_mismatch, "mean_depth": depth, "ok": not failures}
+    print(json.dumps(result))
+    for f in failures[:10]:
+        print(f"torch_gpt.py: check failed ({kind} {config}): {f}", file=sys.stderr)
+    if len(failures) > 10:
+        print(f"torch_gpt.py: check failed ({kind} {config}): ... and {len(failures) - 10} more", file=sys.stderr)
+    return 1 if failures else 0
+
+
 def train_step(model, opt, idx, targets):
-    """One full training step; returns the loss as a float."""
+    """One full training step; returns the objective as a float."""
     opt.zero_grad(set_to_none=True)
     _, loss = model(idx, targets)
     loss.backward()
@@ -61,14 +195,30 @@ def train_step(model, opt, idx, targets):
 
 
 def main():
-    """Runs warm-up and timed steps and prints the JSON line."""
+    """Runs the check, or warm-up and timed steps, and prints the JSON line."""
     args = parse_args()
     torch.set_num_threads(args.threads)
-    cfg, batch, seq = CONFIGS[args.config]
-    torch.manual_seed(0)
-    model = TorchGPT(cfg)
+    if args.check:
+        sys.exit(check(args))
+    saved = []  # the batches of the first steps, from the file
     if args.weights:
-        load_state(model, args.weights)
+        model, kind, config, x, y, tensors = model_from_file(args.weights, args.model, args.config, "f32")
+        if "batches.x" in tensors and "batches.y" in tensors:
+            bx, by = torch.from_numpy(tensors["batches.x"]), torch.from_numpy(tensors["batches.y"])
+            if bx.shape != by.shape or bx.dim() != 3 or not torch.equal(bx[0], x) or not torch.equal(by[0], y):
+                sys.exit(f"torch_gpt.py: error: {args.weights}: batches.x / batches.y do not fit x, y")
+            saved = list(zip(bx, by))
+        else:
+            saved = [(x, y)]
+    else:
+        kind, config = args.model or "dense", args.config or "tiny"
+        torch.manual_seed(0)
+        model = make_torch_model(kind, default_config(kind, CONFIGS[config][0]))
+    _, batch, seq = CONFIGS[config]
+    if saved and tuple(saved[0][0].shape) != (batch, seq):
+        sys.exit(f"torch_gpt.py: error: {args.weights}: batch {list(saved[0][0].shape)}, config {config} "
+                 f"needs {[batch, seq]}")
+    vocab = model.cfg.vocab_size
     model.train()
     opt = torch.optim.AdamW(adamw_param_groups(model, 0.1), lr=1e-3, betas=(0.9, 0.95), eps=1e-8)
     gen = torch.Generator().manual_seed(1234)
@@ -76,25 +226,32 @@ def main():
     times = []
     loss = float("nan")
     for step in range(args.warmup + args.steps):
-        idx = torch.randint(0, cfg.vocab_size, (batch, seq), generator=gen, dtype=torch.int64)
-        targets = torch.randint(0, cfg.vocab_size, (batch, seq), generator=gen, dtype=torch.int64)
+        if step < len(saved):
+            idx, targets = saved[step]
+        else:
+            idx = torch.randint(0, vocab, (batch, seq), generator=gen, dtype=torch.int64)
+            targets = torch.randint(0, vocab, (batch, seq), generator=gen, dtype=torch.int64)
         t0 = time.perf_counter()
         loss = train_step(model, opt, idx, targets)
         elapsed = time.perf_counter() - t0
         if step >= args.warmup:
             times.append(elapsed)
+        if kind == "mod":
+            loss = model.last_lm.item()  # the plain LM loss, like dyngrad's final_loss
 
     median_s = statistics.median(times)
     result = {
         "impl": "pytorch",
-        "model": "dense",
-        "config": args.config,
+        "model": kind,
+        "config": config,
         "median_step_ms": round(median_s * 1e3, 3),
         "tokens_per_s": round(batch * seq / median_s, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "steps": args.steps,
         "threads": args.threads,
         "final_loss": round(loss, 4),
+        "weights": "dyngrad file" if args.weights else "torch init",
+        "batches_from_file": min(len(saved), args.warmup + args.steps),
         "torch_version": torch.__version__,
     }
     print(json.dumps(result))

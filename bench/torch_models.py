@@ -14,7 +14,8 @@ What it holds:
   * TorchGPT: the dense GPT of models/gpt.h, with the very same state-dict
     names and the same order of floating-point operations where it matters
     (a block returns its delta a + m; the model adds it to the residual);
-  * a reserved section for the MoD / MoB reference models (not written yet).
+  * TorchMoD and TorchMoB: the routed models of models/mod.h and models/mob.h
+    (training objectives), with config_from_json to read dyngrad's config JSON.
 
 State-dict names (V = 256, C = n_embd):
   wte.weight (V, C), wpe.weight (block_size, C),
@@ -287,6 +288,343 @@ def adamw_param_groups(model, weight_decay):
 
 # --- MoD / MoB reference models -------------------------------------------------
 #
-# Reserved: the Mixture-of-Depths and Mixture-of-Blocks reference models
-# (models/mod.h, models/mob.h) go here, built from Block above so that their
-# state-dict names and block arithmetic match the dense model.
+# The routed models of models/mod.h and models/mob.h, written as a PyTorch
+# researcher would write them for speed (batched index ops, no per-token
+# Python loops), with dyngrad's config fields, state-dict names and training
+# objective, so that a dyngrad safetensors file of initial weights loads
+# strictly and both sides compute the same loss. Configs can be read straight
+# from the JSON dyngrad writes (config_from_json), so the two sides cannot
+# drift apart on a default.
+
+def _enum(value, allowed, field):
+    """`value` if it is one of `allowed`, else ValueError naming the field."""
+    if value not in allowed:
+        raise ValueError(f"{field}: '{value}' is not one of {', '.join(allowed)}")
+    return value
+
+
+@dataclass
+class MoDConfig:
+    """Mixture-of-Depths (the fields of models::MoDConfig)."""
+    gpt: GPTConfig
+    capacity: float = 0.125
+    mod_every: int = 2
+    router_weight: str = "raw"        # raw | sigmoid | none
+    causal: str = "both"              # aux_loss | predictor | both
+    predictor_hidden: int = 64
+    aux_weight: float = 0.01
+    predictor_weight: float = 0.01
+
+
+@dataclass
+class MoBConfig:
+    """Mixture-of-Blocks (the fields of models::MoBConfig; gpt.n_layer is
+    ignored, the blocks are n_blocks)."""
+    gpt: GPTConfig
+    n_blocks: int = 4
+    max_depth: int = 6
+    halting: str = "ponder"           # only ponder here (the bias policy is a dyngrad ablation)
+    gate_init: str = "dense-path"     # dense-path | uniform
+    attn_scope: str = "step"          # step | block
+    weight: str = "q"                 # q | straight-through
+    explore: str = "none"             # only none here (exploration draws from dyngrad's generator)
+    explore_param: float = 0.0
+    return_bias: float = 0.0
+    prior: float = 0.3
+    kl: float = 0.01
+    eps: float = 0.1
+    ponder_cost: float = 0.01
+    depth_target: float = 0.0
+    depth_weight: float = 0.0
+    balance: float = 0.0
+
+
+def config_from_json(kind, text):
+    """The config of a dyngrad model of `kind` (dense | mod | mob) from the JSON
+    its to_json wrote (e.g. a checkpoint's or a bench file's model_config).
+    Returns (config, dtype name)."""
+    j = json.loads(text) if isinstance(text, str) else dict(text)
+    try:
+        gpt = GPTConfig(n_layer=int(j["n_layer"]), n_head=int(j["n_head"]), n_embd=int(j["n_embd"]),
+                        block_size=int(j["block_size"]), vocab_size=int(j["vocab_size"]),
+                        dropout=float(j["dropout"]), tied_head=bool(j["tied_head"]))
+        dtype = _enum(j["dtype"], ("f32", "f64"), "dtype")
+        if kind == "dense":
+            return gpt, dtype
+        if kind == "mod":
+            return MoDConfig(gpt=gpt, capacity=float(j["capacity"]), mod_every=int(j["mod_every"]),
+                             router_weight=_enum(j["router_weight"], ("raw", "sigmoid", "none"), "router_weight"),
+                             causal=_enum(j["causal"], ("aux_loss", "predictor", "both"), "causal"),
+                             predictor_hidden=int(j["predictor_hidden"]), aux_weight=float(j["aux_weight"]),
+                             predictor_weight=float(j["predictor_weight"])), dtype
+        if kind == "mob":
+            floats = ("explore_param", "return_bias", "prior", "kl", "eps", "ponder_cost", "depth_target",
+                      "depth_weight", "balance")
+            return MoBConfig(gpt=gpt, n_blocks=int(j["n_blocks"]), max_depth=int(j["max_depth"]),
+                             halting=j["halting"], gate_init=j["gate_init"], attn_scope=j["attn_scope"],
+                             weight=j["weight"], explore=j["explore"], **{k: float(j[k]) for k in floats}), dtype
+    except KeyError as e:
+        raise ValueError(f"{kind} config: no field {e} in {text!r}") from None
+    raise ValueError(f"unknown model kind '{kind}' (dense, mod or mob)")
+
+
+def config_to_json(kind, cfg, dtype="f64"):
+    """The JSON dyngrad's to_json writes for this config (models/*.cpp), so a
+    file made here names its model the way a dyngrad checkpoint does."""
+    gpt = cfg if kind == "dense" else cfg.gpt
+    j = {"n_layer": gpt.n_layer, "n_head": gpt.n_head, "n_embd": gpt.n_embd, "block_size": gpt.block_size,
+         "vocab_size": gpt.vocab_size, "dropout": gpt.dropout, "tied_head": gpt.tied_head, "seed": 0,
+         "dtype": _enum(dtype, ("f32", "f64"), "dtype")}
+    if kind != "dense":
+        j.update({k: v for k, v in cfg.__dict__.items() if k != "gpt"})
+    if kind == "mob":
+        j["n_layer"] = cfg.n_blocks
+    return json.dumps(j)
+
+
+def make_torch_model(kind, cfg):
+    """TorchGPT, TorchMoD or TorchMoB for `kind` with config `cfg`."""
+    return {"dense": TorchGPT, "mod": TorchMoD, "mob": TorchMoB}[kind](cfg)
+
+
+class Router(nn.Module):
+    """MoD router of one routed block: r = proj(x) (C -> 1, no bias) and the
+    causal predictor pred_out(relu(pred_fc(x.detach()))) (C -> hidden -> 1)."""
+
+    def __init__(self, C, hidden):
+        super().__init__()
+        self.proj = nn.Linear(C, 1, bias=False)
+        self.pred_fc = nn.Linear(C, hidden)
+        self.pred_out = nn.Linear(hidden, 1)
+
+    def forward(self, x):
+        """x (B, T, C) -> (router logits (B, T), predictor logits (B, T))."""
+        r = self.proj(x).squeeze(-1)
+        pred = self.pred_out(F.relu(self.pred_fc(x.detach()))).squeeze(-1)
+        return r, pred
+
+
+class TorchMoD(TorchGPT):
+    """Mixture-of-Depths (models/mod.h), training-mode top-k routing.
+
+    Blocks i with i % mod_every == mod_every - 1 are routed: per sequence the
+    k = ceil(capacity * T) tokens with the largest router logit r are taken
+    (torch.topk, indices sorted so the kept tokens stay in position order),
+    gathered into a (B, k, C) batch, run through the block (causal attention
+    among the kept tokens only) and scattered back as x + g(r) * delta with
+    g = raw | sigmoid | none. Objective: LM cross-entropy plus, per routed
+    block, aux_weight * BCE(r, membership) and predictor_weight *
+    BCE(predictor, membership) (as selected by `causal`).
+    forward returns (logits, objective); self.last_lm is the plain LM loss.
+    """
+
+    def __init__(self, cfg):
+        if not 0 < cfg.capacity <= 1:
+            raise ValueError(f"TorchMoD: capacity must be in (0, 1], got {cfg.capacity}")
+        if cfg.mod_every < 1:
+            raise ValueError(f"TorchMoD: mod_every must be >= 1, got {cfg.mod_every}")
+        super().__init__(cfg.gpt)
+        self.mcfg = cfg
+        self.routers = nn.ModuleDict({str(i): Router(cfg.gpt.n_embd, cfg.predictor_hidden)
+                                      for i in range(cfg.gpt.n_layer) if self.is_routed(i)})
+        with torch.no_grad():
+            for r in self.routers.values():
+                for name, p in r.named_parameters():
+                    p.zero_() if name.endswith("bias") else p.normal_(0.0, 0.02)
+        self.last_lm = None
+
+    def is_routed(self, i):
+        return i % self.mcfg.mod_every == self.mcfg.mod_every - 1
+
+    def capacity_k(self, T):
+        return min(max(math.ceil(self.mcfg.capacity * T - 1e-9), 1), T)
+
+    def _weight(self, r):
+        if self.mcfg.router_weight == "raw":
+            return r
+        if self.mcfg.router_weight == "sigmoid":
+            return torch.sigmoid(r)
+        return torch.ones_like(r)
+
+    def forward(self, idx, targets=None):
+        B, T = idx.shape
+        if T > self.cfg.block_size:
+            raise ValueError(f"TorchMoD: sequence length {T} exceeds block_size {self.cfg.block_size}")
+        C = self.cfg.n_embd
+        k = self.capacity_k(T)
+        pos = torch.arange(T, device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(pos))
+        aux = None
+        for i, block in enumerate(self.blocks):
+            if not self.is_routed(i):
+                x = x + block(x)
+                continue
+            r, pred = self.routers[str(i)](x)                                   # (B, T) each
+            with torch.no_grad():
+                keep = torch.topk(r, k, dim=1, sorted=False).indices.sort(dim=1).values  # (B, k) ascending
+                target = torch.zeros_like(r).scatter_(1, keep, 1.0)              # top-k membership
+            keep_c = keep.unsqueeze(-1).expand(B, k, C)
+            delta = block(torch.gather(x, 1, keep_c))                           # (B, k, C)
+            w = self._weight(torch.gather(r, 1, keep))                          # (B, k)
+            x = x.scatter_add(1, keep_c, delta * w.unsqueeze(-1))
+            term = None
+            if self.mcfg.causal != "predictor":
+                term = F.binary_cross_entropy_with_logits(r, target) * self.mcfg.aux_weight
+            if self.mcfg.causal != "aux_loss":
+                p = F.binary_cross_entropy_with_logits(pred, target) * self.mcfg.predictor_weight
+                term = p if term is None else term + p
+            if term is not None:
+                aux = term if aux is None else aux + term
+        h = self.ln_f(x)
+        logits = h @ self.wte.weight.t() if self.cfg.tied_head else self.lm_head(h)
+        if targets is None:
+            return logits, None
+        lm = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T))
+        self.last_lm = lm.detach()
+        return logits, (lm if aux is None else lm + aux)
+
+
+class TorchMoB(TorchGPT):
+    """Mixture-of-Blocks (models/mob.h), PonderNet halting, training objective.
+
+    Per step d (0..max_depth) over the active tokens (flat rows b*T + t):
+      p = softmax(gate(gate_ln(R)) + step_bias[d] (+ return_bias*d on return)),
+      lambda = p[:, n]; a token halts at d == max_depth or once its surviving
+      mass S*(1 - lambda) is under eps; h = S (halting) or lambda*S, and the
+      objective gets sum h*CE(head(R), y) + kl * sum h*(log h - log prior_d).
+      The others take block argmax q, q = p[:, :n] / (1 - lambda), and
+      R += w * delta, w = q_k (or straight-through 1 - sg(q_k) + q_k).
+    Execution: the continuing tokens are sorted by block (stable argsort), each
+    block projects its group in one batched call (index_select), and one
+    masked attention per step runs over the (B, H, T, T) padded layout —
+    causal by position, keys restricted to the tokens active at this step
+    (scope step) or to those that chose the same block (scope block). The
+    deltas are index_add-ed back. objective = total / (B*T).
+    forward returns (None, objective) with targets (training); self.last_paths
+    holds per token the block chosen at each step (-1: returned there,
+    -2: after returning), like dyngrad's routing trace.
+    """
+
+    def __init__(self, cfg):
+        if cfg.halting != "ponder":
+            raise ValueError(f"TorchMoB: only the ponder halting policy is implemented, got '{cfg.halting}'")
+        if cfg.explore != "none":
+            raise ValueError(f"TorchMoB: exploration '{cfg.explore}' draws from dyngrad's generator; use none")
+        if cfg.balance != 0 or cfg.depth_weight != 0:
+            raise ValueError("TorchMoB: the balance and depth-budget terms are not implemented (set them to 0)")
+        _enum(cfg.gate_init, ("dense-path", "uniform"), "gate_init")
+        _enum(cfg.attn_scope, ("step", "block"), "attn_scope")
+        _enum(cfg.weight, ("q", "straight-through"), "weight")
+        if not 0 < cfg.prior < 1 or not 0 <= cfg.eps <= 1 or cfg.n_blocks < 1 or cfg.max_depth < 1:
+            raise ValueError(f"TorchMoB: invalid config {cfg}")
+        gpt = GPTConfig(**{**cfg.gpt.__dict__, "n_layer": cfg.n_blocks})
+        super().__init__(gpt)
+        self.mcfg = cfg
+        n, D, C = cfg.n_blocks, cfg.max_depth, gpt.n_embd
+        self.gate_ln = nn.LayerNorm(C, eps=1e-5)
+        self.gate = nn.Linear(C, n + 1, bias=False)
+        self.step_bias = nn.Parameter(torch.zeros(D + 1, n + 1))
+        with torch.no_grad():
+            if cfg.gate_init == "dense-path":
+                self.gate.weight.zero_()
+                for d in range(D + 1):
+                    self.step_bias[d, d if d < n else n] = 3.0
+            else:
+                self.gate.weight.normal_(0.0, 0.02)
+        self.last_paths = None
+
+    def gate_logits(self, x, d):
+        logits = self.gate(self.gate_ln(x)) + self.step_bias[d]
+        if self.mcfg.return_bias != 0.0:
+            rb = torch.zeros(self.mcfg.n_blocks + 1, dtype=x.dtype)
+            rb[-1] = self.mcfg.return_bias * d
+            logits = logits + rb
+        return logits
+
+    def head(self, x):
+        h = self.ln_f(x)
+        return h @ self.wte.weight.t() if self.cfg.tied_head else self.lm_head(h)
+
+    def log_prior(self, d):
+        lam, D = self.mcfg.prior, self.mcfg.max_depth
+        return math.log(lam) + d * math.log1p(-lam) if d < D else D * math.log1p(-lam)
+
+    def forward(self, idx, targets=None):
+        if targets is None or not self.training:
+            raise ValueError("TorchMoB: only the training objective is implemented (train mode, with targets); "
+                             "eval-mode halting at lambda > 0.5 is not")
+        cfg = self.mcfg
+        B, T = idx.shape
+        if T > self.cfg.block_size:
+            raise ValueError(f"TorchMoB: sequence length {T} exceeds block_size {self.cfg.block_size}")
+        N, C, H = B * T, self.cfg.n_embd, self.cfg.n_head
+        Dh, n, D = C // H, cfg.n_blocks, cfg.max_depth
+        dev = idx.device
+        pos = torch.arange(T, device=dev)
+        R = self.drop(self.wte(idx) + self.wpe(pos)).reshape(N, C)
+        y = targets.reshape(N)
+        active = torch.arange(N, device=dev)                     # ascending flat rows
+        S = None                                                 # surviving mass of the active rows
+        paths = torch.full((N, D + 1), -2, dtype=torch.int64)
+        causal = torch.ones(T, T, dtype=torch.bool, device=dev).tril()
+        scale = 1.0 / math.sqrt(Dh)
+        total, kl = None, None
+        for d in range(D + 1):
+            Ra = R.index_select(0, active)
+            p = F.softmax(self.gate_logits(Ra, d), dim=-1)      # (Na, n + 1)
+            lam = p[:, n]
+            if S is None:
+                S = torch.ones_like(lam)
+            ce = F.cross_entropy(self.head(Ra), y.index_select(0, active), reduction="none")
+            with torch.no_grad():
+                if d >= D:
+                    halt = torch.ones_like(lam, dtype=torch.bool)
+                else:
+                    halt = S * (1.0 - lam) < cfg.eps
+            h = torch.where(halt, torch.ones_like(lam), lam) * S
+            kl_d = (h * (torch.log(torch.clamp(h, 1e-12, 1.0)) - self.log_prior(d))).sum()
+            ce_d = (h * ce).sum()
+            total = ce_d if total is None else total + ce_d
+            kl = kl_d if kl is None else kl + kl_d
+            cont = (~halt).nonzero().squeeze(1)
+            paths[active[halt], d] = -1
+            if cont.numel() == 0:
+                break
+            # Block choice among the continuing tokens.
+            q = p.index_select(0, cont)[:, :n] / (1.0 - lam.index_select(0, cont)).unsqueeze(1)
+            choice = torch.argmax(q.detach(), dim=1)             # first maximum, like dyngrad
+            qk = q.gather(1, choice.unsqueeze(1)).squeeze(1)
+            w = qk if cfg.weight == "q" else (qk - qk.detach()) + 1.0
+            S = (S * (1.0 - lam)).index_select(0, cont)
+            rows = active.index_select(0, cont)                  # ascending
+            paths[rows, d] = choice
+            # Group by block: stable sort, one batched call per non-empty block.
+            order = torch.sort(choice, stable=True).indices
+            counts = torch.bincount(choice, minlength=n).tolist()
+            rows_g = rows.index_select(0, order)                 # rows in group order
+            x_g = R.index_select(0, rows_g)
+            xs = torch.split(x_g, counts)
+            used = [k for k in range(n) if counts[k] > 0]
+            qkv = torch.cat([self.blocks[k].attn.qkv(self.blocks[k].ln1(xs[k])) for k in used])  # (Nc, 3C)
+            # Scatter q, k, v into the padded (B, T) layout; mask keys by step/block membership.
+            qkv_pad = torch.zeros(N, 3 * C, dtype=qkv.dtype, device=dev).index_copy(0, rows_g, qkv)
+            qkv_pad = qkv_pad.reshape(B, T, 3, H, Dh).permute(2, 0, 3, 1, 4)   # (3, B, H, T, Dh)
+            group = torch.full((N,), -1, dtype=torch.int64, device=dev)
+            group[rows_g] = choice.index_select(0, order) if cfg.attn_scope == "block" else 0
+            group = group.reshape(B, T)
+            allowed = (group.unsqueeze(1) == group.unsqueeze(2)) & (group.unsqueeze(1) >= 0) & causal
+            allowed |= torch.eye(T, dtype=torch.bool, device=dev)  # idle rows see themselves: no empty softmax
+            att = (qkv_pad[0] * scale) @ qkv_pad[1].transpose(-2, -1)           # (B, H, T, T)
+            att = F.softmax(att.masked_fill(~allowed.unsqueeze(1), float("-inf")), dim=-1)
+            ya = (att @ qkv_pad[2]).transpose(1, 2).reshape(N, C).index_select(0, rows_g)  # (Nc, C)
+            ys = torch.split(ya, counts)
+            deltas = []
+            for k in used:
+                blk = self.blocks[k]
+                a = blk.drop(blk.attn.proj(ys[k]))
+                deltas.append(a + blk.drop(blk.mlp(blk.ln2(xs[k] + a))))
+            delta = torch.cat(deltas)                            # (Nc, C) in group order
+            R = R.index_add(0, rows_g, delta * w.index_select(0, order).unsqueeze(1))
+            active = rows
+        self.last_paths = paths
+        return None, (total + kl * cfg.kl) * (1.0 / N)
