@@ -137,6 +137,14 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 Tensor attention_varlen(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cu_seqlens,
                         double scale = 0.0, DG_SITE);
 
+// Causal attention on fused projections: qkv (B, T, 3C), or packed (N, 3C)
+// with cu_seqlens as above; per token [q | k | v], head h at columns
+// h*D..(h+1)*D of each third. Returns (B, T, C) or (N, C), heads side by side.
+// Equal to splitting into (B, H, T, D) heads, scaled_dot_product_attention
+// and merging, without the copies. scale defaults to 1/sqrt(D).
+//   Tensor y = dg::attention_qkv(x_qkv, /*n_head=*/4);   // (B, T, 3C) -> (B, T, C)
+Tensor attention_qkv(const Tensor& qkv, int64_t n_head, const Tensor& cu_seqlens = {}, double scale = 0.0, DG_SITE);
+
 // --- in place (ops/inplace.cpp): bump the storage version. Not allowed on a
 // leaf that requires grad while grad mode is on.
 Tensor& add_(Tensor& x, const Tensor& y, double alpha = 1.0);

@@ -153,22 +153,18 @@ Tensor MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const
         last_flops_ += 24.0 * C * C * static_cast<double>(members[k].size());
       }
   } else {
-    // Every block projects its own tokens; one attention over all of them.
-    Tensors q, kk, v;
+    // Every block projects its own tokens; one attention over all of them,
+    // read straight from the projections put in (sequence, position) order.
+    Tensors qkv;
     for (int64_t k = 0; k < n; ++k)
-      if (!members[k].empty()) {
-        auto h = blocks[k]->attention_inputs(xs[k]);
-        q.push_back(h.q), kk.push_back(h.k), v.push_back(h.v);
-      }
-    Tensor inv_t = ids(inv), perm_t = ids(g.perm);
+      if (!members[k].empty()) qkv.push_back(blocks[k]->attention_qkv_input(xs[k]));  // (n_k, 3C)
     std::vector<int64_t> all(Nc);
     for (int64_t i = 0; i < Nc; ++i) all[i] = i;
-    Tensor qa = index_select(cat(q, 1), 1, inv_t), ka = index_select(cat(kk, 1), 1, inv_t),
-           va = index_select(cat(v, 1), 1, inv_t);
-    Tensor y = index_select(attention_varlen(qa, ka, va, seqlens(all)), 1, perm_t);  // back in group order
+    Tensor qkv_seq = index_select(cat(qkv, 0), 0, ids(inv));
+    Tensor y = index_select(attention_qkv(qkv_seq, cfg_.n_head, seqlens(all)), 0, ids(g.perm));  // group order
     for (int64_t k = 0; k < n; ++k)
       if (!members[k].empty()) {
-        Tensor yk = slice(y, 1, g.offsets[k], g.offsets[k + 1]);
+        Tensor yk = slice(y, 0, g.offsets[k], g.offsets[k + 1]);
         parts.push_back(blocks[k]->delta_from_attention(xs[k], yk));
         last_flops_ += 24.0 * C * C * static_cast<double>(members[k].size());
       }
@@ -310,7 +306,7 @@ Tensor MoB::decode(DecodeState& state, const Tensor& idx) {
       ++cache.length;
       Tensor y = scaled_dot_product_attention(reshape(h.q, {1, H, 1, Dh}), narrow(cache.k, 2, 0, cache.length),
                                               narrow(cache.v, 2, 0, cache.length), true);
-      R = R + dec.weight * blocks[k]->delta_from_attention(R, reshape(y, {H, 1, Dh}));
+      R = R + dec.weight * blocks[k]->delta_from_attention(R, reshape(y, {1, H * Dh}));
     }
     outs.push_back(reshape(head(R), {1, 1, cfg_.vocab_size}));
     ++s->position;

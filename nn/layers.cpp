@@ -85,23 +85,23 @@ Tensor CausalSelfAttention::forward(const Tensor& x, KVCache* cache) const {
   DG_CHECK(x.dim() == 3, "CausalSelfAttention: expected x of shape (B, T, C), got {}", x.shape());
   const int64_t B = x.size(0), T = x.size(1), C = x.size(2), H = n_head, D = C / H;
   Tensor qkv_out = qkv->forward(x);  // (B, T, 3C)
+  // Without a cache the kernel reads q, k, v straight from the projection.
+  if (!cache) return proj->forward(attention_qkv(qkv_out, H));
   // (B, T, C) slice -> (B, T, H, D) -> (B, H, T, D): views; the kernel copies them contiguous.
   auto heads = [&](int64_t i) { return transpose(view(slice(qkv_out, 2, i * C, (i + 1) * C), {B, T, H, D}), 1, 2); };
   Tensor q = heads(0), k = heads(1), v = heads(2);
-  if (cache) {
-    DG_CHECK(!is_grad_enabled() || !x.requires_grad(),
-             "CausalSelfAttention: a KV cache is for inference; run it under NoGradGuard");
-    if (!cache->k.defined()) DG_CHECK(false, "CausalSelfAttention: KV cache not allocated");
-    const int64_t cap = cache->k.size(2);
-    DG_CHECK(cache->length + T <= cap, "CausalSelfAttention: KV cache holds {} positions, {} cached + {} new",
-             cap, cache->length, T);
-    Tensor kdst = narrow(cache->k, 2, cache->length, T), vdst = narrow(cache->v, 2, cache->length, T);
-    copy_(kdst, k);
-    copy_(vdst, v);
-    cache->length += T;
-    k = narrow(cache->k, 2, 0, cache->length);
-    v = narrow(cache->v, 2, 0, cache->length);
-  }
+  DG_CHECK(!is_grad_enabled() || !x.requires_grad(),
+           "CausalSelfAttention: a KV cache is for inference; run it under NoGradGuard");
+  DG_CHECK(cache->k.defined(), "CausalSelfAttention: KV cache not allocated");
+  const int64_t cap = cache->k.size(2);
+  DG_CHECK(cache->length + T <= cap, "CausalSelfAttention: KV cache holds {} positions, {} cached + {} new", cap,
+           cache->length, T);
+  Tensor kdst = narrow(cache->k, 2, cache->length, T), vdst = narrow(cache->v, 2, cache->length, T);
+  copy_(kdst, k);
+  copy_(vdst, v);
+  cache->length += T;
+  k = narrow(cache->k, 2, 0, cache->length);
+  v = narrow(cache->v, 2, 0, cache->length);
   // Causal mask aligned to the end: the T new queries see all cached keys.
   Tensor y = scaled_dot_product_attention(q, k, v, /*causal=*/true);  // (B, H, T, D)
   return proj->forward(reshape(transpose(y, 1, 2), {B, T, C}));
@@ -119,14 +119,11 @@ CausalSelfAttention::Heads CausalSelfAttention::heads(const Tensor& x) const {
   return {head(0), head(1), head(2)};
 }
 
-Tensor CausalSelfAttention::merge(const Tensor& y) const {
-  const int64_t H = y.size(0), N = y.size(1), D = y.size(2);
-  return proj->forward(reshape(transpose(y, 0, 1), {N, H * D}));
-}
+Tensor CausalSelfAttention::merge(const Tensor& y) const { return proj->forward(y); }
 
 Tensor CausalSelfAttention::forward_packed(const Tensor& x, const Tensor& cu_seqlens) const {
-  Heads h = heads(x);
-  return merge(attention_varlen(h.q, h.k, h.v, cu_seqlens));
+  DG_CHECK(x.dim() == 2, "CausalSelfAttention: packed input must be (N, C), got {}", x.shape());
+  return merge(attention_qkv(qkv->forward(x), n_head, cu_seqlens));
 }
 
 // ---------------------------------------------------------------- block

@@ -99,8 +99,10 @@ class CausalSelfAttention : public Module {
   // attends causally within itself only.
   Tensor forward_packed(const Tensor& x, const Tensor& cu_seqlens) const;
   // The two halves around the attention kernel, for callers that mix tokens
-  // projected by different layers in one attention (MoB's step scope):
-  // heads(x (N, C)) -> q, k, v each (H, N, D) contiguous; merge(y (H, N, D)) -> proj(y) (N, C).
+  // projected by different layers in one attention (MoB's step scope) or
+  // cache keys themselves (MoB decoding): heads(x (N, C)) -> q, k, v each
+  // (H, N, D) contiguous; merge(y (N, C), heads side by side, as
+  // attention_qkv returns them) -> proj(y) (N, C).
   struct Heads {
     Tensor q, k, v;
   };
@@ -121,9 +123,11 @@ class Block : public Module {
   Tensor forward(const Tensor& x, KVCache* cache = nullptr) const;
   // Packed sequences x (N, C) with boundaries cu_seqlens: the same delta.
   Tensor forward_packed(const Tensor& x, const Tensor& cu_seqlens) const;
-  // The block split around its attention: q, k, v of ln1(x), and the delta
-  // given the attention output y (H, N, D) of those queries.
+  // The block split around its attention: q, k, v of ln1(x) as heads, or
+  // fused as the projection (N, 3C) that attention_qkv reads; and the delta
+  // given the attention output y (N, C) of those queries (heads side by side).
   CausalSelfAttention::Heads attention_inputs(const Tensor& x) const { return attn->heads(ln1->forward(x)); }
+  Tensor attention_qkv_input(const Tensor& x) const { return attn->qkv->forward(ln1->forward(x)); }
   Tensor delta_from_attention(const Tensor& x, const Tensor& y) const;
   std::shared_ptr<LayerNorm> ln1, ln2;
   std::shared_ptr<CausalSelfAttention> attn;

@@ -155,6 +155,17 @@ class Backend {
   virtual void attention_varlen_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cu_seqlens,
                                          const Tensor& out, const Tensor& lse, const Tensor& gout, double scale,
                                          const Tensor& gq, const Tensor& gk, const Tensor& gv) = 0;
+  // Causal attention straight from fused projections, packed like
+  // attention_varlen: qkv (N, 3C) contiguous holds per token [q | k | v], each
+  // C = H * D wide with head h at columns h*D; out (N, C) (head h at columns
+  // h*D, ready for the output projection), lse (H, N). Same result as
+  // splitting qkv into (H, N, D) heads and calling attention_varlen, without
+  // the copies.
+  virtual void attention_qkv(const Tensor& qkv, const Tensor& cu_seqlens, int64_t H, double scale,
+                             const Tensor& out, const Tensor& lse) = 0;
+  // gqkv (N, 3C) is overwritten, not accumulated.
+  virtual void attention_qkv_backward(const Tensor& qkv, const Tensor& cu_seqlens, int64_t H, const Tensor& out,
+                                      const Tensor& lse, const Tensor& gout, double scale, const Tensor& gqkv) = 0;
   // One AdamW step (torch.optim.AdamW, non-amsgrad), in place on contiguous
   // param, exp_avg (m) and exp_avg_sq (v), all of grad's shape and dtype;
   // step t >= 1 counts this update. With bc1 = 1 - beta1^t, bc2 = 1 - beta2^t:

@@ -53,7 +53,7 @@ inline Tensor naive_mob_objective(models::MoB& m, const Tensor& idx, const Tenso
         values[slot].push_back(reshape(hd.v, {1, H, 1, Dh}));
         Tensor y = scaled_dot_product_attention(reshape(hd.q, {1, H, 1, Dh}), cat(keys[slot], 2),
                                                 cat(values[slot], 2), true);
-        R = R + select(q, 0, k) * m.blocks[k]->delta_from_attention(R, reshape(y, {H, 1, Dh}));
+        R = R + select(q, 0, k) * m.blocks[k]->delta_from_attention(R, reshape(y, {1, H * Dh}));
         S = S * (1.0 - lambda);
       }
       if (paths) paths->push_back(path);

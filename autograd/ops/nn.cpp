@@ -195,6 +195,25 @@ Tensors attention_grad(const Node& node, const Tensor& g, const Tensor& q, const
   return {gq, gk, gv};
 }
 
+// cu_seqlens (S + 1) of a packed batch of N tokens (those of `x`): i64, 1-D,
+// cu[0] = 0, non-decreasing, cu[S] = N.
+void check_cu_seqlens(const char* op, const Tensor& cu_seqlens, const Tensor& x, int64_t N) {
+  check_defined(op, cu_seqlens, "cu_seqlens");
+  DG_CHECK(cu_seqlens.dtype() == DType::i64, "{}: cu_seqlens must be i64, got {} of shape {}", op, cu_seqlens.dtype(),
+           cu_seqlens.shape());
+  DG_CHECK(cu_seqlens.dim() == 1 && cu_seqlens.numel() >= 1,
+           "{}: cu_seqlens must be 1-D of length S + 1 >= 1 (S sequences), got shape {}", op, cu_seqlens.shape());
+  check_same_device(op, x, cu_seqlens);
+  const std::vector<int64_t> cu = cu_seqlens.to_vector<int64_t>();
+  const int64_t S = static_cast<int64_t>(cu.size()) - 1;
+  DG_CHECK(cu[0] == 0, "{}: cu_seqlens[0] must be 0, got {}", op, cu[0]);
+  for (int64_t s = 0; s < S; ++s)
+    DG_CHECK(cu[s] <= cu[s + 1], "{}: cu_seqlens must be non-decreasing, got cu_seqlens[{}] = {} > cu_seqlens[{}] = {}",
+             op, s, cu[s], s + 1, cu[s + 1]);
+  DG_CHECK(cu[S] == N, "{}: cu_seqlens[{}] = {} must equal the token count N = {} of {}", op, S, cu[S], N,
+           x.shape());
+}
+
 // q, k, v (H, N, D) and cu_seqlens (S + 1) describing a packed batch: i64,
 // cu[0] = 0, non-decreasing, cu[S] = N.
 void check_attention_varlen_args(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
@@ -202,7 +221,6 @@ void check_attention_varlen_args(const char* op, const Tensor& q, const Tensor& 
   check_defined(op, q, "q");
   check_defined(op, k, "k");
   check_defined(op, v, "v");
-  check_defined(op, cu_seqlens, "cu_seqlens");
   for (const auto& [t, name] : {std::pair{&q, "q"}, {&k, "k"}, {&v, "v"}})
     DG_CHECK(t->dim() == 3, "{}: q, k, v must be 3-D (H, N, D), got {} for {}", op, t->shape(), name);
   check_floating(op, q);
@@ -213,19 +231,7 @@ void check_attention_varlen_args(const char* op, const Tensor& q, const Tensor& 
   DG_CHECK(q.shape() == k.shape() && q.shape() == v.shape(),
            "{}: q, k, v must have the same shape (H, N, D), got q {} k {} v {}", op, q.shape(), k.shape(), v.shape());
   DG_CHECK(q.size(2) > 0, "{}: head dim D must be positive, got q {}", op, q.shape());
-  DG_CHECK(cu_seqlens.dtype() == DType::i64, "{}: cu_seqlens must be i64, got {} of shape {}", op, cu_seqlens.dtype(),
-           cu_seqlens.shape());
-  DG_CHECK(cu_seqlens.dim() == 1 && cu_seqlens.numel() >= 1,
-           "{}: cu_seqlens must be 1-D of length S + 1 >= 1 (S sequences), got shape {}", op, cu_seqlens.shape());
-  check_same_device(op, q, cu_seqlens);
-  const std::vector<int64_t> cu = cu_seqlens.to_vector<int64_t>();
-  const int64_t S = static_cast<int64_t>(cu.size()) - 1, N = q.size(1);
-  DG_CHECK(cu[0] == 0, "{}: cu_seqlens[0] must be 0, got {}", op, cu[0]);
-  for (int64_t s = 0; s < S; ++s)
-    DG_CHECK(cu[s] <= cu[s + 1], "{}: cu_seqlens must be non-decreasing, got cu_seqlens[{}] = {} > cu_seqlens[{}] = {}",
-             op, s, cu[s], s + 1, cu[s + 1]);
-  DG_CHECK(cu[S] == N, "{}: cu_seqlens[{}] = {} must equal the token count N = {} of q {}", op, S, cu[S], N,
-           q.shape());
+  check_cu_seqlens(op, cu_seqlens, q, q.size(1));
 }
 
 Tensors attention_varlen_grad(const Node& node, const Tensor& g, const Tensor& q, const Tensor& k, const Tensor& v,
@@ -235,6 +241,17 @@ Tensors attention_varlen_grad(const Node& node, const Tensor& g, const Tensor& q
     backend_of(q).attention_varlen_backward(q, k, v, cu_seqlens, out, lse, to_contiguous(g), scale, gq, gk, gv);
   forbid_double_backward("attention_varlen", "attention_varlen_backward", node, g, {gq, gk, gv});
   return {gq, gk, gv};
+}
+
+Tensors attention_qkv_grad(const Node& node, const Tensor& g, const Tensor& qkv, const Tensor& cu_seqlens,
+                           int64_t H, const Tensor& out, const Tensor& lse, double scale) {
+  const int64_t C3 = qkv.size(qkv.dim() - 1), N = qkv.numel() / std::max<int64_t>(C3, 1);
+  Tensor gqkv = empty_as(qkv.shape(), qkv);
+  if (N > 0)
+    backend_of(qkv).attention_qkv_backward(as_rows(qkv, N, C3), cu_seqlens, H, as_rows(out, N, C3 / 3), lse,
+                                           as_rows(to_contiguous(g), N, C3 / 3), scale, as_rows(gqkv, N, C3));
+  forbid_double_backward("attention_qkv", "attention_qkv_backward", node, g, {gqkv});
+  return {gqkv};
 }
 
 }  // namespace
@@ -321,6 +338,49 @@ Tensor attention_varlen(const Tensor& q, const Tensor& k, const Tensor& v, const
              return attention_varlen_grad(node, g, qc.get(), kc.get(), vc.get(), cu.get(), o.get(), lse, scale);
            },
            {q.shape(), k.shape(), v.shape(), cu.shape(), out.shape(), lse.shape()});
+  return out;
+}
+
+// Causal attention straight from the fused projection x·W_qkv: qkv (B, T, 3C)
+// (sequences = batch rows) or packed (N, 3C) with cu_seqlens (S + 1); per
+// token [q | k | v], head h at columns h*D of each. Returns (B, T, C) or
+// (N, C), heads side by side — what the output projection takes. The same
+// values as splitting into heads, attending and merging, without the four
+// head copies each way. Saves qkv, out and lse.
+Tensor attention_qkv(const Tensor& qkv, int64_t n_head, const Tensor& cu_seqlens, double scale, Site site) {
+  const char* op = "attention_qkv";
+  check_defined(op, qkv, "qkv");
+  check_floating(op, qkv);
+  DG_CHECK(qkv.dim() == 3 || qkv.dim() == 2, "{}: qkv must be (B, T, 3C) or packed (N, 3C), got {}", op,
+           qkv.shape());
+  DG_CHECK(cu_seqlens.defined() == (qkv.dim() == 2),
+           "{}: cu_seqlens goes with packed (N, 3C) qkv and only with it; got qkv {} and {} cu_seqlens", op,
+           qkv.shape(), cu_seqlens.defined() ? "a" : "no");
+  const int64_t C3 = qkv.size(qkv.dim() - 1), H = n_head;
+  DG_CHECK(H > 0 && C3 > 0 && C3 % (3 * H) == 0,
+           "{}: the last dim of qkv {} must be 3 * n_head * head_dim (n_head {})", op, qkv.shape(), H);
+  const int64_t C = C3 / 3, N = qkv.numel() / C3;
+  Tensor cu;
+  if (qkv.dim() == 3) {
+    const int64_t B = qkv.size(0), T = qkv.size(1);
+    std::vector<int64_t> v(static_cast<size_t>(B + 1));
+    for (int64_t b = 0; b <= B; ++b) v[static_cast<size_t>(b)] = b * T;
+    cu = from_vector<int64_t>(v, {B + 1}, qkv.device());
+  } else {
+    check_cu_seqlens(op, cu_seqlens, qkv, N);
+    cu = to_contiguous(cu_seqlens);
+  }
+  if (scale == 0.0) scale = 1.0 / std::sqrt(static_cast<double>(C / H));
+  Shape out_shape = qkv.shape();
+  out_shape[out_shape.size() - 1] = C;
+  Tensor qc = to_contiguous(qkv), out = empty_as(out_shape, qkv), lse = empty_as({H, N}, qkv);
+  if (N > 0) backend_of(qkv).attention_qkv(as_rows(qc, N, C3), cu, H, scale, as_rows(out, N, C), lse);
+  if (should_record({qkv}))
+    record(op, site, out, {qkv},
+           [qc = save(qc), cu, o = save_output(out), lse, H, scale](const Tensor& g, const Node& node) {
+             return attention_qkv_grad(node, g, qc.get(), cu, H, o.get(), lse, scale);
+           },
+           {qkv.shape(), cu.shape(), out.shape(), lse.shape()});
   return out;
 }
 

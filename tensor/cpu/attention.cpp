@@ -56,9 +56,7 @@ inline constexpr int64_t kQueryBlock = 32;
 template <class T>
 using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 template <class T>
-using MatMap = Eigen::Map<Mat<T>>;
-template <class T>
-using ConstMatMap = Eigen::Map<const Mat<T>>;
+using ConstRows = Eigen::Map<const Mat<T>, 0, Eigen::OuterStride<>>;
 template <class T>
 using Row = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
 template <class T>
@@ -81,11 +79,18 @@ struct AttnDims {
   int64_t flops() const { return tiles * Tq * Tk * D; }
 };
 
+// Row strides of a tile's matrices: `in` for Q, K, V (and dQ, dK, dV), `out`
+// for O and dO. Contiguous (·, D) tiles have both equal to D; tiles read
+// straight from fused projections (N, 3C) have in = 3C, out = C.
+struct RowStrides {
+  int64_t in, out;
+};
+
 // S (nq, kend) = scale * Q_i K^T for the query rows [i0, i0 + nq), then, row
 // by row, P = exp(S - lse) over the visible keys and 0 over the masked ones.
 // With `lse_out`, lse is computed here (forward); otherwise read from lse_in.
 template <class T>
-void block_probabilities(const ConstMatMap<T>& Q, const ConstMatMap<T>& K, T scale, const AttnDims& d, int64_t i0,
+void block_probabilities(const ConstRows<T>& Q, const ConstRows<T>& K, T scale, const AttnDims& d, int64_t i0,
                          int64_t nq, int64_t kend, T* s_buf, T* lse_out, const T* lse_in) {
   const int64_t ld = padded<T>(kend);
   StridedMat<T> S(s_buf, nq, kend, Eigen::OuterStride<>(ld));
@@ -110,9 +115,11 @@ void block_probabilities(const ConstMatMap<T>& Q, const ConstMatMap<T>& K, T sca
 }
 
 template <class T>
-void attention_tile(const T* q, const T* k, const T* v, T* o, T* lse, T scale, const AttnDims& d, T* s_buf) {
-  ConstMatMap<T> Q(q, d.Tq, d.D), K(k, d.Tk, d.D), V(v, d.Tk, d.D);
-  MatMap<T> O(o, d.Tq, d.D);
+void attention_tile(const T* q, const T* k, const T* v, T* o, T* lse, T scale, const AttnDims& d, T* s_buf,
+                    RowStrides ld) {
+  const Eigen::OuterStride<> in(ld.in);
+  ConstRows<T> Q(q, d.Tq, d.D, in), K(k, d.Tk, d.D, in), V(v, d.Tk, d.D, in);
+  StridedMat<T> O(o, d.Tq, d.D, Eigen::OuterStride<>(ld.out));
   for (int64_t i0 = 0; i0 < d.Tq; i0 += kQueryBlock) {
     const int64_t nq = std::min(kQueryBlock, d.Tq - i0), kend = d.keys_for(i0 + nq - 1);
     block_probabilities<T>(Q, K, scale, d, i0, nq, kend, s_buf, lse, nullptr);
@@ -122,9 +129,11 @@ void attention_tile(const T* q, const T* k, const T* v, T* o, T* lse, T scale, c
 
 template <class T>
 void attention_backward_tile(const T* q, const T* k, const T* v, const T* o, const T* lse, const T* go, T* gq, T* gk,
-                             T* gv, T scale, const AttnDims& d, T* p_buf, T* dp_buf, T* dl_buf) {
-  ConstMatMap<T> Q(q, d.Tq, d.D), K(k, d.Tk, d.D), V(v, d.Tk, d.D), O(o, d.Tq, d.D), dO(go, d.Tq, d.D);
-  MatMap<T> dQ(gq, d.Tq, d.D), dK(gk, d.Tk, d.D), dV(gv, d.Tk, d.D);
+                             T* gv, T scale, const AttnDims& d, T* p_buf, T* dp_buf, T* dl_buf, RowStrides ld) {
+  const Eigen::OuterStride<> in(ld.in), out(ld.out);
+  ConstRows<T> Q(q, d.Tq, d.D, in), K(k, d.Tk, d.D, in), V(v, d.Tk, d.D, in), O(o, d.Tq, d.D, out),
+      dO(go, d.Tq, d.D, out);
+  StridedMat<T> dQ(gq, d.Tq, d.D, in), dK(gk, d.Tk, d.D, in), dV(gv, d.Tk, d.D, in);
   dK.setZero();
   dV.setZero();
   // Dl_i = sum_d dO_id O_id = sum_j P_ij dP_ij (the softmax backward's row dot).
@@ -133,8 +142,8 @@ void attention_backward_tile(const T* q, const T* k, const T* v, const T* o, con
   for (int64_t i0 = 0; i0 < d.Tq; i0 += kQueryBlock) {
     const int64_t nq = std::min(kQueryBlock, d.Tq - i0), kend = d.keys_for(i0 + nq - 1);
     block_probabilities<T>(Q, K, scale, d, i0, nq, kend, p_buf, nullptr, lse);
-    const Eigen::OuterStride<> ld(padded<T>(kend));
-    StridedMat<T> P(p_buf, nq, kend, ld), dS(dp_buf, nq, kend, ld);
+    const Eigen::OuterStride<> ldp(padded<T>(kend));
+    StridedMat<T> P(p_buf, nq, kend, ldp), dS(dp_buf, nq, kend, ldp);
     dV.topRows(kend).noalias() += P.transpose() * dO.middleRows(i0, nq);
     dS.noalias() = dO.middleRows(i0, nq) * V.topRows(kend).transpose();  // dP
     dS.array() = P.array() * (dS.array().colwise() - dl.segment(i0, nq));
@@ -154,17 +163,20 @@ AttnDims attn_dims(const Tensor& q, const Tensor& k, bool causal) {
 struct VarlenTiles {
   const int64_t* cu;
   int64_t H, S, N, D, max_len = 0, flops = 0;
-  VarlenTiles(const Tensor& q, const Tensor& cu_seqlens)
-      : cu(cu_seqlens.data<int64_t>()), H(q.size(0)), S(cu_seqlens.numel() - 1), N(q.size(1)), D(q.size(2)) {
-    DG_ASSERT(q.dim() == 3 && q.is_contiguous() && cu_seqlens.dim() == 1 && cu_seqlens.is_contiguous() && S >= 0 &&
-                  cu[0] == 0 && cu[S] == N,
-              "attention_varlen q {} cu_seqlens {}", q.shape(), cu_seqlens.shape());
+  VarlenTiles(int64_t H_, int64_t N_, int64_t D_, const Tensor& cu_seqlens)
+      : cu(cu_seqlens.data<int64_t>()), H(H_), S(cu_seqlens.numel() - 1), N(N_), D(D_) {
+    DG_ASSERT(cu_seqlens.dim() == 1 && cu_seqlens.is_contiguous() && S >= 0 && cu[0] == 0 && cu[S] == N,
+              "attention_varlen: N {} cu_seqlens {}", N, cu_seqlens.shape());
     for (int64_t s = 0; s < S; ++s) {
       const int64_t len = cu[s + 1] - cu[s];
       DG_ASSERT(len >= 0, "attention_varlen: cu_seqlens decreases at {}", s + 1);
       max_len = std::max(max_len, len);
       flops += H * len * len * D;
     }
+  }
+  // q (H, N, D)
+  VarlenTiles(const Tensor& q, const Tensor& cu_seqlens) : VarlenTiles(q.size(0), q.size(1), q.size(2), cu_seqlens) {
+    DG_ASSERT(q.dim() == 3 && q.is_contiguous(), "attention_varlen q {}", q.shape());
   }
   int64_t count() const { return H * S; }
   // Tile t = (h, s): its dims and the offset of its first row in (H, N, ·).
@@ -173,6 +185,8 @@ struct VarlenTiles {
     return {1, len, len, D, true};
   }
   int64_t row(int64_t t) const { return t / S * N + cu[t % S]; }
+  int64_t head(int64_t t) const { return t / S; }
+  int64_t first_token(int64_t t) const { return cu[t % S]; }
 };
 
 // Every tensor in `others` has a's shape and is contiguous.
@@ -202,7 +216,7 @@ void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, do
 #pragma omp for schedule(static)
       for (int64_t t = 0; t < d.tiles; ++t)
         attention_tile<T>(qp + t * qs, kp + t * ks, vp + t * ks, op + t * qs, lp + t * d.Tq, T(scale), d,
-                          s_buf.data());
+                          s_buf.data(), {d.D, d.D});
     }
   });
 }
@@ -235,7 +249,7 @@ void CpuBackend::attention_backward(const Tensor& q, const Tensor& k, const Tens
       for (int64_t t = 0; t < d.tiles; ++t)
         attention_backward_tile<T>(qp + t * qs, kp + t * ks, vp + t * ks, op + t * qs, lp + t * d.Tq, gop + t * qs,
                                    gqp + t * qs, gkp + t * ks, gvp + t * ks, T(scale), d, p_buf.data(),
-                                   dp_buf.data(), dl_buf.data());
+                                   dp_buf.data(), dl_buf.data(), {d.D, d.D});
     }
   });
 }
@@ -260,7 +274,7 @@ void CpuBackend::attention_varlen(const Tensor& q, const Tensor& k, const Tensor
         const AttnDims d = tiles.dims(t);
         if (d.Tq == 0) continue;
         const int64_t r = tiles.row(t), x = r * D;
-        attention_tile<T>(qp + x, kp + x, vp + x, op + x, lp + r, T(scale), d, s_buf.data());
+        attention_tile<T>(qp + x, kp + x, vp + x, op + x, lp + r, T(scale), d, s_buf.data(), {D, D});
       }
     }
   });
@@ -292,7 +306,73 @@ void CpuBackend::attention_varlen_backward(const Tensor& q, const Tensor& k, con
         if (d.Tq == 0) continue;
         const int64_t r = tiles.row(t), x = r * D;
         attention_backward_tile<T>(qp + x, kp + x, vp + x, op + x, lp + r, gop + x, gqp + x, gkp + x, gvp + x,
-                                   T(scale), d, p_buf.data(), dp_buf.data(), dl_buf.data());
+                                   T(scale), d, p_buf.data(), dp_buf.data(), dl_buf.data(), {D, D});
+      }
+    }
+  });
+}
+
+
+// qkv (N, 3C): token n's q, k, v at columns [0, C), [C, 2C), [2C, 3C), head h
+// at h*D within each; out (N, C); lse (H, N). Tile (h, s) reads rows
+// cu[s].. of qkv with stride 3C and writes out with stride C.
+void CpuBackend::attention_qkv(const Tensor& qkv, const Tensor& cu_seqlens, int64_t H, double scale,
+                               const Tensor& out, const Tensor& lse) {
+  DG_ASSERT(qkv.dim() == 2 && qkv.is_contiguous() && H > 0 && qkv.size(1) % (3 * H) == 0 && out.dim() == 2 &&
+                out.is_contiguous() && out.size(0) == qkv.size(0) && 3 * out.size(1) == qkv.size(1) &&
+                lse.numel() == H * qkv.size(0),
+            "attention_qkv qkv {} out {} lse {} H {}", qkv.shape(), out.shape(), lse.shape(), H);
+  const int64_t N = qkv.size(0), C = out.size(1), D = C / H;
+  const VarlenTiles tiles(H, N, D, cu_seqlens);
+  if (tiles.max_len == 0) return;
+  visit_floating(qkv.dtype(), "attention_qkv", [&](auto tag) {
+    using T = decltype(tag);
+    const T* base = qkv.data<T>();
+    T *op = out.data<T>(), *lp = lse.data<T>();
+#pragma omp parallel if (worth_parallel(tiles.flops))
+    {
+      Scratch<T> s_buf(kQueryBlock * padded<T>(tiles.max_len));
+#pragma omp for schedule(dynamic)
+      for (int64_t t = 0; t < tiles.count(); ++t) {
+        const AttnDims d = tiles.dims(t);
+        if (d.Tq == 0) continue;
+        const int64_t h = tiles.head(t), n0 = tiles.first_token(t);
+        const T* q = base + n0 * 3 * C + h * D;
+        attention_tile<T>(q, q + C, q + 2 * C, op + n0 * C + h * D, lp + h * N + n0, T(scale), d, s_buf.data(),
+                          {3 * C, C});
+      }
+    }
+  });
+}
+
+void CpuBackend::attention_qkv_backward(const Tensor& qkv, const Tensor& cu_seqlens, int64_t H, const Tensor& out,
+                                        const Tensor& lse, const Tensor& gout, double scale, const Tensor& gqkv) {
+  DG_ASSERT(qkv.dim() == 2 && qkv.is_contiguous() && gqkv.shape() == qkv.shape() && gqkv.is_contiguous() &&
+                out.is_contiguous() && gout.is_contiguous() && gout.shape() == out.shape() &&
+                out.size(0) == qkv.size(0) && 3 * out.size(1) == qkv.size(1) && lse.numel() == H * qkv.size(0),
+            "attention_qkv_backward qkv {} out {} gout {} lse {}", qkv.shape(), out.shape(), gout.shape(),
+            lse.shape());
+  const int64_t N = qkv.size(0), C = out.size(1), D = C / H;
+  const VarlenTiles tiles(H, N, D, cu_seqlens);
+  // Every row belongs to one non-empty sequence, whose (h, s) tiles write all
+  // of its columns of gqkv: no zero fill needed.
+  if (tiles.max_len == 0) return;
+  visit_floating(qkv.dtype(), "attention_qkv_backward", [&](auto tag) {
+    using T = decltype(tag);
+    const T *base = qkv.data<T>(), *op = out.data<T>(), *lp = lse.data<T>(), *gop = gout.data<T>();
+    T* gbase = gqkv.data<T>();
+    const int64_t ld = padded<T>(tiles.max_len);
+#pragma omp parallel if (worth_parallel(tiles.flops))
+    {
+      Scratch<T> p_buf(kQueryBlock * ld), dp_buf(kQueryBlock * ld), dl_buf(tiles.max_len);
+#pragma omp for schedule(dynamic)
+      for (int64_t t = 0; t < tiles.count(); ++t) {
+        const AttnDims d = tiles.dims(t);
+        if (d.Tq == 0) continue;
+        const int64_t h = tiles.head(t), n0 = tiles.first_token(t), xi = n0 * 3 * C + h * D, xo = n0 * C + h * D;
+        attention_backward_tile<T>(base + xi, base + xi + C, base + xi + 2 * C, op + xo, lp + h * N + n0, gop + xo,
+                                   gbase + xi, gbase + xi + C, gbase + xi + 2 * C, T(scale), d, p_buf.data(),
+                                   dp_buf.data(), dl_buf.data(), {3 * C, C});
       }
     }
   });

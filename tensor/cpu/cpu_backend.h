@@ -72,6 +72,10 @@ class CpuBackend final : public Backend {
   void attention_varlen_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cu_seqlens,
                                  const Tensor& out, const Tensor& lse, const Tensor& gout, double scale,
                                  const Tensor& gq, const Tensor& gk, const Tensor& gv) override;
+  void attention_qkv(const Tensor& qkv, const Tensor& cu_seqlens, int64_t H, double scale, const Tensor& out,
+                     const Tensor& lse) override;
+  void attention_qkv_backward(const Tensor& qkv, const Tensor& cu_seqlens, int64_t H, const Tensor& out,
+                              const Tensor& lse, const Tensor& gout, double scale, const Tensor& gqkv) override;
   void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq, double lr,
                   double beta1, double beta2, double eps, double weight_decay, int64_t step) override;
 
