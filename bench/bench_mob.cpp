@@ -5,6 +5,9 @@
 //  2. overhead: MoB time per block application (gate, per-step LM head,
 //     grouping, gather/scatter included) against a dense block's time
 //     (dense GPT with n layers: step time / n) at the same B, T, C.
+// Both gate inits by default: dense-path (every token on the same path: one
+// group per step, the batched executor's easiest case) and uniform (random
+// gate weights: tokens spread over the blocks, several groups per step).
 // Prints a markdown table; medians over --reps.
 //
 //   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE build/bench/bench_mob --reps 5 --threads 2
@@ -36,52 +39,64 @@ double median_ms(int reps, const std::function<void()>& f) {
 
 int main(int argc, char** argv) {
   int reps = 5, threads = 2, naive_reps = 1;
+  std::string gate_init = "both";
   int64_t B = 16, T = 128, C = 128;
   CLI::App app{"Mixture-of-Blocks: batched vs naive executor, and per-application overhead vs a dense block."};
   app.add_option("--reps", reps, "timed repetitions (median)")->capture_default_str();
   app.add_option("--naive-reps", naive_reps, "timed repetitions of the (slow) naive executor")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads")->capture_default_str();
+  app.add_option("--gate-init", gate_init, "dense-path | uniform | both")
+      ->check(CLI::IsMember({"dense-path", "uniform", "both"}))->capture_default_str();
   app.add_option("--batch", B)->capture_default_str();
   app.add_option("--block", T)->capture_default_str();
   app.add_option("--embd", C)->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   set_num_threads(threads);
-  models::MoBConfig cfg;
-  cfg.gpt = {.n_layer = 4, .n_head = 4, .n_embd = C, .block_size = T};
-  cfg.n_blocks = 4;
-  models::MoB mob(cfg);
-  mob.train();
+  std::vector<std::string> inits = gate_init == "both" ? std::vector<std::string>{"dense-path", "uniform"}
+                                                         : std::vector<std::string>{gate_init};
+  models::GPTConfig g{.n_layer = 4, .n_head = 4, .n_embd = C, .block_size = T};
   Generator gen(3);
   Tensor x = randint(0, 256, {B, T}, &gen), y = randint(0, 256, {B, T}, &gen);
-  auto batched = [&] {
-    mob.zero_grad();
-    mob.loss(x, y).objective.backward();
-  };
-  const double t_batched = median_ms(reps, batched);
-  const double depth = mob.last_trace().summary().mean_depth;
-  auto naive = [&] {
-    mob.zero_grad();
-    dg::testing::naive_mob_objective(mob, x, y, nullptr).backward();
-  };
-  const double t_naive = median_ms(naive_reps, naive);
-
-  models::GPTConfig g = cfg.gpt;
   models::GPT dense(g);
   dense.train();
   auto dense_step = [&] {
     dense.zero_grad();
     dense.loss(x, y).objective.backward();
   };
-  const double t_dense = median_ms(reps, dense_step);
-  const double per_app = t_batched / std::max(depth, 1e-9), per_dense_block = t_dense / 4.0;
-
-  fmt::print("MoB forward+backward, B={} T={} C={} n=4 D_max=6, {} threads; mean depth {:.2f} blocks/token\n\n", B, T,
-             C, threads, depth);
-  fmt::print("| measure | time | ratio |\n|---|---:|---:|\n");
-  fmt::print("| naive per-token executor | {:.0f} ms | |\n", t_naive);
-  fmt::print("| batched executor | {:.1f} ms | {:.1f}x faster |\n", t_batched, t_naive / t_batched);
-  fmt::print("| dense GPT, 4 blocks | {:.1f} ms | |\n", t_dense);
-  fmt::print("| MoB per block application | {:.2f} ms | {:.2f}x a dense block ({:.2f} ms) |\n", per_app,
-             per_app / per_dense_block, per_dense_block);
+  const double t_dense = median_ms(reps, dense_step), per_dense_block = t_dense / 4.0;
+  fmt::print("MoB forward+backward of the ponder objective, B={} T={} C={} H=4 n=4 D_max=6, {} threads; dense GPT "
+             "(4 blocks) {:.1f} ms, {:.2f} ms per block\n\n",
+             B, T, C, threads, t_dense, per_dense_block);
+  fmt::print("| gate init | mean depth | groups/step | naive per-token | batched | speed-up | batched per block "
+             "application | vs a dense block |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+  for (const std::string& init : inits) {
+    models::MoBConfig cfg;
+    cfg.gpt = g;
+    cfg.n_blocks = 4;
+    cfg.gate_init = init == "uniform" ? models::GateInit::uniform : models::GateInit::dense_path;
+    models::MoB mob(cfg);
+    mob.train();
+    auto batched = [&] {
+      mob.zero_grad();
+      mob.loss(x, y).objective.backward();
+    };
+    const double t_batched = median_ms(reps, batched);
+    const models::TraceSummary sum = mob.last_trace().summary();
+    int64_t groups = 0, steps = 0;
+    for (const auto& per_block : sum.usage) {
+      int64_t used = 0;
+      for (int64_t a : per_block) used += a > 0 ? 1 : 0;
+      groups += used, steps += used > 0 ? 1 : 0;
+    }
+    auto naive = [&] {
+      mob.zero_grad();
+      dg::testing::naive_mob_objective(mob, x, y, nullptr).backward();
+    };
+    const double t_naive = median_ms(naive_reps, naive);
+    const double per_app = t_batched / std::max(sum.mean_depth, 1e-9);
+    fmt::print("| {} | {:.2f} | {:.1f} | {:.0f} ms | {:.1f} ms | {:.1f}x | {:.2f} ms | {:.2f}x |\n", init,
+               sum.mean_depth, static_cast<double>(groups) / static_cast<double>(std::max<int64_t>(steps, 1)), t_naive,
+               t_batched, t_naive / t_batched, per_app, per_app / per_dense_block);
+  }
   return 0;
 }
