@@ -15,11 +15,12 @@
 //
 // The budget: --steps is the number of steps of the first run (the dense
 // L-layer model by default); the budget is what that run spends, measured on
-// one probe batch. Every other run gets the number of steps that spends the
-// same budget at its own probe FLOPs/token (routed models: the FLOPs of
-// their routing decisions at initialisation) and also stops when its counted
-// training FLOPs reach the budget, so a routed model whose depth grows never
-// spends more. Schedules (warmup + cosine) span each run's own steps.
+// one probe batch (or --budget FLOPs). Every run trains until its counted
+// training FLOPs (3x the forward FLOPs of its actual routing decisions)
+// reach the budget, and its warmup + cosine schedule runs on the share of
+// the budget spent, so a MoB whose depth changes during training still ends
+// its schedule at the budget. The steps shown at the start are estimates
+// from the probe (routed models: their routing at initialisation).
 //
 // A run is NAME=KIND[:KEY=VALUE,...] (or just KIND): KIND is dense, mod or mob, built from
 // the model flags below; each KEY is a field of that kind's config JSON (see
@@ -45,7 +46,7 @@ struct Flags : examples::LMFlags {
   std::vector<std::string> runs;
   std::string match = "flops", out = "runs/compare";
   int64_t steps = 1500, batch = 16, warmup = 100, evals = 6, eval_batches = 8;
-  double lr = 3e-3, min_lr = 3e-4, weight_decay = 0.1, grad_clip = 1.0;
+  double lr = 3e-3, min_lr = 3e-4, weight_decay = 0.1, grad_clip = 1.0, budget = 0;
   int threads = 0;
   bool no_plot = false;
 };
@@ -210,6 +211,8 @@ int main(int argc, char** argv) {
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_option("--steps", f.steps, "steps of the first run; its FLOPs are every run's budget")
       ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--budget", f.budget, "training FLOPs per run (0: what the first run spends in --steps steps)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--match", f.match, "flops (equal training FLOPs) | steps (equal steps)")
       ->check(CLI::IsMember({"flops", "steps"}))->capture_default_str();
   app.add_option("--batch", f.batch, "sequences per step (B)")->check(CLI::PositiveNumber)->capture_default_str();
@@ -249,7 +252,7 @@ int main(int argc, char** argv) {
       auto model = models::make_model(s.kind, s.config);
       const double probe = probe_flops(*model, *corpus, f.batch, f.block);
       const double step_flops = 3.0 * probe * tokens_per_step;
-      if (i == 0) budget = step_flops * static_cast<double>(f.steps);
+      if (i == 0) budget = f.budget > 0 ? f.budget : step_flops * static_cast<double>(f.steps);
       const int64_t steps = f.match == "steps" ? f.steps : std::max<int64_t>(1, std::llround(budget / step_flops));
       const std::string dir = f.out + "/" + s.name;
       std::filesystem::create_directories(dir);
@@ -259,9 +262,10 @@ int main(int argc, char** argv) {
       o.steps = steps, o.batch = f.batch, o.block = f.block, o.lr = f.lr, o.min_lr = f.min_lr;
       o.warmup = std::min(f.warmup, steps / 4), o.weight_decay = f.weight_decay, o.grad_clip = f.grad_clip;
       o.eval_every = std::max<int64_t>(1, steps / f.evals), o.eval_batches = f.eval_batches, o.seed = f.seed;
-      o.out_dir = dir, o.flop_budget = f.match == "flops" ? budget : 0.0;
-      fmt::print("\n== {} ({}): {:.2f}M parameters, {:.3f} MFLOP/token at init, {} steps\n", s.name, s.kind,
-                 static_cast<double>(model->num_parameters()) / 1e6, probe / 1e6, steps);
+      o.out_dir = dir, o.flop_budget = f.match == "flops" ? budget : 0.0, o.flop_schedule = f.match == "flops";
+      fmt::print("\n== {} ({}): {:.2f}M parameters, {:.3f} MFLOP/token at init, {} steps{}\n", s.name, s.kind,
+                 static_cast<double>(model->num_parameters()) / 1e6, probe / 1e6, steps,
+                 f.match == "flops" ? fmt::format(" (estimated; budget {:.3g} FLOPs)", budget) : "");
       std::fflush(stdout);
       const auto t0 = std::chrono::steady_clock::now();
       models::Trainer trainer(*model, *corpus, o);

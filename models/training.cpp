@@ -35,6 +35,7 @@ Trainer::Trainer(LanguageModel& model, const data::Corpus& corpus, TrainOptions 
            o_.steps, o_.batch, o_.block);
   DG_CHECK(o_.block <= model.block_size(), "train: --block {} exceeds the model's block_size {}", o_.block,
            model.block_size());
+  DG_CHECK(!o_.flop_schedule || o_.flop_budget > 0, "train: a FLOP schedule needs a FLOP budget");
   DG_CHECK(o_.warmup >= 0 && o_.lr > 0 && o_.min_lr >= 0, "train: lr {} / min_lr {} / warmup {} out of range", o_.lr,
            o_.min_lr, o_.warmup);
   opt_ = std::make_unique<nn::AdamW>(nn::decay_groups(model.parameters(), o_.weight_decay), o_.lr, o_.beta1,
@@ -48,8 +49,15 @@ Trainer::Trainer(LanguageModel& model, const data::Corpus& corpus, TrainOptions 
   }
 }
 
-double Trainer::lr_at(int64_t step) const {
-  return nn::warmup_cosine_lr(step, std::min(o_.warmup, o_.steps), std::max<int64_t>(o_.steps, 1), o_.lr, o_.min_lr);
+double Trainer::lr_now() const {
+  if (!o_.flop_schedule)
+    return nn::warmup_cosine_lr(step_, std::min(o_.warmup, o_.steps), std::max<int64_t>(o_.steps, 1), o_.lr, o_.min_lr);
+  // On the share of the budget spent, at a resolution of 1/1000 of a step.
+  constexpr int64_t kScale = 1000;
+  const double share = std::min(1.0, train_flops_ / o_.flop_budget);
+  const auto at = static_cast<int64_t>(share * static_cast<double>(o_.steps * kScale));
+  return nn::warmup_cosine_lr(at, std::min(o_.warmup, o_.steps) * kScale, std::max<int64_t>(o_.steps, 1) * kScale,
+                              o_.lr, o_.min_lr);
 }
 
 void Trainer::write_metrics(const std::string& line) const {
@@ -92,11 +100,13 @@ void Trainer::run(const StepFn& on_step, const EvalFn& on_eval) {
   };
   double busy_s = 0;  // time in training steps (evaluation excluded)
   int64_t run_steps = 0;
-  const int64_t last = o_.stop_at > 0 ? std::min(o_.stop_at, o_.steps) : o_.steps;
-  while (step_ < last && (o_.flop_budget <= 0 || train_flops_ < o_.flop_budget)) {
+  const int64_t end = o_.flop_schedule ? 4 * o_.steps : o_.steps;
+  const int64_t last = o_.stop_at > 0 ? std::min(o_.stop_at, end) : end;
+  auto more = [&] { return step_ < last && (o_.flop_budget <= 0 || train_flops_ < o_.flop_budget); };
+  while (more()) {
     const auto ts = std::chrono::steady_clock::now();
     model_.train();
-    const double lr = lr_at(step_);
+    const double lr = lr_now();
     opt_->set_lr(lr);
     opt_->zero_grad();
     data::Batch b = corpus_.sample(data::Split::train, o_.batch, o_.block, data_gen_);
@@ -118,7 +128,7 @@ void Trainer::run(const StepFn& on_step, const EvalFn& on_eval) {
     for (auto& [k, v] : out.stats) j[k] = v;
     write_metrics(j.dump());
     if (on_step) on_step(log);
-    if (o_.eval_every > 0 && step_ % o_.eval_every == 0 && step_ < last) do_eval();
+    if (o_.eval_every > 0 && step_ % o_.eval_every == 0 && more()) do_eval();
   }
   do_eval();
 }

@@ -39,6 +39,12 @@ struct TrainOptions {
   std::string out_dir;          // metrics.jsonl + ckpt.safetensors; empty: neither
   bool resume = false;          // continue from out_dir/ckpt.safetensors
   double flop_budget = 0;       // stop once training FLOPs reach it (0: off)
+  // With a budget: train until the budget is spent (whatever the steps), and
+  // run warmup + cosine on the share of the budget spent, scaled to `steps`
+  // (an estimate), so a model whose cost per step changes during training
+  // (MoB's depth) still ends its schedule exactly at the budget. At most
+  // 4 * steps steps.
+  bool flop_schedule = false;
   int64_t stop_at = 0;          // stop (checkpointed) at this step, keeping the schedule of `steps` (0: off)
 };
 
@@ -82,7 +88,9 @@ class Trainer {
   nn::Optimizer& optimizer() { return *opt_; }
 
  private:
-  double lr_at(int64_t step) const;
+  // The learning rate of the next step: warmup + cosine at the step, or with
+  // flop_schedule at the share of the budget spent times `steps`.
+  double lr_now() const;
   void write_metrics(const std::string& json_line) const;
 
   LanguageModel& model_;

@@ -101,3 +101,41 @@ TEST(Training, MoDPredictorLearnsTopkMembership) {
   EXPECT_GT(out.stats.at("predictor_acc"), 0.90);
   EXPECT_GT(out.stats.at("router_acc"), 0.90);
 }
+
+// A FLOP budget with the FLOP schedule: training runs until the budget is
+// spent (not for `steps`), and the learning rate reaches min_lr exactly when
+// it is, whatever each step costs.
+TEST(Training, FlopScheduleEndsAtTheBudget) {
+  data::SyntheticCorpus corpus(5);
+  GPTConfig g = small_gpt();
+  g.n_layer = 1;
+  GPT model(g);
+  TrainOptions o;
+  o.batch = 2, o.block = 16, o.warmup = 2, o.eval_every = 0, o.eval_batches = 1, o.lr = 1e-3, o.min_lr = 1e-4;
+  const double step_flops = 3.0 * dense_flops_per_token(g.n_layer, g.n_embd, g.vocab_size, o.block) *
+                            static_cast<double>(o.batch * o.block);
+  o.steps = 5;                         // a deliberately low estimate: the budget holds 12 steps
+  o.flop_budget = 11.5 * step_flops;
+  o.flop_schedule = true;
+  Trainer trainer(model, corpus, o);
+  std::vector<double> lrs;
+  trainer.run([&](const StepLog& s) { lrs.push_back(s.lr); });
+  EXPECT_EQ(trainer.step(), 12);       // the first step at or past the budget
+  EXPECT_GE(trainer.train_flops(), o.flop_budget);
+  ASSERT_EQ(lrs.size(), 12u);
+  EXPECT_LT(lrs[0], 0.01 * o.lr);      // warmup starts near 0
+  // Warmup spans 2 of the 5 estimated steps, i.e. 40 % of the budget (4.6
+  // real steps); then the cosine decays to min_lr at the budget.
+  EXPECT_LT(lrs[3], lrs[4]);
+  for (size_t i = 6; i < lrs.size(); ++i) EXPECT_LT(lrs[i], lrs[i - 1]) << i;
+  EXPECT_GT(lrs.back(), o.min_lr);     // the last step starts before the budget is spent...
+  EXPECT_LT(lrs.back(), 1.2 * o.min_lr);  // ...but within 4 % of it
+  // Without the FLOP schedule the same options stop at `steps`.
+  GPT model2(g);
+  o.flop_schedule = false;
+  Trainer t2(model2, corpus, o);
+  t2.run();
+  EXPECT_EQ(t2.step(), 5);
+  o.flop_budget = 0, o.flop_schedule = true;
+  EXPECT_DG_ERROR(Trainer(model2, corpus, o), "a FLOP schedule needs a FLOP budget");
+}
