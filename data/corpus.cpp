@@ -76,6 +76,25 @@ double Corpus::unigram_entropy(Split split) const {
   return h;
 }
 
+double Corpus::bigram_entropy(Split split) const {
+  const std::string& text = bytes(split);
+  DG_CHECK(text.size() >= 2, "{}: bigram_entropy needs 2 bytes in the {} split, got {}", source_, split_name(split),
+           text.size());
+  std::vector<int64_t> pair(256 * 256, 0);
+  std::array<int64_t, 256> first{};
+  for (size_t i = 0; i + 1 < text.size(); ++i) {
+    const auto a = static_cast<unsigned char>(text[i]), b = static_cast<unsigned char>(text[i + 1]);
+    ++pair[a * 256 + b], ++first[a];
+  }
+  const double n = static_cast<double>(text.size() - 1);
+  double h = 0;
+  for (size_t a = 0; a < 256; ++a)
+    for (size_t b = 0; b < 256; ++b)
+      if (const auto c = static_cast<double>(pair[a * 256 + b]); c > 0)
+        h -= c / n * std::log(c / static_cast<double>(first[a]));
+  return h;
+}
+
 std::string Corpus::text(Split split, int64_t max_bytes) const {
   DG_CHECK(max_bytes >= 0, "{}: text(): max_bytes must be >= 0, got {}", source_, max_bytes);
   return bytes(split).substr(0, static_cast<size_t>(max_bytes));

@@ -59,6 +59,10 @@ class Corpus {
   // Entropy of the byte distribution of a split in nats/byte: the loss of the
   // best model that ignores context (a baseline for the validation loss).
   double unigram_entropy(Split split = Split::train) const;
+  // Conditional entropy H(next byte | byte) of a split in nats/byte: the loss
+  // of the best model that sees only the previous byte (what a Mixture-of-Blocks
+  // whose tokens all return at step 0 can reach).
+  double bigram_entropy(Split split = Split::train) const;
 
   // The first max_bytes bytes of a split (e.g. for prompts).
   std::string text(Split split, int64_t max_bytes) const;

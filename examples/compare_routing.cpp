@@ -241,9 +241,10 @@ int main(int argc, char** argv) {
     auto corpus = examples::load_corpus(f.data, f.seed);
     const double tokens_per_step = static_cast<double>(f.batch * f.block);
     std::filesystem::create_directories(f.out);
-    fmt::print("compare_routing: data {} (train {} bytes, val {}; unigram entropy {:.3f} nats), B={} T={}, match {}\n",
+    fmt::print("compare_routing: data {} (train {} bytes, val {}; unigram entropy {:.3f}, bigram {:.3f} nats/byte), "
+               "B={} T={}, match {}\n",
                corpus->source(), corpus->size(data::Split::train), corpus->size(data::Split::val),
-               corpus->unigram_entropy(), f.batch, f.block, f.match);
+               corpus->unigram_entropy(), corpus->bigram_entropy(), f.batch, f.block, f.match);
 
     double budget = 0;
     std::vector<nlohmann::json> rows;

@@ -179,9 +179,10 @@ int main(int argc, char** argv) {
     Progress progress;
     trainer.run([&](const models::StepLog& s) { progress.step(s); },
                 [&](const models::EvalLog& e) { progress.eval(e); });
-    fmt::print("done: {} steps, {:.0f} tokens/s, {:.3g} training FLOPs; final val loss {:.4f} (unigram {:.3f})\n",
+    fmt::print("done: {} steps, {:.0f} tokens/s, {:.3g} training FLOPs; final val loss {:.4f} (unigram {:.3f}, "
+               "bigram {:.3f})\n",
                trainer.step(), trainer.tokens_per_s(), trainer.train_flops(), trainer.last_eval().val.loss,
-               corpus->unigram_entropy());
+               corpus->unigram_entropy(), corpus->bigram_entropy());
     print_routing(*model, *corpus, f);
     print_samples(*model, *corpus, f);
   } catch (const Error& e) {

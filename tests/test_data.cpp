@@ -180,6 +180,16 @@ TEST(TextCorpus, UnigramEntropy) {
   EXPECT_DOUBLE_EQ(c.unigram_entropy(Split::val), 0.0);
 }
 
+TEST(TextCorpus, BigramEntropy) {
+  // "aabbaabb": after a -> a or b (1/2 each; 4 pairs), after b -> b or a (3 pairs: bb, ba, bb).
+  auto c = data::TextCorpus::from_string("aabbaabbzz", 0.2);
+  const double h_a = std::log(2.0), h_b = -(2.0 / 3) * std::log(2.0 / 3) - (1.0 / 3) * std::log(1.0 / 3);
+  EXPECT_NEAR(c.bigram_entropy(Split::train), 4.0 / 7 * h_a + 3.0 / 7 * h_b, 1e-15);
+  EXPECT_DOUBLE_EQ(data::TextCorpus::from_string("abababab", 0.5).bigram_entropy(), 0.0);  // fully determined
+  EXPECT_DG_ERROR(data::TextCorpus::from_string("abcdefghij", 0.9).bigram_entropy(Split::train),
+                  "bigram_entropy needs 2 bytes");
+}
+
 TEST(TextCorpus, FromFileReadsBytesExactly) {
   TempDir dir;
   std::string s = letters_then_digits(90, 0) + std::string("\r\n\0\xff", 4) + "0123456789";

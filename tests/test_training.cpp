@@ -18,22 +18,6 @@ using namespace dg::models;
 
 namespace {
 
-// Conditional entropy H(next byte | byte) of the train split, in nats: the
-// loss of the best bigram model, the level a collapsed MoB falls back to.
-double bigram_entropy(const data::Corpus& c) {
-  const std::string& s = c.bytes(data::Split::train);
-  std::vector<double> pair(256 * 256, 0.0), first(256, 0.0);
-  for (size_t i = 0; i + 1 < s.size(); ++i) {
-    const auto a = static_cast<unsigned char>(s[i]), b = static_cast<unsigned char>(s[i + 1]);
-    pair[a * 256 + b] += 1, first[a] += 1;
-  }
-  double h = 0, n = static_cast<double>(s.size() - 1);
-  for (int a = 0; a < 256; ++a)
-    for (int b = 0; b < 256; ++b)
-      if (pair[a * 256 + b] > 0) h -= pair[a * 256 + b] / n * std::log(pair[a * 256 + b] / first[a]);
-  return h;
-}
-
 GPTConfig small_gpt() {
   return {.n_layer = 2, .n_head = 2, .n_embd = 64, .block_size = 48, .vocab_size = 256, .dropout = 0.0,
           .tied_head = true, .seed = 1, .dtype = DType::f32};
@@ -65,7 +49,7 @@ TEST(Training, DefaultMoBDoesNotCollapseAndBeatsBigram) {
   MoB model(c);
   Trainer t(model, corpus, short_run(1000));
   t.run();
-  const double bigram = bigram_entropy(corpus);
+  const double bigram = corpus.bigram_entropy();
   EXPECT_LT(t.last_eval().val.loss, bigram - 0.15) << "bigram " << bigram;
   // Routing on validation windows.
   model.eval();
