@@ -7,7 +7,7 @@
 // <out>/table.md, MoB routing traces to <out>/<run>/routing.json, and the
 // pictures (tools/plot_compare.py, matplotlib) to <out>/*.png.
 //
-//   compare_routing                                   # defaults, about 5 minutes on 2 cores
+//   compare_routing                                   # defaults, 5-7 minutes on 2 cores
 //   compare_routing --data bible.txt --steps 3000     # a text file, a larger budget
 //   compare_routing --match steps                     # equal steps instead of equal FLOPs
 //   compare_routing --run dense-4=dense --run mob-block=mob:attn_scope=block
