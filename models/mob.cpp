@@ -123,7 +123,7 @@ Tensor MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const
   std::vector<std::vector<int64_t>> members(n);
   for (int64_t k = 0; k < n; ++k) {
     members[k].assign(g.perm.begin() + g.offsets[k], g.perm.begin() + g.offsets[k + 1]);
-    if (!members[k].empty()) xs[k] = index_select(x, 0, ids(members[k]));
+    if (!members[k].empty()) xs[k] = gather_rows(x, ids(members[k]));
   }
   // cu_seqlens of a list of positions in the continuing list (ascending
   // rows), counting the causal attention FLOPs of each packed sequence of
@@ -160,8 +160,8 @@ Tensor MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const
       if (!members[k].empty()) qkv.push_back(blocks[k]->attention_qkv_input(xs[k]));  // (n_k, 3C)
     std::vector<int64_t> all(Nc);
     for (int64_t i = 0; i < Nc; ++i) all[i] = i;
-    Tensor qkv_seq = index_select(cat(qkv, 0), 0, ids(inv));
-    Tensor y = index_select(attention_qkv(qkv_seq, cfg_.n_head, seqlens(all)), 0, ids(g.perm));  // group order
+    Tensor qkv_seq = gather_rows(qkv.size() == 1 ? qkv[0] : cat(qkv, 0), ids(inv));
+    Tensor y = gather_rows(attention_qkv(qkv_seq, cfg_.n_head, seqlens(all)), ids(g.perm));  // group order
     for (int64_t k = 0; k < n; ++k)
       if (!members[k].empty()) {
         Tensor yk = slice(y, 0, g.offsets[k], g.offsets[k + 1]);
@@ -169,7 +169,7 @@ Tensor MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const
         last_flops_ += 24.0 * C * C * static_cast<double>(members[k].size());
       }
   }
-  return index_select(cat(parts, 0), 0, ids(inv));
+  return gather_rows(parts.size() == 1 ? parts[0] : cat(parts, 0), ids(inv));
 }
 
 MoB::Run MoB::run(const Tensor& idx, const Tensor& targets, bool training) {

@@ -34,10 +34,29 @@ Tensor scatter_add_tokens(const Tensor& x, const Tensor& idx, const Tensor& delt
   return reshape(index_add(reshape(x, {B * T, C}), 0, flat_rows(idx, T), src), {B, T, C});
 }
 
-Tensor gather_rows(const Tensor& x, const Tensor& rows) { return index_select(x, 0, rows); }
+namespace {
 
+// Whether rows (1-D i64) is 0, 1, ..., n - 1: every row, in order.
+bool all_rows_in_order(const Tensor& rows, int64_t n) {
+  if (rows.dim() != 1 || rows.size(0) != n || rows.dtype() != DType::i64) return false;
+  const std::vector<int64_t> r = rows.to_vector<int64_t>();
+  for (int64_t i = 0; i < n; ++i)
+    if (r[static_cast<size_t>(i)] != i) return false;
+  return true;
+}
+
+}  // namespace
+
+// Every row in order (MoB on the dense path, a step where no token has
+// halted): x itself, no copy, and no index_add in backward.
+Tensor gather_rows(const Tensor& x, const Tensor& rows) {
+  return all_rows_in_order(rows, x.size(0)) ? x : index_select(x, 0, rows);
+}
+
+// Every row in order: a plain add, the same values as index_add.
 Tensor scatter_add_rows(const Tensor& x, const Tensor& rows, const Tensor& delta, const Tensor& w) {
-  return index_add(x, 0, rows, w.defined() ? delta * unsqueeze(w, 1) : delta);
+  Tensor d = w.defined() ? delta * unsqueeze(w, 1) : delta;
+  return all_rows_in_order(rows, x.size(0)) && d.shape() == x.shape() ? x + d : index_add(x, 0, rows, d);
 }
 
 Tensor membership(const Tensor& idx, int64_t T, DType dtype) {

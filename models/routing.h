@@ -35,6 +35,9 @@ Tensor gather_tokens(const Tensor& x, const Tensor& idx);
 Tensor scatter_add_tokens(const Tensor& x, const Tensor& idx, const Tensor& delta, const Tensor& w);
 
 // Flat-row versions for variable numbers of tokens: x (N, C), rows (n) i64.
+// When rows is every row in order (0..N-1), gather_rows returns x itself and
+// scatter_add_rows is a plain add: the same values without the copies and the
+// index_add of their backward (MoB's steps where no token has halted).
 Tensor gather_rows(const Tensor& x, const Tensor& rows);
 Tensor scatter_add_rows(const Tensor& x, const Tensor& rows, const Tensor& delta, const Tensor& w);
 
