@@ -336,10 +336,7 @@ int main(int argc, char** argv) {
                    script);
       }
     }
-  } catch (const Error& e) {
-    fmt::print(stderr, "compare_routing: {}\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
+  } catch (const std::exception& e) {  // dg::Error included
     fmt::print(stderr, "compare_routing: {}\n", e.what());
     return 1;
   }

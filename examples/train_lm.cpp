@@ -185,10 +185,7 @@ int main(int argc, char** argv) {
                corpus->unigram_entropy(), corpus->bigram_entropy());
     print_routing(*model, *corpus, f);
     print_samples(*model, *corpus, f);
-  } catch (const Error& e) {
-    fmt::print(stderr, "train_lm: {}\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
+  } catch (const std::exception& e) {  // dg::Error included
     fmt::print(stderr, "train_lm: {}\n", e.what());
     return 1;
   }

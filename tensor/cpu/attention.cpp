@@ -189,6 +189,32 @@ struct VarlenTiles {
   int64_t first_token(int64_t t) const { return cu[t % S]; }
 };
 
+// Per-thread scratch of a tile: probabilities (kQueryBlock rows of the
+// longest sequence, 64-byte padded), and for backward dS and the row dots.
+template <class T>
+struct TileScratch {
+  Scratch<T> p, dp, dl;
+  TileScratch(const VarlenTiles& tiles, bool backward)
+      : p(kQueryBlock * padded<T>(tiles.max_len)),
+        dp(backward ? kQueryBlock * padded<T>(tiles.max_len) : 0),
+        dl(backward ? tiles.max_len : 0) {}
+};
+
+// body(t, dims, scratch) for every non-empty tile of a packed batch, spread
+// over threads dynamically (lengths differ); one scratch per thread.
+template <class T, class Body>
+void for_each_varlen_tile(const VarlenTiles& tiles, bool backward, const Body& body) {
+#pragma omp parallel if (worth_parallel(tiles.flops))
+  {
+    TileScratch<T> scratch(tiles, backward);
+#pragma omp for schedule(dynamic)
+    for (int64_t t = 0; t < tiles.count(); ++t) {
+      const AttnDims d = tiles.dims(t);
+      if (d.Tq > 0) body(t, d, scratch);
+    }
+  }
+}
+
 // Every tensor in `others` has a's shape and is contiguous.
 bool contiguous_like(const Tensor& a, std::initializer_list<const Tensor*> others) {
   for (const Tensor* t : others)
@@ -266,17 +292,10 @@ void CpuBackend::attention_varlen(const Tensor& q, const Tensor& k, const Tensor
     const T *qp = q.data<T>(), *kp = k.data<T>(), *vp = v.data<T>();
     T *op = out.data<T>(), *lp = lse.data<T>();
     const int64_t D = tiles.D;
-#pragma omp parallel if (worth_parallel(tiles.flops))
-    {
-      Scratch<T> s_buf(kQueryBlock * padded<T>(tiles.max_len));
-#pragma omp for schedule(dynamic)
-      for (int64_t t = 0; t < tiles.count(); ++t) {
-        const AttnDims d = tiles.dims(t);
-        if (d.Tq == 0) continue;
-        const int64_t r = tiles.row(t), x = r * D;
-        attention_tile<T>(qp + x, kp + x, vp + x, op + x, lp + r, T(scale), d, s_buf.data(), {D, D});
-      }
-    }
+    for_each_varlen_tile<T>(tiles, false, [&](int64_t t, const AttnDims& d, TileScratch<T>& sc) {
+      const int64_t r = tiles.row(t), x = r * D;
+      attention_tile<T>(qp + x, kp + x, vp + x, op + x, lp + r, T(scale), d, sc.p.data(), {D, D});
+    });
   });
 }
 
@@ -296,22 +315,14 @@ void CpuBackend::attention_varlen_backward(const Tensor& q, const Tensor& k, con
     const T *qp = q.data<T>(), *kp = k.data<T>(), *vp = v.data<T>(), *op = out.data<T>(), *lp = lse.data<T>(),
             *gop = gout.data<T>();
     T *gqp = gq.data<T>(), *gkp = gk.data<T>(), *gvp = gv.data<T>();
-    const int64_t D = tiles.D, ld = padded<T>(tiles.max_len);
-#pragma omp parallel if (worth_parallel(tiles.flops))
-    {
-      Scratch<T> p_buf(kQueryBlock * ld), dp_buf(kQueryBlock * ld), dl_buf(tiles.max_len);
-#pragma omp for schedule(dynamic)
-      for (int64_t t = 0; t < tiles.count(); ++t) {
-        const AttnDims d = tiles.dims(t);
-        if (d.Tq == 0) continue;
-        const int64_t r = tiles.row(t), x = r * D;
-        attention_backward_tile<T>(qp + x, kp + x, vp + x, op + x, lp + r, gop + x, gqp + x, gkp + x, gvp + x,
-                                   T(scale), d, p_buf.data(), dp_buf.data(), dl_buf.data(), {D, D});
-      }
-    }
+    const int64_t D = tiles.D;
+    for_each_varlen_tile<T>(tiles, true, [&](int64_t t, const AttnDims& d, TileScratch<T>& sc) {
+      const int64_t r = tiles.row(t), x = r * D;
+      attention_backward_tile<T>(qp + x, kp + x, vp + x, op + x, lp + r, gop + x, gqp + x, gkp + x, gvp + x,
+                                 T(scale), d, sc.p.data(), sc.dp.data(), sc.dl.data(), {D, D});
+    });
   });
 }
-
 
 // qkv (N, 3C): token n's q, k, v at columns [0, C), [C, 2C), [2C, 3C), head h
 // at h*D within each; out (N, C); lse (H, N). Tile (h, s) reads rows
@@ -329,19 +340,12 @@ void CpuBackend::attention_qkv(const Tensor& qkv, const Tensor& cu_seqlens, int6
     using T = decltype(tag);
     const T* base = qkv.data<T>();
     T *op = out.data<T>(), *lp = lse.data<T>();
-#pragma omp parallel if (worth_parallel(tiles.flops))
-    {
-      Scratch<T> s_buf(kQueryBlock * padded<T>(tiles.max_len));
-#pragma omp for schedule(dynamic)
-      for (int64_t t = 0; t < tiles.count(); ++t) {
-        const AttnDims d = tiles.dims(t);
-        if (d.Tq == 0) continue;
-        const int64_t h = tiles.head(t), n0 = tiles.first_token(t);
-        const T* q = base + n0 * 3 * C + h * D;
-        attention_tile<T>(q, q + C, q + 2 * C, op + n0 * C + h * D, lp + h * N + n0, T(scale), d, s_buf.data(),
-                          {3 * C, C});
-      }
-    }
+    for_each_varlen_tile<T>(tiles, false, [&](int64_t t, const AttnDims& d, TileScratch<T>& sc) {
+      const int64_t h = tiles.head(t), n0 = tiles.first_token(t);
+      const T* q = base + n0 * 3 * C + h * D;
+      attention_tile<T>(q, q + C, q + 2 * C, op + n0 * C + h * D, lp + h * N + n0, T(scale), d, sc.p.data(),
+                        {3 * C, C});
+    });
   });
 }
 
@@ -361,20 +365,12 @@ void CpuBackend::attention_qkv_backward(const Tensor& qkv, const Tensor& cu_seql
     using T = decltype(tag);
     const T *base = qkv.data<T>(), *op = out.data<T>(), *lp = lse.data<T>(), *gop = gout.data<T>();
     T* gbase = gqkv.data<T>();
-    const int64_t ld = padded<T>(tiles.max_len);
-#pragma omp parallel if (worth_parallel(tiles.flops))
-    {
-      Scratch<T> p_buf(kQueryBlock * ld), dp_buf(kQueryBlock * ld), dl_buf(tiles.max_len);
-#pragma omp for schedule(dynamic)
-      for (int64_t t = 0; t < tiles.count(); ++t) {
-        const AttnDims d = tiles.dims(t);
-        if (d.Tq == 0) continue;
-        const int64_t h = tiles.head(t), n0 = tiles.first_token(t), xi = n0 * 3 * C + h * D, xo = n0 * C + h * D;
-        attention_backward_tile<T>(base + xi, base + xi + C, base + xi + 2 * C, op + xo, lp + h * N + n0, gop + xo,
-                                   gbase + xi, gbase + xi + C, gbase + xi + 2 * C, T(scale), d, p_buf.data(),
-                                   dp_buf.data(), dl_buf.data(), {3 * C, C});
-      }
-    }
+    for_each_varlen_tile<T>(tiles, true, [&](int64_t t, const AttnDims& d, TileScratch<T>& sc) {
+      const int64_t h = tiles.head(t), n0 = tiles.first_token(t), xi = n0 * 3 * C + h * D, xo = n0 * C + h * D;
+      attention_backward_tile<T>(base + xi, base + xi + C, base + xi + 2 * C, op + xo, lp + h * N + n0, gop + xo,
+                                 gbase + xi, gbase + xi + C, gbase + xi + 2 * C, T(scale), d, sc.p.data(),
+                                 sc.dp.data(), sc.dl.data(), {3 * C, C});
+    });
   });
 }
 
