@@ -103,6 +103,8 @@ Tensor sum_to(const Tensor& g, const Shape& shape, DG_SITE);
 
 // --- linalg (ops/linalg.cpp). 1-D/2-D/batched with broadcast batch dims, like torch.matmul.
 Tensor matmul(const Tensor& a, const Tensor& b, DG_SITE);
+// x (..., K) @ weight^T + bias, weight (N, K), bias (N) or undefined -> (..., N); torch.nn.functional.linear.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = {}, DG_SITE);
 
 // --- indexing (ops/index.cpp). Indices are i64 tensors.
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index, DG_SITE);

@@ -8,6 +8,10 @@
 //
 // Threads: DG_NUM_THREADS (compare.sh sets 2, like torch.set_num_threads(2)).
 #include <benchmark/benchmark.h>
+#include <fmt/format.h>
+
+#include <functional>
+#include <iterator>
 
 #include "autograd/ops.h"
 
@@ -69,6 +73,49 @@ void BM_Matmul(benchmark::State& st) {
   st.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * n * n / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_Matmul)->Arg(1024)->Unit(benchmark::kMillisecond);
+
+// The GEMMs of one tiny GPT training step (B*T = 2048 rows, C = 128), f32,
+// no autograd, as a Linear layer issues them: forward x W^T (NT), input
+// gradient g W (NN), weight gradient x^T g (TN). Arg: the case; label: its
+// shape. DG_GEMM_SPLIT=0 times OpenBLAS's own threading instead of the row
+// bands of tensor/cpu/matmul.cpp.
+struct GemmCase {
+  const char* name;
+  int64_t M, N, K;
+  char kind;  // 'f' x W^T, 'd' g W, 'w' x^T g
+};
+constexpr GemmCase kGemmCases[] = {
+    {"qkv fwd", 2048, 384, 128, 'f'}, {"proj fwd", 2048, 128, 128, 'f'}, {"fc fwd", 2048, 512, 128, 'f'},
+    {"fc2 fwd", 2048, 128, 512, 'f'}, {"qkv dx", 2048, 128, 384, 'd'},  {"fc2 dx", 2048, 512, 128, 'd'},
+    {"qkv dW", 384, 128, 2048, 'w'},  {"proj dW", 128, 128, 2048, 'w'}, {"fc2 dW", 128, 512, 2048, 'w'},
+};
+void BM_GemmShapes(benchmark::State& st) {
+  const GemmCase& c = kGemmCases[st.range(0)];
+  Tensor a, b;
+  std::function<Tensor()> run;
+  if (c.kind == 'f') {  // (M, K) @ W^T, W (N, K)
+    a = randn({c.M, c.K});
+    b = randn({c.N, c.K});
+    run = [&] { return matmul(a, transpose(b, 0, 1)); };
+  } else if (c.kind == 'd') {  // (M, K) @ (K, N)
+    a = randn({c.M, c.K});
+    b = randn({c.K, c.N});
+    run = [&] { return matmul(a, b); };
+  } else {  // x (K, M)^T @ g (K, N)
+    a = randn({c.K, c.M});
+    b = randn({c.K, c.N});
+    run = [&] { return matmul(transpose(a, 0, 1), b); };
+  }
+  if (!available(st, run)) return;
+  for (auto _ : st) {
+    Tensor out = run();
+    benchmark::DoNotOptimize(out.raw_data());
+  }
+  st.SetLabel(fmt::format("{} M{} N{} K{}", c.name, c.M, c.N, c.K));
+  st.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * c.M * c.N * c.K / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_GemmShapes)->DenseRange(0, std::size(kGemmCases) - 1)->Unit(benchmark::kMicrosecond);
 
 // gelu (tanh approximation) forward+backward on the MLP activation of a GPT
 // block, (B*T, 4C) = (2048, 512) f32: an elementwise kernel's throughput.

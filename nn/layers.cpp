@@ -23,14 +23,13 @@ Linear::Linear(int64_t in, int64_t out, bool with_bias, LayerOptions opt) {
   }
 }
 
-// x (..., in) -> (..., out). The transposed weight is a view (column-major),
-// which the GEMM reads in place; a 3-D x is folded into one (B*T, in) product.
+// x (..., in) -> (..., out): dg::linear, one GEMM over the folded rows with
+// the bias as its starting output (no separate add).
 Tensor Linear::forward(const Tensor& x) const {
   DG_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == weight.size(1),
            "Linear: input of shape {} does not end in in_features = {} (weight {})", x.defined() ? x.shape() : Shape{},
            weight.size(1), weight.shape());
-  Tensor y = matmul(x, transpose(weight, 0, 1));
-  return bias.defined() ? y + bias : y;
+  return linear(x, weight, bias);
 }
 
 // ---------------------------------------------------------------- Embedding

@@ -1,6 +1,7 @@
 // matmul: values against a naive triple loop for every rank combination,
 // gradcheck on contiguous, transposed and broadcast operands, double backward,
-// the folded (Linear-shaped) path, f32 against f64, and error messages.
+// the folded (Linear-shaped) path, f32 against f64, the per-thread GEMM bands,
+// and error messages; linear (x W^T + b as one op) against the composite.
 #include "testing.h"
 
 using namespace dg;
@@ -107,4 +108,93 @@ TEST(Matmul, ErrorsNameTheOpAndShapes) {
   EXPECT_DG_ERROR(matmul(a, to_dtype(b, DType::f32)), "matmul", "f64", "f32");
   EXPECT_DG_ERROR(matmul(zeros({}, {DType::f64}), a), "matmul", "at least 1 dim");
   EXPECT_DG_ERROR(matmul(from_vector<int64_t>({1, 2}), from_vector<int64_t>({1, 2})), "matmul", "floating");
+}
+
+// ---------------------------------------------------------------- linear
+// linear(x, W, b) = x @ W^T + b as one op (bias as the GEMM's starting output).
+
+TEST(Linear, MatchesMatmulPlusBias) {
+  Tensor x = rand_input({2, 3, 4}, 41), w = rand_input({5, 4}, 42), b = rand_input({5}, 43);
+  Tensor ref = matmul(x, transpose(w, 0, 1)) + b;
+  Tensor y = linear(x, w, b);
+  EXPECT_EQ(y.shape(), (Shape{2, 3, 5}));
+  EXPECT_LT(max_abs_diff(y, ref), 1e-14);
+  EXPECT_LT(max_abs_diff(linear(x, w), matmul(x, transpose(w, 0, 1))), 1e-14);
+  // 1-D input: one row.
+  Tensor v = rand_input({4}, 44);
+  EXPECT_EQ(linear(v, w, b).shape(), (Shape{5}));
+  EXPECT_LT(max_abs_diff(linear(v, w, b), matmul(v, transpose(w, 0, 1)) + b), 1e-14);
+  // Strided input and a weight that is a transposed view.
+  Tensor xt = transpose(rand_input({4, 3}, 45), 0, 1);  // (3, 4), column-major
+  Tensor wt = transpose(rand_input({4, 5}, 46), 0, 1);  // (5, 4), column-major
+  EXPECT_LT(max_abs_diff(linear(xt, wt, b), matmul(xt, transpose(wt, 0, 1)) + b), 1e-14);
+}
+
+TEST(Linear, Gradcheck) {
+  auto lin = [](const Tensors& in) { return linear(in[0], in[1], in[2]); };
+  EXPECT_GRADCHECK(lin, {rand_input({2, 3, 4}, 51), rand_input({5, 4}, 52), rand_input({5}, 53)});
+  EXPECT_GRADCHECK(lin, {rand_input({4}, 54), rand_input({2, 4}, 55), rand_input({2}, 56)});
+  EXPECT_GRADCHECK([](const Tensors& in) { return linear(in[0], in[1]); },
+                   {rand_input({3, 4}, 57), rand_input({2, 4}, 58)});
+  EXPECT_GRADCHECK([](const Tensors& in) { return linear(transpose(in[0], 0, 1), in[1], in[2]); },
+                   {rand_input({4, 3}, 59), rand_input({2, 4}, 60), rand_input({2}, 61)});
+}
+
+TEST(Linear, DoubleBackward) {
+  EXPECT_GRADGRADCHECK([](const Tensors& in) { return tanh(linear(in[0], in[1], in[2])); },
+                       {rand_input({2, 3}, 62), rand_input({4, 3}, 63), rand_input({4}, 64)});
+}
+
+TEST(Linear, EmptyRowsAndEmptyInnerDim) {
+  Tensor w = rand_input({3, 4}, 65), b = rand_input({3}, 66);
+  EXPECT_EQ(linear(zeros({0, 4}, {DType::f64}), w, b).shape(), (Shape{0, 3}));
+  // K = 0: the product is empty, the output is the bias on every row.
+  Tensor y = linear(zeros({2, 0}, {DType::f64}), zeros({3, 0}, {DType::f64}), b);
+  const std::vector<double> bv = b.to_vector<double>();
+  expect_values(y, {bv[0], bv[1], bv[2], bv[0], bv[1], bv[2]}, 0.0);
+}
+
+TEST(Linear, ErrorsNameTheOpAndShapes) {
+  Tensor x = rand_input({2, 4}, 67), w = rand_input({3, 4}, 68);
+  EXPECT_DG_ERROR(linear(x, rand_input({3, 5}, 69)), "linear", "[2, 4]", "in_features = 5", "[3, 5]");
+  EXPECT_DG_ERROR(linear(x, rand_input({4}, 70)), "linear", "weight must be 2-D", "[4]");
+  EXPECT_DG_ERROR(linear(x, w, rand_input({4}, 71)), "linear", "bias", "[4]", "out_features = 3");
+  EXPECT_DG_ERROR(linear(x, to_dtype(w, DType::f32)), "linear", "f64", "f32");
+  EXPECT_DG_ERROR(linear(x, w, to_dtype(rand_input({3}, 72), DType::f32)), "linear", "f64", "f32");
+  EXPECT_DG_ERROR(linear(Tensor(), w), "linear", "input");
+}
+
+// Products big enough to be split into one band of rows (or columns) per
+// thread, with sizes that are not multiples of the band (16), in f32 against
+// a naive f64 product: row bands (M >= N), column bands (N > M), a
+// transposed A (a weight gradient's x^T g), and the bias through linear.
+TEST(Matmul, ThreadBandsMatchNaive) {
+  auto f32 = [](const Tensor& t) { return to_dtype(t, DType::f32); };
+  auto rel_err = [](const Tensor& got, const std::vector<double>& want) {
+    const std::vector<double> g = to_dtype(got, DType::f64).to_vector<double>();
+    double err = 0, scale = 0;
+    for (size_t i = 0; i < g.size(); ++i) {
+      err = std::max(err, std::abs(g[i] - want[i]));
+      scale = std::max(scale, std::abs(want[i]));
+    }
+    return err / scale;
+  };
+  Tensor a = rand_input({2055, 70}, 81).detach(), b = rand_input({70, 301}, 82).detach();  // rows
+  EXPECT_LT(rel_err(matmul(f32(a), f32(b)), naive_bmm(a, b)), 1e-5);
+  Tensor c = rand_input({37, 900}, 83).detach(), d = rand_input({900, 611}, 84).detach();  // columns
+  EXPECT_LT(rel_err(matmul(f32(c), f32(d)), naive_bmm(c, d)), 1e-5);
+  // A^T (x^T g): rows of C are columns of x, so a band starts at a column offset.
+  Tensor xt = rand_input({900, 301}, 85).detach(), g = rand_input({900, 45}, 86).detach();
+  EXPECT_LT(rel_err(matmul(transpose(f32(xt), 0, 1), f32(g)), naive_bmm(contiguous(transpose(xt, 0, 1)), g)), 1e-5);
+  // B^T (x W^T) split by columns: a band starts at a row of W.
+  Tensor wide = rand_input({611, 900}, 89).detach();
+  EXPECT_LT(rel_err(matmul(f32(c), transpose(f32(wide), 0, 1)), naive_bmm(c, contiguous(transpose(wide, 0, 1)))),
+            1e-5);
+  Tensor w = rand_input({301, 70}, 87).detach(), bias = rand_input({301}, 88).detach();
+  std::vector<double> want = naive_bmm(a, contiguous(transpose(w, 0, 1)));
+  const std::vector<double> bv = bias.to_vector<double>();
+  for (size_t i = 0; i < want.size(); ++i) want[i] += bv[i % 301];
+  EXPECT_LT(rel_err(linear(f32(a), f32(w), f32(bias)), want), 1e-5);
+  // f64 takes the same bands (dgemm).
+  EXPECT_LT(rel_err(matmul(c, d), naive_bmm(c, d)), 1e-13);
 }

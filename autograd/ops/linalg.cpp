@@ -10,6 +10,8 @@
 // (summed back to each operand's batch shape by the engine), written with
 // matmul itself, so double backward works.
 //
+// linear(x, W, b) is x @ W^T + b as one op (below), which nn::Linear uses.
+//
 // Speed: the hot case is a Linear layer, x (B, T, K) @ W^T (K, N). Its batch
 // is folded into the rows, (B*T, K) @ (K, N), one large GEMM instead of B
 // small ones; its weight gradient is likewise one GEMM, x_flat^T @ g_flat,
@@ -109,6 +111,58 @@ Tensor matmul_grad_b(const Tensor& g, const Tensor& a, const Tensor& b) {
 }
 
 }  // namespace
+
+// linear: y = x W^T + b for x (..., K), W (N, K), b (N) or undefined, as one
+// GEMM over the folded rows (prod(...), K) whose output starts as b's rows
+// and is accumulated into (beta = 1). That replaces the GEMM's zeroing pass
+// and a separate broadcast add (one read and one write of y) by one write of
+// b's rows. Backward, with differentiable ops (double backward works):
+//   dx = g W,  dW = g_flat^T x_flat (one folded GEMM),  db = g summed to (N).
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Site site) {
+  check_defined("linear", x);
+  check_defined("linear", weight, "weight");
+  check_same_dtype("linear", x, weight);
+  check_same_device("linear", x, weight);
+  DG_CHECK(is_floating(x.dtype()), "linear: expected floating tensors (f32 or f64), got input {} {}", x.dtype(),
+           x.shape());
+  DG_CHECK(weight.dim() == 2, "linear: weight must be 2-D (out_features, in_features), got {}", weight.shape());
+  DG_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1),
+           "linear: input of shape {} does not end in in_features = {} (weight {})", x.shape(), weight.size(1),
+           weight.shape());
+  const int64_t N = weight.size(0), K = weight.size(1);
+  if (bias.defined()) {
+    check_same_dtype("linear", x, bias);
+    check_same_device("linear", x, bias);
+    DG_CHECK(bias.dim() == 1 && bias.size(0) == N, "linear: bias of shape {} does not match out_features = {} (weight {})",
+             bias.shape(), N, weight.shape());
+  }
+  Shape out_shape = x.shape();
+  out_shape[out_shape.size() - 1] = N;
+  Tensor out = empty_as(out_shape, x);
+  const int64_t rows = K > 0 ? x.numel() / K : Shape(std::span<const int64_t>(x.shape().begin(), x.dim() - 1)).numel();
+  if (rows > 0 && N > 0) {
+    Backend& be = backend_of(x);
+    Tensor out2 = as_strided(out, {1, rows, N}, {rows * N, N, 1}, 0);
+    double beta = 0.0;
+    if (bias.defined()) {
+      be.copy(broadcast_view(reshape(bias, {1, 1, N}), {1, rows, N}), out2);
+      beta = 1.0;
+    }
+    Tensor x2 = x.is_contiguous() ? x : copy_of(x);
+    Tensor w = gemm_readable(weight) ? weight : copy_of(weight);
+    be.matmul(as_strided(x2, {1, rows, K}, {0, K, 1}, x2.offset()),
+              as_strided(w, {1, K, N}, {0, w.stride(1), w.stride(0)}, w.offset()), out2, false, false, 1.0, beta);
+  }
+  if (should_record({x, weight, bias}))
+    record("linear", site, out, {x, weight, bias},
+           [x = save(x), w = save(weight), N, K](const Tensor& g, const Node& n) -> Tensors {
+             const Tensor xs = x.get(), ws = w.get();
+             return {n.needs_grad(0) ? matmul(g, ws) : Tensor(),
+                     n.needs_grad(1) ? matmul(mT(reshape(g, {-1, N})), reshape(xs, {-1, K})) : Tensor(),
+                     n.needs_grad(2) ? sum_to(g, {N}) : Tensor()};
+           }, {x.shape(), weight.shape()});
+  return out;
+}
 
 Tensor matmul(const Tensor& a, const Tensor& b, Site site) {
   check_matmul(a, b);

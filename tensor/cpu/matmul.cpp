@@ -10,16 +10,23 @@
 // the transpose of a row-major C x R one), so the four combinations reach
 // Eigen's GEMM as plain or .transpose() operands, which it packs directly.
 //
-// Threads: one big product is split by Eigen's own OpenMP GEMM (Eigen is
-// compiled with OpenMP and follows omp_get_max_threads(), i.e. DG_NUM_THREADS
-// or dg::set_num_threads). A batch of small products is spread over the
-// threads instead, each product then running single-threaded (Eigen does not
-// nest inside a parallel region).
+// Threads: a batch of small products is spread over the threads, each
+// product then running single-threaded (neither Eigen nor OpenBLAS nests
+// inside a parallel region). One big product on OpenBLAS is split here into
+// one row (or column) band per thread, each band a single-threaded sgemm.
+// On every GEMM shape of a tiny GPT step (M = B*T = 2048 rows, N and K a few
+// hundred, or K = 2048 for a weight gradient) that is faster than OpenBLAS's
+// own threading: 1.16-2.3x per call in bench_ops BM_GemmShapes (2 threads,
+// against DG_GEMM_SPLIT=0), most on the thin products (N = 128). On Eigen a
+// big product is split by Eigen's own OpenMP GEMM (it follows
+// omp_get_max_threads(), i.e. DG_NUM_THREADS or
+// dg::set_num_threads).
 // GCC 12 reports a false "may be used uninitialized" inside its own AVX-512
 // intrinsics when Eigen's kernels are inlined (GCC bug 105593).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 #include <Eigen/Core>
+#include <omp.h>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -97,16 +104,59 @@ bool use_openblas() {
 }
 
 #ifdef DG_HAVE_OPENBLAS
-// C = alpha op(A) op(B) + beta C with row-major maps (rows, cols, outer stride).
+// C (M, N, row stride ldc) = alpha op(A) op(B) + beta C with row-major maps
+// (rows, cols, outer stride).
 void blas_gemm(const float* a, const MatView& va, bool ta, const float* b, const MatView& vb, bool tb, float* c,
-               int64_t M, int64_t N, int64_t K, float alpha, float beta) {
+               int64_t ldc, int64_t M, int64_t N, int64_t K, float alpha, float beta) {
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, a,
-              va.outer, b, vb.outer, beta, c, N);
+              va.outer, b, vb.outer, beta, c, ldc);
 }
 void blas_gemm(const double* a, const MatView& va, bool ta, const double* b, const MatView& vb, bool tb, double* c,
-               int64_t M, int64_t N, int64_t K, double alpha, double beta) {
+               int64_t ldc, int64_t M, int64_t N, int64_t K, double alpha, double beta) {
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, a,
-              va.outer, b, vb.outer, beta, c, N);
+              va.outer, b, vb.outer, beta, c, ldc);
+}
+
+// Bands are whole multiples of this many rows (columns), so that each
+// thread's sgemm runs full micro-tiles except at the very end.
+constexpr int64_t kBand = 16;
+
+// The product on OpenBLAS, split into one band of rows of C per thread (or
+// of columns when C is wider than tall), each a single-threaded call: row
+// band [r0, r1) of C needs rows r0..r1 of op(A) (column offset r0 of a
+// transposed A), column band needs columns of op(B) likewise. Not split when
+// already inside a parallel region or the product is small.
+// DG_GEMM_SPLIT=0 leaves the threading to OpenBLAS (for A/B timing).
+bool split_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("DG_GEMM_SPLIT");
+    return !(e && std::strcmp(e, "0") == 0);
+  }();
+  return on;
+}
+
+template <class T>
+void blas_gemm_split(const T* a, const MatView& va, bool ta, const T* b, const MatView& vb, bool tb, T* c,
+                     int64_t M, int64_t N, int64_t K, T alpha, T beta) {
+  const int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const bool by_rows = M >= N;
+  const int64_t units = ((by_rows ? M : N) + kBand - 1) / kBand;
+  if (nt == 1 || M * N * K < kSmallGemm || units < 2 || !split_enabled()) {
+    blas_gemm(a, va, ta, b, vb, tb, c, N, M, N, K, alpha, beta);
+    return;
+  }
+#pragma omp parallel num_threads(static_cast<int>(std::min<int64_t>(nt, units)))
+  {
+    const int id = omp_get_thread_num(), n = omp_get_num_threads();
+    const int64_t D = by_rows ? M : N;
+    const int64_t d0 = std::min(D, units * id / n * kBand), d1 = std::min(D, units * (id + 1) / n * kBand);
+    if (d1 > d0) {
+      if (by_rows)
+        blas_gemm(ta ? a + d0 : a + d0 * va.outer, va, ta, b, vb, tb, c + d0 * N, N, d1 - d0, N, K, alpha, beta);
+      else
+        blas_gemm(a, va, ta, tb ? b + d0 * vb.outer : b + d0, vb, tb, c + d0, N, M, d1 - d0, K, alpha, beta);
+    }
+  }
 }
 #endif
 
@@ -118,7 +168,7 @@ void gemm_one(const T* ap, const MatView& va, bool ta, const T* bp, const MatVie
     // BLAS needs each leading dimension >= the stored row length.
     if (use_openblas() && va.outer >= std::max<int64_t>(1, va.cols) && vb.outer >= std::max<int64_t>(1, vb.cols)) {
       const int64_t K = ta ? va.rows : va.cols;
-      blas_gemm(ap, va, ta, bp, vb, tb, op, M, N, K, alpha, beta);
+      blas_gemm_split<T>(ap, va, ta, bp, vb, tb, op, M, N, K, alpha, beta);
       return;
     }
   }
