@@ -1,7 +1,7 @@
 #pragma once
 // The CPU backend. Kernels are split by family across tensor/cpu/*.cpp:
 //   memory.cpp (allocator, fill, copy), elementwise.cpp, reduce.cpp,
-//   matmul.cpp (Eigen GEMM), index.cpp, random.cpp, nn.cpp (fused kernels),
+//   matmul.cpp (GEMM: OpenBLAS or Eigen), index.cpp, random.cpp, nn.cpp (fused kernels),
 //   attention.cpp, optim.cpp (fused AdamW step).
 #include "tensor/backend.h"
 
@@ -85,5 +85,14 @@ class CpuBackend final : public Backend {
 };
 
 CpuBackend& cpu_backend();
+
+// C (M, N) = alpha op(A) op(B) + beta C on row-major matrices given by
+// pointer and row stride (op(A) is (M, K): A stored (M, K), or (K, M) when
+// trans_a; likewise op(B) is (K, N)), in the calling thread. For the small
+// products inside other kernels (attention tiles): OpenBLAS when the matmul
+// kernel would use it, else Eigen. Defined in matmul.cpp for f32 and f64.
+template <class T>
+void gemm_rows(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t lda,
+               const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
 
 }  // namespace dg::cpu

@@ -184,6 +184,32 @@ void gemm_one(const T* ap, const MatView& va, bool ta, const T* bp, const MatVie
 
 }  // namespace
 
+template <class T>
+void gemm_rows(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t lda,
+               const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+#ifdef DG_HAVE_OPENBLAS
+  if (use_openblas() && K > 0) {
+    const MatView va{trans_a ? K : M, trans_a ? M : K, lda, false}, vb{trans_b ? N : K, trans_b ? K : N, ldb, false};
+    blas_gemm(a, va, trans_a, b, vb, trans_b, c, ldc, M, N, K, alpha, beta);
+    return;
+  }
+#endif
+  using Stride = Eigen::OuterStride<>;
+  Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0, Stride> C(c, M, N, Stride(ldc));
+  RowMap<T> A(a, trans_a ? K : M, trans_a ? M : K, Stride(lda)), B(b, trans_b ? N : K, trans_b ? K : N, Stride(ldb));
+  if (beta == T(0)) C.setZero();
+  else if (beta != T(1)) C *= beta;
+  if (!trans_a && !trans_b) C.noalias() += alpha * A * B;
+  else if (trans_a && !trans_b) C.noalias() += alpha * A.transpose() * B;
+  else if (!trans_a && trans_b) C.noalias() += alpha * A * B.transpose();
+  else C.noalias() += alpha * A.transpose() * B.transpose();
+}
+template void gemm_rows<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
+                               int64_t, float, float*, int64_t);
+template void gemm_rows<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
+                                int64_t, double, double*, int64_t);
+
 void CpuBackend::matmul(const Tensor& a, const Tensor& b, const Tensor& out, bool trans_a, bool trans_b, double alpha,
                         double beta) {
   DG_ASSERT(a.dim() == 3 && b.dim() == 3 && out.dim() == 3 && out.is_contiguous(), "matmul kernel: {} {} -> {}",
