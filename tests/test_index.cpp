@@ -284,6 +284,30 @@ TEST(IndexGrad, IndexSelectAndIndexAdd) {
   EXPECT_GRADGRADCHECK([&](const Tensors& in) { return index_add(in[0], 0, rep, in[1] * in[1]); }, {x, src});
 }
 
+// A permutation of the rows takes the inverse-permutation backward (a gather,
+// no zero fill), also when the index is a strided view; a same-length index
+// with a repeat takes the scatter-add one. Each gives the gradient an
+// explicit reference gives.
+TEST(IndexGrad, IndexSelectPermutationBackward) {
+  Tensor x = rand_input({5, 3}, 12);
+  Tensor perm = idx({3, 0, 4, 1, 2});
+  EXPECT_GRADCHECK([&](const Tensors& in) { return index_select(in[0], 0, perm); }, {x});
+  EXPECT_GRADCHECK([&](const Tensors& in) { return index_select(in[0], 1, idx({2, 0, 1})); }, {x});
+  EXPECT_GRADGRADCHECK([&](const Tensors& in) { return index_select(in[0] * in[0], 0, perm); }, {x});
+  Tensor w = rand_input({5, 3}, 13).detach();
+  for (const Tensor& index : {perm, idx({3, 0, 3, 1, 2}), slice(idx({3, 9, 0, 9, 4, 9, 1, 9, 2, 9}), 0, 0, 10, 2)}) {
+    Tensor leaf = x.detach().set_requires_grad();
+    sum(index_select(leaf, 0, index) * w).backward();
+    // d/dx[r] of sum_k x[index[k]] . w[k] = sum of w[k] over the k with index[k] == r.
+    const std::vector<int64_t> iv = contiguous(index).to_vector<int64_t>();
+    const std::vector<double> wv = w.to_vector<double>();
+    std::vector<double> want(15, 0.0);
+    for (size_t k = 0; k < iv.size(); ++k)
+      for (int c = 0; c < 3; ++c) want[iv[k] * 3 + c] += wv[k * 3 + c];
+    expect_values(leaf.grad(), want, 1e-15);
+  }
+}
+
 TEST(IndexGrad, GatherAndScatterAdd) {
   Tensor x = rand_input({3, 4}, 20);
   Tensor gi = idx({3, 3, 0, 1, 1, 1}, {3, 2});

@@ -76,6 +76,20 @@ void check_gather_shapes(const char* op, const Tensor& x, int64_t dim, const Ten
   }
 }
 
+// The inverse of `index` (1-D, values already checked to lie in [0, size))
+// when it is a permutation of 0 .. size-1; undefined otherwise.
+Tensor inverse_permutation(const Tensor& index, int64_t size) {
+  if (index.numel() != size || size == 0) return Tensor();
+  HostIndex h(index);
+  std::vector<int64_t> inv(static_cast<size_t>(size), -1);
+  for (int64_t k = 0; k < size; ++k) {
+    int64_t& slot = inv[static_cast<size_t>(h.values[static_cast<size_t>(k)])];
+    if (slot >= 0) return Tensor();  // a repeated row
+    slot = k;
+  }
+  return from_vector<int64_t>(inv, {size}, index.device());
+}
+
 // zeros(shape) with src's rows added at `index` along dim: the backward of
 // index_select and embedding. The same as index_add(zeros(shape), ...), minus
 // the copy of the zeros. Backward: d src = g picked at the same rows.
@@ -114,10 +128,20 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index, Site site
   shape[d] = idx.numel();
   Tensor out = empty_as(shape, x);
   backend_of(x).index_select(x, d, idx, out);
-  if (should_record({x}))
-    record("index_select", site, out, {x}, [xs = x.shape(), d, idx = save(idx)](const Tensor& g, const Node& n) -> Tensors {
-      return {index_add_into_zeros(xs, d, idx.get(), g, n.site())};
-    }, {idx.shape()});
+  if (should_record({x})) {
+    // A permutation of the rows (each picked exactly once, e.g. tokens put
+    // in group order and back): the gradient is g picked by the inverse
+    // permutation, with no zero fill and no scatter-add.
+    if (Tensor inv = inverse_permutation(idx, x.size(d)); inv.defined()) {
+      record("index_select", site, out, {x}, [d, inv = save(inv)](const Tensor& g, const Node& n) -> Tensors {
+        return {index_select(g, d, inv.get(), n.site())};
+      }, {idx.shape()});
+    } else {
+      record("index_select", site, out, {x}, [xs = x.shape(), d, idx = save(idx)](const Tensor& g, const Node& n) -> Tensors {
+        return {index_add_into_zeros(xs, d, idx.get(), g, n.site())};
+      }, {idx.shape()});
+    }
+  }
   return out;
 }
 
