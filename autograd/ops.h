@@ -105,6 +105,11 @@ Tensor sum_to(const Tensor& g, const Shape& shape, DG_SITE);
 Tensor matmul(const Tensor& a, const Tensor& b, DG_SITE);
 // x (..., K) @ weight^T + bias, weight (N, K), bias (N) or undefined -> (..., N); torch.nn.functional.linear.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = {}, DG_SITE);
+// Rows [offsets[k], offsets[k+1]) of x (N, K) through linear(·, weights[k], biases[k]) -> (N, Nout), one op:
+// groups of rows through different layers (MoB's blocks) without gathering, slicing or concatenating.
+// biases: one per weight (each may be undefined) or empty.
+Tensor grouped_linear(const Tensor& x, const std::vector<int64_t>& offsets, const Tensors& weights,
+                      const Tensors& biases = {}, DG_SITE);
 
 // --- indexing (ops/index.cpp). Indices are i64 tensors.
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index, DG_SITE);
@@ -121,6 +126,9 @@ Tensor softmax(const Tensor& x, int64_t dim = -1, DG_SITE);
 Tensor log_softmax(const Tensor& x, int64_t dim = -1, DG_SITE);
 // Normalise over the last dim; weight/bias (C) may be undefined.
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5, DG_SITE);
+// Rows [offsets[k], offsets[k+1]) of x (N, C) through layer_norm(·, weights[k], biases[k], eps), one op (MoB's blocks).
+Tensor grouped_layer_norm(const Tensor& x, const std::vector<int64_t>& offsets, const Tensors& weights,
+                          const Tensors& biases, double eps = 1e-5, DG_SITE);
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps = 1e-6, DG_SITE);
 enum class Reduction { none, mean, sum };
 // logits (N, V) or (..., V) with target of the leading shape (i64).

@@ -119,12 +119,8 @@ Tensor MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const
   std::vector<int64_t> inv(Nc);
   for (int64_t i = 0; i < Nc; ++i) inv[g.perm[i]] = i;
   Tensor x = gather_rows(R, ids(rows));  // (Nc, C), rows in (sequence, position) order
-  std::vector<Tensor> xs(n);
   std::vector<std::vector<int64_t>> members(n);
-  for (int64_t k = 0; k < n; ++k) {
-    members[k].assign(g.perm.begin() + g.offsets[k], g.perm.begin() + g.offsets[k + 1]);
-    if (!members[k].empty()) xs[k] = gather_rows(x, ids(members[k]));
-  }
+  for (int64_t k = 0; k < n; ++k) members[k].assign(g.perm.begin() + g.offsets[k], g.perm.begin() + g.offsets[k + 1]);
   // cu_seqlens of a list of positions in the continuing list (ascending
   // rows), counting the causal attention FLOPs of each packed sequence of
   // length L: L(L+1)/2 query-key pairs at 4C (q k^T and p v).
@@ -145,31 +141,39 @@ Tensor MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const
     }
     return ids(cu);
   };
-  Tensors parts;
+  last_flops_ += 24.0 * C * C * static_cast<double>(Nc);  // every continuing token through one block
   if (mcfg_.attn_scope == AttnScope::block) {
+    Tensors parts;
     for (int64_t k = 0; k < n; ++k)
-      if (!members[k].empty()) {
-        parts.push_back(blocks[k]->forward_packed(xs[k], seqlens(members[k])));
-        last_flops_ += 24.0 * C * C * static_cast<double>(members[k].size());
-      }
-  } else {
-    // Every block projects its own tokens; one attention over all of them,
-    // read straight from the projections put in (sequence, position) order.
-    Tensors qkv;
-    for (int64_t k = 0; k < n; ++k)
-      if (!members[k].empty()) qkv.push_back(blocks[k]->attention_qkv_input(xs[k]));  // (n_k, 3C)
-    std::vector<int64_t> all(Nc);
-    for (int64_t i = 0; i < Nc; ++i) all[i] = i;
-    Tensor qkv_seq = gather_rows(qkv.size() == 1 ? qkv[0] : cat(qkv, 0), ids(inv));
-    Tensor y = gather_rows(attention_qkv(qkv_seq, cfg_.n_head, seqlens(all)), ids(g.perm));  // group order
-    for (int64_t k = 0; k < n; ++k)
-      if (!members[k].empty()) {
-        Tensor yk = slice(y, 0, g.offsets[k], g.offsets[k + 1]);
-        parts.push_back(blocks[k]->delta_from_attention(xs[k], yk));
-        last_flops_ += 24.0 * C * C * static_cast<double>(members[k].size());
-      }
+      if (!members[k].empty())
+        parts.push_back(blocks[k]->forward_packed(gather_rows(x, ids(members[k])), seqlens(members[k])));
+    return gather_rows(parts.size() == 1 ? parts[0] : cat(parts, 0), ids(inv));
   }
-  return gather_rows(parts.size() == 1 ? parts[0] : cat(parts, 0), ids(inv));
+  // Step scope. The tokens are put in group order once (a permutation, whose
+  // backward is a gather too); each block's layers then run on its own rows
+  // through grouped ops, which write one tensor for all groups, so there is
+  // no per-group gather, slice or cat, and no zero-filled gradient for each.
+  // One attention runs over all tokens, read from the projections put back
+  // in (sequence, position) order. The same delta as Block::forward per group.
+  const std::vector<int64_t> off(g.offsets.begin(), g.offsets.end());
+  Tensors ln1w, ln1b, qkvw, qkvb, projw, projb, ln2w, ln2b, fcw, fcb, outw, outb;
+  for (int64_t k = 0; k < n; ++k) {
+    const nn::Block& b = *blocks[k];
+    ln1w.push_back(b.ln1->weight), ln1b.push_back(b.ln1->bias), ln2w.push_back(b.ln2->weight);
+    ln2b.push_back(b.ln2->bias), qkvw.push_back(b.attn->qkv->weight), qkvb.push_back(b.attn->qkv->bias);
+    projw.push_back(b.attn->proj->weight), projb.push_back(b.attn->proj->bias), fcw.push_back(b.mlp->fc->weight);
+    fcb.push_back(b.mlp->fc->bias), outw.push_back(b.mlp->proj->weight), outb.push_back(b.mlp->proj->bias);
+  }
+  const nn::Block& b0 = *blocks[0];  // every block has the same eps and dropout rate
+  std::vector<int64_t> all(Nc);
+  for (int64_t i = 0; i < Nc; ++i) all[i] = i;
+  Tensor xg = gather_rows(x, ids(g.perm));  // (Nc, C), group order
+  Tensor qkv = grouped_linear(grouped_layer_norm(xg, off, ln1w, ln1b, b0.ln1->eps), off, qkvw, qkvb);
+  Tensor y = gather_rows(attention_qkv(gather_rows(qkv, ids(inv)), cfg_.n_head, seqlens(all)), ids(g.perm));
+  Tensor a = b0.drop->forward(grouped_linear(y, off, projw, projb));
+  Tensor h = gelu(grouped_linear(grouped_layer_norm(xg + a, off, ln2w, ln2b, b0.ln2->eps), off, fcw, fcb), true);
+  Tensor m = b0.drop->forward(grouped_linear(h, off, outw, outb));
+  return gather_rows(a + m, ids(inv));
 }
 
 MoB::Run MoB::run(const Tensor& idx, const Tensor& targets, bool training) {

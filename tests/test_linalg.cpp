@@ -198,3 +198,49 @@ TEST(Matmul, ThreadBandsMatchNaive) {
   // f64 takes the same bands (dgemm).
   EXPECT_LT(rel_err(matmul(c, d), naive_bmm(c, d)), 1e-13);
 }
+
+// ---------------------------------------------------------------- grouped_linear
+// Groups of rows through different layers, one op: the same values and
+// gradients as one linear per group (an empty group, a missing bias).
+
+TEST(GroupedLinear, MatchesOneLinearPerGroup) {
+  Tensor x = rand_input({7, 4}, 90);
+  const std::vector<int64_t> off{0, 3, 3, 7};
+  Tensors w{rand_input({5, 4}, 91), rand_input({5, 4}, 92), rand_input({5, 4}, 93)};
+  Tensors b{rand_input({5}, 94), rand_input({5}, 95), Tensor()};
+  auto ref = [&] { return cat({linear(slice(x, 0, 0, 3), w[0], b[0]), linear(slice(x, 0, 3, 7), w[2])}); };
+  Tensor y = grouped_linear(x, off, w, b);
+  EXPECT_EQ(y.shape(), (Shape{7, 5}));
+  EXPECT_LT(max_abs_diff(y, ref()), 1e-14);
+  EXPECT_LT(max_abs_diff(grouped_linear(x, off, w), cat({linear(slice(x, 0, 0, 3), w[0]), linear(slice(x, 0, 3, 7), w[2])})),
+            1e-14);
+  Tensor gy = rand_input({7, 5}, 96).detach();
+  Tensors got = grad({sum(grouped_linear(x, off, w, b) * gy)}, {x, w[0], w[2], b[0]});
+  Tensors want = grad({sum(ref() * gy)}, {x, w[0], w[2], b[0]});
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_LT(max_abs_diff(got[i], want[i]), 1e-14) << "input " << i;
+  // The empty group's layer gets no gradient (it was not used).
+  Tensors unused = grad({sum(grouped_linear(x, off, w, b))}, {w[1]}, {}, false, false, /*allow_unused=*/true);
+  EXPECT_FALSE(unused[0].defined());
+}
+
+TEST(GroupedLinear, GradcheckAndDoubleBackward) {
+  const std::vector<int64_t> off{0, 2, 5};
+  auto fn = [&](const Tensors& in) { return grouped_linear(in[0], off, {in[1], in[2]}, {in[3], in[4]}); };
+  const Tensors in{rand_input({5, 3}, 97), rand_input({2, 3}, 98), rand_input({2, 3}, 99), rand_input({2}, 100),
+                   rand_input({2}, 101)};
+  EXPECT_GRADCHECK(fn, in);
+  EXPECT_GRADGRADCHECK([&](const Tensors& t) { return tanh(fn(t)); }, in);
+}
+
+TEST(GroupedLinear, ErrorsNameTheOpAndShapes) {
+  Tensor x = rand_input({4, 3}, 102), w = rand_input({2, 3}, 103);
+  EXPECT_DG_ERROR(grouped_linear(x, {0, 4}, {w, w}), "grouped_linear", "2 weights need 3 offsets");
+  EXPECT_DG_ERROR(grouped_linear(x, {0, 3, 2, 4}, {w, w, w}), "grouped_linear", "decrease at group 1");
+  EXPECT_DG_ERROR(grouped_linear(x, {0, 1, 5}, {w, w}), "grouped_linear", "0 to the input's 4 rows");
+  EXPECT_DG_ERROR(grouped_linear(x, {0, 1, 4}, {w, rand_input({2, 4}, 104)}), "grouped_linear", "weight 1 of shape [2, 4]");
+  EXPECT_DG_ERROR(grouped_linear(x, {0, 1, 4}, {w, rand_input({3, 3}, 105)}), "grouped_linear", "weight 1 of shape [3, 3]");
+  EXPECT_DG_ERROR(grouped_linear(x, {0, 1, 4}, {w, w}, {rand_input({3}, 106), Tensor()}), "grouped_linear",
+                  "bias 0 of shape [3]", "out_features = 2");
+  EXPECT_DG_ERROR(grouped_linear(x, {0, 1, 4}, {w, w}, {Tensor()}), "grouped_linear", "1 biases for 2 weights");
+  EXPECT_DG_ERROR(grouped_linear(rand_input({4}, 107), {0, 4}, {w}), "grouped_linear", "2-D");
+}

@@ -231,6 +231,48 @@ TEST(LayerNorm, Errors) {
   EXPECT_DG_ERROR(layer_norm(zeros({3}, {DType::i32}), Tensor(), Tensor()), "layer_norm", "floating");
 }
 
+// ---------------------------------------------------------------- grouped_layer_norm
+// Groups of rows through different norms, one op: the same values and
+// gradients as one layer_norm per group (an empty group included).
+
+TEST(GroupedLayerNorm, MatchesOneLayerNormPerGroup) {
+  Tensor x = rand_input({7, 4}, 40);
+  const std::vector<int64_t> off{0, 3, 3, 7};
+  Tensors w{rand_input({4}, 41), rand_input({4}, 42), rand_input({4}, 43)};
+  Tensors b{rand_input({4}, 44), Tensor(), rand_input({4}, 45)};
+  Tensor y = grouped_layer_norm(x, off, w, b, 1e-5);
+  Tensor ref = cat({layer_norm(slice(x, 0, 0, 3), w[0], b[0], 1e-5), layer_norm(slice(x, 0, 3, 7), w[2], b[2], 1e-5)});
+  EXPECT_LT(max_abs_diff(y, ref), 1e-15);
+  // Gradients: a weighted sum through both forms.
+  Tensor gy = rand_input({7, 4}, 46).detach();
+  Tensors got = grad({sum(grouped_layer_norm(x, off, w, b, 1e-5) * gy)}, {x, w[0], w[2], b[0], b[2]});
+  Tensors want = grad({sum(cat({layer_norm(slice(x, 0, 0, 3), w[0], b[0], 1e-5),
+                                 layer_norm(slice(x, 0, 3, 7), w[2], b[2], 1e-5)}) * gy)},
+                      {x, w[0], w[2], b[0], b[2]});
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_LT(max_abs_diff(got[i], want[i]), 1e-14) << "input " << i;
+}
+
+TEST(GroupedLayerNorm, Gradcheck) {
+  const std::vector<int64_t> off{0, 2, 5};
+  EXPECT_GRADCHECK([&](const Tensors& in) { return grouped_layer_norm(in[0], off, {in[1], in[2]}, {in[3], in[4]}); },
+                   {rand_input({5, 3}, 47), rand_input({3}, 48), rand_input({3}, 49), rand_input({3}, 50),
+                    rand_input({3}, 51)});
+}
+
+TEST(GroupedLayerNorm, ErrorsAndNoDoubleBackward) {
+  Tensor x = rand_input({4, 3}, 52), w = rand_input({3}, 53);
+  EXPECT_DG_ERROR(grouped_layer_norm(x, {0, 2}, {w, w}, {Tensor(), Tensor()}), "grouped_layer_norm", "2 weights need 3 offsets");
+  EXPECT_DG_ERROR(grouped_layer_norm(x, {0, 3, 2, 4}, {w, w, w}, {Tensor(), Tensor(), Tensor()}), "grouped_layer_norm",
+                  "decrease at group 1");
+  EXPECT_DG_ERROR(grouped_layer_norm(x, {0, 1, 3}, {w, w}, {Tensor(), Tensor()}), "grouped_layer_norm", "0 to the input's 4 rows");
+  EXPECT_DG_ERROR(grouped_layer_norm(x, {0, 1, 4}, {w, rand_input({4}, 54)}, {Tensor(), Tensor()}),
+                  "grouped_layer_norm", "weight of shape [4] for input of shape [4, 3]");
+  EXPECT_DG_ERROR(grouped_layer_norm(rand_input({2, 2, 3}, 55), {0, 2}, {w}, {Tensor()}), "grouped_layer_norm", "2-D");
+  Tensor gy = rand_input({4, 3}, 56).detach();
+  Tensors g = grad({grouped_layer_norm(x, {0, 1, 4}, {w, w}, {Tensor(), Tensor()})}, {x}, {gy}, false, true);
+  EXPECT_DG_ERROR(grad({g[0]}, {x}, {gy}), "double backward of grouped_layer_norm is not supported");
+}
+
 // ---------------------------------------------------------------- rms_norm
 
 TEST(RmsNorm, KnownValues) {

@@ -54,4 +54,29 @@ Tensor broadcast_view(const Tensor& x, const Shape& shape) {
   return as_strided(x, shape, st, x.offset());
 }
 
+void check_group_offsets(const char* op, const std::vector<int64_t>& offsets, size_t groups, int64_t rows) {
+  DG_CHECK(groups >= 1 && offsets.size() == groups + 1, "{}: {} weights need {} offsets, got {}", op, groups,
+           groups + 1, offsets.size());
+  DG_CHECK(offsets.front() == 0 && offsets.back() == rows,
+           "{}: offsets must run from 0 to the input's {} rows, got {} .. {}", op, rows, offsets.front(),
+           offsets.back());
+  for (size_t k = 0; k < groups; ++k)
+    DG_CHECK(offsets[k] <= offsets[k + 1], "{}: offsets decrease at group {} ({} > {})", op, k, offsets[k],
+             offsets[k + 1]);
+}
+
+Tensors grouped_inputs(const Tensor& x, const Tensors& weights, const Tensors& biases) {
+  Tensors inputs{x};
+  inputs.insert(inputs.end(), weights.begin(), weights.end());
+  inputs.insert(inputs.end(), biases.begin(), biases.end());
+  return inputs;
+}
+
+std::vector<SavedTensor> save_all(const Tensors& ts) {
+  std::vector<SavedTensor> saved;
+  saved.reserve(ts.size());
+  for (const Tensor& t : ts) saved.push_back(save(t));
+  return saved;
+}
+
 }  // namespace dg

@@ -75,6 +75,14 @@ void check_floating(const char* op, const Tensor& x);
 void check_defined(const char* op, const Tensor& x, const char* what = "input");
 void check_index_tensor(const char* op, const Tensor& index);  // i64 dtype
 
+// Grouped ops (grouped_linear, grouped_layer_norm): `offsets` has one entry
+// per group plus one, runs from 0 to `rows` and never decreases; a dg::Error
+// naming op and the offending group otherwise.
+void check_group_offsets(const char* op, const std::vector<int64_t>& offsets, size_t groups, int64_t rows);
+// The inputs of a grouped op as recorded: x, every weight, every bias.
+Tensors grouped_inputs(const Tensor& x, const Tensors& weights, const Tensors& biases);
+std::vector<SavedTensor> save_all(const Tensors& ts);
+
 // A view of x broadcast to `shape` (stride 0 on broadcast dims), no autograd.
 Tensor broadcast_view(const Tensor& x, const Shape& shape);
 

@@ -110,6 +110,27 @@ Tensor matmul_grad_b(const Tensor& g, const Tensor& a, const Tensor& b) {
   return matmul(mT(a), g);
 }
 
+// Rows [r0, r1) of out (rows, N) = rows [r0, r1) of x (rows, K) @ W^T + b,
+// x and out contiguous: out's rows start as b's (then beta = 1) and the GEMM
+// reads x, W in place (a W with neither inner stride 1 is copied).
+void linear_rows(const Tensor& x, int64_t r0, int64_t r1, const Tensor& weight, const Tensor& bias, const Tensor& out) {
+  const int64_t N = weight.size(0), K = weight.size(1), n = r1 - r0;
+  if (n <= 0 || N == 0) return;
+  Backend& be = backend_of(x);
+  Tensor out2 = as_strided(out, {1, n, N}, {n * N, N, 1}, out.offset() + r0 * N);
+  double beta = 0.0;
+  if (bias.defined()) {
+    be.copy(broadcast_view(reshape(bias, {1, 1, N}), {1, n, N}), out2);
+    beta = 1.0;
+  }
+  Tensor w = gemm_readable(weight) ? weight : copy_of(weight);
+  be.matmul(as_strided(x, {1, n, K}, {0, K, 1}, x.offset() + r0 * K),
+            as_strided(w, {1, K, N}, {0, w.stride(1), w.stride(0)}, w.offset()), out2, false, false, 1.0, beta);
+}
+
+// Rows [r0, r1) of a 2-D tensor, a view (recorded: differentiable).
+Tensor row_range(const Tensor& t, int64_t r0, int64_t r1) { return slice(t, 0, r0, r1); }
+
 }  // namespace
 
 // linear: y = x W^T + b for x (..., K), W (N, K), b (N) or undefined, as one
@@ -140,19 +161,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Site si
   out_shape[out_shape.size() - 1] = N;
   Tensor out = empty_as(out_shape, x);
   const int64_t rows = K > 0 ? x.numel() / K : Shape(std::span<const int64_t>(x.shape().begin(), x.dim() - 1)).numel();
-  if (rows > 0 && N > 0) {
-    Backend& be = backend_of(x);
-    Tensor out2 = as_strided(out, {1, rows, N}, {rows * N, N, 1}, 0);
-    double beta = 0.0;
-    if (bias.defined()) {
-      be.copy(broadcast_view(reshape(bias, {1, 1, N}), {1, rows, N}), out2);
-      beta = 1.0;
-    }
-    Tensor x2 = x.is_contiguous() ? x : copy_of(x);
-    Tensor w = gemm_readable(weight) ? weight : copy_of(weight);
-    be.matmul(as_strided(x2, {1, rows, K}, {0, K, 1}, x2.offset()),
-              as_strided(w, {1, K, N}, {0, w.stride(1), w.stride(0)}, w.offset()), out2, false, false, 1.0, beta);
-  }
+  linear_rows(x.is_contiguous() ? x : copy_of(x), 0, rows, weight, bias, out);
   if (should_record({x, weight, bias}))
     record("linear", site, out, {x, weight, bias},
            [x = save(x), w = save(weight), N, K](const Tensor& g, const Node& n) -> Tensors {
@@ -161,6 +170,66 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Site si
                      n.needs_grad(1) ? matmul(mT(reshape(g, {-1, N})), reshape(xs, {-1, K})) : Tensor(),
                      n.needs_grad(2) ? sum_to(g, {N}) : Tensor()};
            }, {x.shape(), weight.shape()});
+  return out;
+}
+
+// grouped_linear: rows [offsets[k], offsets[k+1]) of x (N, K) through
+// weights[k] (Nout, K) and biases[k] (Nout, or undefined; biases may be
+// empty): one linear per non-empty group, each writing its own rows of one
+// (N, Nout) output, so nothing is gathered, sliced or concatenated. Backward,
+// with differentiable ops: dx = grouped_linear(g, offsets, W_k^T) (no bias),
+// dW_k = g_k^T x_k, db_k = g_k summed over rows (g_k, x_k: row views).
+Tensor grouped_linear(const Tensor& x, const std::vector<int64_t>& offsets, const Tensors& weights,
+                      const Tensors& biases, Site site) {
+  const char* op = "grouped_linear";
+  check_defined(op, x);
+  DG_CHECK(is_floating(x.dtype()) && x.dim() == 2, "{}: expected a 2-D floating input (N, K), got {} {}", op,
+           x.dtype(), x.shape());
+  const size_t n = weights.size();
+  check_group_offsets(op, offsets, n, x.size(0));
+  DG_CHECK(biases.empty() || biases.size() == n, "{}: {} biases for {} weights (give one per weight, or none)", op,
+           biases.size(), n);
+  const Shape wshape = weights[0].defined() ? weights[0].shape() : Shape{};
+  for (size_t k = 0; k < n; ++k) {
+    check_defined(op, weights[k], "weight");
+    check_same_dtype(op, x, weights[k]);
+    check_same_device(op, x, weights[k]);
+    DG_CHECK(weights[k].dim() == 2 && weights[k].size(1) == x.size(1) && weights[k].shape() == wshape,
+             "{}: weight {} of shape {} for input {} (every weight must be (out_features, {}), like weight 0 {})", op,
+             k, weights[k].shape(), x.shape(), x.size(1), wshape);
+    if (!biases.empty() && biases[k].defined()) {
+      check_same_dtype(op, x, biases[k]);
+      check_same_device(op, x, biases[k]);
+      DG_CHECK(biases[k].dim() == 1 && biases[k].size(0) == wshape[0],
+               "{}: bias {} of shape {} does not match out_features = {}", op, k, biases[k].shape(), wshape[0]);
+    }
+  }
+  const int64_t Nout = wshape[0], K = x.size(1);
+  Tensor xc = x.is_contiguous() ? x : copy_of(x);
+  Tensor out = empty_as({x.size(0), Nout}, x);
+  for (size_t k = 0; k < n; ++k)
+    linear_rows(xc, offsets[k], offsets[k + 1], weights[k], biases.empty() ? Tensor() : biases[k], out);
+  const Tensors inputs = grouped_inputs(x, weights, biases);
+  if (should_record(inputs)) {
+    record(op, site, out, inputs,
+           [xs = save(xc), ws = save_all(weights), offsets, n, nb = biases.size(), Nout, K](const Tensor& g,
+                                                                                        const Node& node) -> Tensors {
+             Tensors grads(1 + n + nb);
+             const Tensor xv = xs.get();
+             if (node.needs_grad(0)) {
+               Tensors wt;
+               for (const SavedTensor& w : ws) wt.push_back(transpose(w.get(), 0, 1));
+               grads[0] = grouped_linear(g, offsets, wt, {});
+             }
+             for (size_t k = 0; k < n; ++k) {
+               if (offsets[k] == offsets[k + 1]) continue;  // an empty group: no gradient
+               const Tensor gk = row_range(g, offsets[k], offsets[k + 1]);
+               if (node.needs_grad(1 + k)) grads[1 + k] = matmul(mT(gk), row_range(xv, offsets[k], offsets[k + 1]));
+               if (nb > 0 && node.needs_grad(1 + n + k)) grads[1 + n + k] = sum(gk, {0});
+             }
+             return grads;
+           }, {x.shape(), wshape});
+  }
   return out;
 }
 

@@ -278,6 +278,64 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
   return y;
 }
 
+// grouped_layer_norm: rows [offsets[k], offsets[k+1]) of x (N, C) normalised
+// with weights[k], biases[k]; one op writing one (N, C) output, so groups of
+// rows through different blocks' norms need no gather, slice or cat. Saves x,
+// mean and rstd (N) like layer_norm; backward runs the fused kernel on each
+// group's rows (no double backward, like layer_norm).
+Tensor grouped_layer_norm(const Tensor& x, const std::vector<int64_t>& offsets, const Tensors& weights,
+                          const Tensors& biases, double eps, Site site) {
+  const char* op = "grouped_layer_norm";
+  check_norm_input(op, x);
+  DG_CHECK(x.dim() == 2, "{}: expected a 2-D input (N, C), got {}", op, x.shape());
+  const size_t n = weights.size();
+  check_group_offsets(op, offsets, n, x.size(0));
+  DG_CHECK(biases.size() == n, "{}: {} biases for {} weights (one per weight, each may be undefined)", op,
+           biases.size(), n);
+  for (size_t k = 0; k < n; ++k) {
+    check_norm_param(op, "weight", weights[k], x);
+    check_norm_param(op, "bias", biases[k], x);
+  }
+  const int64_t N = x.size(0), C = x.size(1);
+  Tensor xc = to_contiguous(x), y = empty_as(x.shape(), x), mean = empty_as({N}, x), rstd = empty_as({N}, x);
+  Tensors wc(n), bc(n);
+  for (size_t k = 0; k < n; ++k) wc[k] = contiguous_or_undefined(weights[k]), bc[k] = contiguous_or_undefined(biases[k]);
+  auto rows = [C](const Tensor& t, int64_t r0, int64_t r1) { return as_strided(t, {r1 - r0, C}, {C, 1}, t.offset() + r0 * C); };
+  auto stats = [](const Tensor& t, int64_t r0, int64_t r1) { return as_strided(t, {r1 - r0}, {1}, t.offset() + r0); };
+  Backend& be = backend_of(x);
+  for (size_t k = 0; k < n; ++k) {
+    const int64_t r0 = offsets[k], r1 = offsets[k + 1];
+    if (r1 > r0 && C > 0)
+      be.layer_norm(rows(xc, r0, r1), wc[k], bc[k], eps, rows(y, r0, r1), stats(mean, r0, r1), stats(rstd, r0, r1));
+  }
+  const Tensors inputs = grouped_inputs(x, weights, biases);
+  if (should_record(inputs)) {
+    record(op, site, y, inputs,
+           [op_name = op, xs = save(xc), ws = save_all(wc), mean, rstd, offsets, n, C, rows, stats](const Tensor& g,
+                                                                                    const Node& node) -> Tensors {
+             const Tensor xv = xs.get(), gc = to_contiguous(g);
+             Tensor gx = empty_as(xv.shape(), xv);
+             Tensors grads(1 + 2 * n);
+             Backend& b = backend_of(xv);
+             for (size_t k = 0; k < n; ++k) {
+               const int64_t r0 = offsets[k], r1 = offsets[k + 1];
+               if (r1 == r0) continue;  // an empty group: no parameter gradient
+               Tensor gw = node.needs_grad(1 + k) ? zeros({C}, {xv.dtype(), xv.device()}) : Tensor();
+               Tensor gb = node.needs_grad(1 + n + k) ? zeros({C}, {xv.dtype(), xv.device()}) : Tensor();
+               if (C > 0)
+                 b.layer_norm_backward(rows(gc, r0, r1), rows(xv, r0, r1), ws[k].get(), stats(mean, r0, r1),
+                                       stats(rstd, r0, r1), rows(gx, r0, r1), gw, gb);
+               grads[1 + k] = gw;
+               grads[1 + n + k] = gb;
+             }
+             grads[0] = node.needs_grad(0) ? gx : Tensor();
+             for (const Tensor& gi : grads) forbid_double_backward(op_name, "grouped_layer_norm_backward", node, g, {gi});
+             return grads;
+           }, {x.shape(), mean.shape(), rstd.shape()});
+  }
+  return y;
+}
+
 // y = x / sqrt(mean(x^2) + eps) * weight over the last dim, x (..., C).
 // Fused like layer_norm; saves x, weight and rstd (N).
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps, Site site) {
