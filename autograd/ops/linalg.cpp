@@ -204,7 +204,7 @@ Tensor grouped_linear(const Tensor& x, const std::vector<int64_t>& offsets, cons
                "{}: bias {} of shape {} does not match out_features = {}", op, k, biases[k].shape(), wshape[0]);
     }
   }
-  const int64_t Nout = wshape[0], K = x.size(1);
+  const int64_t Nout = wshape[0];
   Tensor xc = x.is_contiguous() ? x : copy_of(x);
   Tensor out = empty_as({x.size(0), Nout}, x);
   for (size_t k = 0; k < n; ++k)
@@ -212,7 +212,7 @@ Tensor grouped_linear(const Tensor& x, const std::vector<int64_t>& offsets, cons
   const Tensors inputs = grouped_inputs(x, weights, biases);
   if (should_record(inputs)) {
     record(op, site, out, inputs,
-           [xs = save(xc), ws = save_all(weights), offsets, n, nb = biases.size(), Nout, K](const Tensor& g,
+           [xs = save(xc), ws = save_all(weights), offsets, n, nb = biases.size()](const Tensor& g,
                                                                                         const Node& node) -> Tensors {
              Tensors grads(1 + n + nb);
              const Tensor xv = xs.get();
