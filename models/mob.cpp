@@ -119,8 +119,6 @@ Tensor MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const
   std::vector<int64_t> inv(Nc);
   for (int64_t i = 0; i < Nc; ++i) inv[g.perm[i]] = i;
   Tensor x = gather_rows(R, ids(rows));  // (Nc, C), rows in (sequence, position) order
-  std::vector<std::vector<int64_t>> members(n);
-  for (int64_t k = 0; k < n; ++k) members[k].assign(g.perm.begin() + g.offsets[k], g.perm.begin() + g.offsets[k + 1]);
   // cu_seqlens of a list of positions in the continuing list (ascending
   // rows), counting the causal attention FLOPs of each packed sequence of
   // length L: L(L+1)/2 query-key pairs at 4C (q k^T and p v).
@@ -145,8 +143,10 @@ Tensor MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const
   if (mcfg_.attn_scope == AttnScope::block) {
     Tensors parts;
     for (int64_t k = 0; k < n; ++k)
-      if (!members[k].empty())
-        parts.push_back(blocks[k]->forward_packed(gather_rows(x, ids(members[k])), seqlens(members[k])));
+      if (g.offsets[k] < g.offsets[k + 1]) {
+        const std::vector<int64_t> members(g.perm.begin() + g.offsets[k], g.perm.begin() + g.offsets[k + 1]);
+        parts.push_back(blocks[k]->forward_packed(gather_rows(x, ids(members)), seqlens(members)));
+      }
     return gather_rows(parts.size() == 1 ? parts[0] : cat(parts, 0), ids(inv));
   }
   // Step scope. The tokens are put in group order once (a permutation, whose

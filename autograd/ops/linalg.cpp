@@ -160,7 +160,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Site si
   Shape out_shape = x.shape();
   out_shape[out_shape.size() - 1] = N;
   Tensor out = empty_as(out_shape, x);
-  const int64_t rows = K > 0 ? x.numel() / K : Shape(std::span<const int64_t>(x.shape().begin(), x.dim() - 1)).numel();
+  const int64_t rows = Shape(std::span<const int64_t>(x.shape().begin(), x.dim() - 1)).numel();
   linear_rows(x.is_contiguous() ? x : copy_of(x), 0, rows, weight, bias, out);
   if (should_record({x, weight, bias}))
     record("linear", site, out, {x, weight, bias},

@@ -67,7 +67,7 @@ template <class T>
 using RowMap = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0,
                           Eigen::OuterStride<>>;
 template <class T>
-using OutMap = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+using OutMap = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0, Eigen::OuterStride<>>;
 
 // C = alpha * A @ B + beta * C for Eigen operands A, B (plain or transposed maps).
 template <class T, class A, class B>
@@ -78,6 +78,20 @@ void gemm(OutMap<T>& C, const A& a, const B& b, T alpha, T beta) {
     if (beta != T(1)) C *= beta;
     C.noalias() += alpha * a * b;
   }
+}
+
+// C (M, N, row stride ldc) = alpha op(A) op(B) + beta C on Eigen: each
+// operand mapped in place (plain or .transpose()).
+template <class T>
+void eigen_gemm(const T* ap, const MatView& va, bool ta, const T* bp, const MatView& vb, bool tb, T* cp, int64_t ldc,
+                int64_t M, int64_t N, T alpha, T beta) {
+  OutMap<T> C(cp, M, N, Eigen::OuterStride<>(ldc));
+  RowMap<T> A(ap, va.rows, va.cols, Eigen::OuterStride<>(va.outer));
+  RowMap<T> B(bp, vb.rows, vb.cols, Eigen::OuterStride<>(vb.outer));
+  if (!ta && !tb) gemm<T>(C, A, B, alpha, beta);
+  else if (ta && !tb) gemm<T>(C, A.transpose(), B, alpha, beta);
+  else if (!ta && tb) gemm<T>(C, A, B.transpose(), alpha, beta);
+  else gemm<T>(C, A.transpose(), B.transpose(), alpha, beta);
 }
 
 // Which GEMM runs. OpenBLAS when it is built in and runs kernels at least as
@@ -121,11 +135,6 @@ void blas_gemm(const double* a, const MatView& va, bool ta, const double* b, con
 // thread's sgemm runs full micro-tiles except at the very end.
 constexpr int64_t kBand = 16;
 
-// The product on OpenBLAS, split into one band of rows of C per thread (or
-// of columns when C is wider than tall), each a single-threaded call: row
-// band [r0, r1) of C needs rows r0..r1 of op(A) (column offset r0 of a
-// transposed A), column band needs columns of op(B) likewise. Not split when
-// already inside a parallel region or the product is small.
 // DG_GEMM_SPLIT=0 leaves the threading to OpenBLAS (for A/B timing).
 bool split_enabled() {
   static const bool on = [] {
@@ -135,6 +144,11 @@ bool split_enabled() {
   return on;
 }
 
+// The product on OpenBLAS, split into one band of rows of C per thread (or
+// of columns when C is wider than tall), each a single-threaded call: row
+// band [r0, r1) of C needs rows r0..r1 of op(A) (column offset r0 of a
+// transposed A), column band needs columns of op(B) likewise. Not split when
+// already inside a parallel region or the product is small.
 template <class T>
 void blas_gemm_split(const T* a, const MatView& va, bool ta, const T* b, const MatView& vb, bool tb, T* c,
                      int64_t M, int64_t N, int64_t K, T alpha, T beta) {
@@ -173,13 +187,7 @@ void gemm_one(const T* ap, const MatView& va, bool ta, const T* bp, const MatVie
     }
   }
 #endif
-  OutMap<T> C(op, M, N);
-  RowMap<T> A(ap, va.rows, va.cols, Eigen::OuterStride<>(va.outer));
-  RowMap<T> B(bp, vb.rows, vb.cols, Eigen::OuterStride<>(vb.outer));
-  if (!ta && !tb) gemm<T>(C, A, B, alpha, beta);
-  else if (ta && !tb) gemm<T>(C, A.transpose(), B, alpha, beta);
-  else if (!ta && tb) gemm<T>(C, A, B.transpose(), alpha, beta);
-  else gemm<T>(C, A.transpose(), B.transpose(), alpha, beta);
+  eigen_gemm<T>(ap, va, ta, bp, vb, tb, op, N, M, N, alpha, beta);
 }
 
 }  // namespace
@@ -188,22 +196,14 @@ template <class T>
 void gemm_rows(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t lda,
                const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
   if (M == 0 || N == 0) return;
+  const MatView va{trans_a ? K : M, trans_a ? M : K, lda, false}, vb{trans_b ? N : K, trans_b ? K : N, ldb, false};
 #ifdef DG_HAVE_OPENBLAS
   if (use_openblas() && K > 0) {
-    const MatView va{trans_a ? K : M, trans_a ? M : K, lda, false}, vb{trans_b ? N : K, trans_b ? K : N, ldb, false};
     blas_gemm(a, va, trans_a, b, vb, trans_b, c, ldc, M, N, K, alpha, beta);
     return;
   }
 #endif
-  using Stride = Eigen::OuterStride<>;
-  Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0, Stride> C(c, M, N, Stride(ldc));
-  RowMap<T> A(a, trans_a ? K : M, trans_a ? M : K, Stride(lda)), B(b, trans_b ? N : K, trans_b ? K : N, Stride(ldb));
-  if (beta == T(0)) C.setZero();
-  else if (beta != T(1)) C *= beta;
-  if (!trans_a && !trans_b) C.noalias() += alpha * A * B;
-  else if (trans_a && !trans_b) C.noalias() += alpha * A.transpose() * B;
-  else if (!trans_a && trans_b) C.noalias() += alpha * A * B.transpose();
-  else C.noalias() += alpha * A.transpose() * B.transpose();
+  eigen_gemm<T>(a, va, trans_a, b, vb, trans_b, c, ldc, M, N, alpha, beta);
 }
 template void gemm_rows<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
                                int64_t, float, float*, int64_t);
