@@ -12,6 +12,7 @@
 
 #include <functional>
 #include <iterator>
+#include <vector>
 
 #include "autograd/ops.h"
 
@@ -116,6 +117,45 @@ void BM_GemmShapes(benchmark::State& st) {
       benchmark::Counter(2.0 * c.M * c.N * c.K / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_GemmShapes)->DenseRange(0, std::size(kGemmCases) - 1)->Unit(benchmark::kMicrosecond);
+
+// Every Linear-layer GEMM of one dense GPT training step, back to back, and
+// nothing else: the step's matrix-product floor on this machine. Arg 0 is the
+// tiny config (L=4, C=128, B*T=2048), 1 the small one (L=6, C=384, B*T=2048);
+// vocab 256, tied head. Per layer qkv (C -> 3C), proj (C -> C), fc (C -> 4C),
+// fc2 (4C -> C), then the head (C -> 256); each as forward x W^T, input
+// gradient g W and weight gradient g^T x, as nn::Linear issues them. Biases,
+// attention and every memory-bound pass are left out, so a full step
+// (bench_gpt_step) minus this time is what the rest of the step costs.
+void BM_GptStepGemms(benchmark::State& st) {
+  const bool tiny = st.range(0) == 0;
+  const int64_t L = tiny ? 4 : 6, C = tiny ? 128 : 384, rows = tiny ? 16 * 128 : 8 * 256, vocab = 256;
+  struct Layer {
+    Tensor w, x, g;  // W (out, in), input (rows, in), output gradient (rows, out)
+  };
+  std::vector<Layer> layers;
+  auto add = [&](int64_t in, int64_t out) { layers.push_back({randn({out, in}), randn({rows, in}), randn({rows, out})}); };
+  for (int64_t l = 0; l < L; ++l) {
+    add(C, 3 * C);
+    add(C, C);
+    add(C, 4 * C);
+    add(4 * C, C);
+  }
+  add(C, vocab);
+  double flops = 0;
+  for (const Layer& l : layers) flops += 3 * 2.0 * l.w.numel() * rows;
+  auto step = [&] {
+    for (const Layer& l : layers) {
+      benchmark::DoNotOptimize(matmul(l.x, transpose(l.w, 0, 1)).raw_data());
+      benchmark::DoNotOptimize(matmul(l.g, l.w).raw_data());
+      benchmark::DoNotOptimize(matmul(transpose(l.g, 0, 1), l.x).raw_data());
+    }
+  };
+  if (!available(st, step)) return;
+  for (auto _ : st) step();
+  st.SetLabel(fmt::format("{} config, {} GEMMs, {:.2f} GFLOP", tiny ? "tiny" : "small", 3 * layers.size(), flops / 1e9));
+  st.counters["GFLOP/s"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_GptStepGemms)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 
 // gelu (tanh approximation) forward+backward on the MLP activation of a GPT
 // block, (B*T, 4C) = (2048, 512) f32: an elementwise kernel's throughput.
