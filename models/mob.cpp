@@ -155,7 +155,7 @@ Tensor MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const
   // no per-group gather, slice or cat, and no zero-filled gradient for each.
   // One attention runs over all tokens, read from the projections put back
   // in (sequence, position) order. The same delta as Block::forward per group.
-  const std::vector<int64_t> off(g.offsets.begin(), g.offsets.end());
+  const std::vector<int64_t>& off = g.offsets;
   Tensors ln1w, ln1b, qkvw, qkvb, projw, projb, ln2w, ln2b, fcw, fcb, outw, outb;
   for (int64_t k = 0; k < n; ++k) {
     const nn::Block& b = *blocks[k];
@@ -167,13 +167,14 @@ Tensor MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const
   const nn::Block& b0 = *blocks[0];  // every block has the same eps and dropout rate
   std::vector<int64_t> all(Nc);
   for (int64_t i = 0; i < Nc; ++i) all[i] = i;
-  Tensor xg = gather_rows(x, ids(g.perm));  // (Nc, C), group order
+  const Tensor to_groups = ids(g.perm), to_sequences = ids(inv);
+  Tensor xg = gather_rows(x, to_groups);  // (Nc, C), group order
   Tensor qkv = grouped_linear(grouped_layer_norm(xg, off, ln1w, ln1b, b0.ln1->eps), off, qkvw, qkvb);
-  Tensor y = gather_rows(attention_qkv(gather_rows(qkv, ids(inv)), cfg_.n_head, seqlens(all)), ids(g.perm));
+  Tensor y = gather_rows(attention_qkv(gather_rows(qkv, to_sequences), cfg_.n_head, seqlens(all)), to_groups);
   Tensor a = b0.drop->forward(grouped_linear(y, off, projw, projb));
   Tensor h = gelu(grouped_linear(grouped_layer_norm(xg + a, off, ln2w, ln2b, b0.ln2->eps), off, fcw, fcb), true);
   Tensor m = b0.drop->forward(grouped_linear(h, off, outw, outb));
-  return gather_rows(a + m, ids(inv));
+  return gather_rows(a + m, to_sequences);
 }
 
 MoB::Run MoB::run(const Tensor& idx, const Tensor& targets, bool training) {
