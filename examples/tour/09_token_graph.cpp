@@ -54,24 +54,17 @@ class MarkSteps : public RoutingPolicy {
 
 using BlocksPerStep = std::vector<std::set<int64_t>>;  // [step] -> blocks
 
-// What the trace says token (b, t)'s output depends on, per step: the
-// blocks it ran, and (step scope: attention among the tokens of the sequence
-// active at that step, causal) the blocks of every earlier token whose keys
-// and values it read, directly or through another token's residual.
+// What the trace says token (b, t)'s output depends on, per step: at each
+// step d before it returned, the block it ran and (step scope: attention over
+// the tokens of its sequence active at d, causal) the block of every earlier
+// token that ran one at d, whose keys and values it read. Dependencies
+// through another token's residual add no other block: that token's own
+// inputs came from steps where (b, t) was active too.
 BlocksPerStep cone_from_trace(const RoutingTrace& tr, int64_t b, int64_t t) {
-  auto block_at = [&](int64_t pos, int64_t d) -> int64_t {  // -1: did not run a block at step d
-    for (const TraceStep& s : tr.tokens[b * tr.T + pos])
-      if (s.step == d) return s.block;
-    return -1;
-  };
   BlocksPerStep blocks(tr.max_depth + 1);
-  int64_t reach = t;  // residuals needed: positions <= reach that ran at the next step (the token itself at first)
-  for (int64_t d = tr.depth(b * tr.T + t) - 1; d >= 0; --d) {
-    int64_t new_reach = -1;
-    for (int64_t pos = 0; pos <= reach; ++pos)
-      if (block_at(pos, d) >= 0) blocks[d].insert(block_at(pos, d)), new_reach = pos;
-    reach = new_reach;
-  }
+  for (int64_t pos = 0; pos <= t; ++pos)
+    for (const TraceStep& s : tr.tokens[b * tr.T + pos])
+      if (s.block >= 0 && s.step < tr.depth(b * tr.T + t)) blocks[s.step].insert(s.block);
   return blocks;
 }
 
