@@ -9,6 +9,12 @@
 
 namespace dg {
 
+namespace {
+
+bool before(const Node* a, const Node* b) { return a->seq() < b->seq(); }  // tape order
+
+}  // namespace
+
 std::vector<const Node*> tape(const Tensors& roots) {
   std::vector<const Node*> nodes, stack;
   std::unordered_set<const Node*> seen;
@@ -23,7 +29,7 @@ std::vector<const Node*> tape(const Tensors& roots) {
     for (const Edge& e : n->next())
       if (e.node && seen.insert(e.node.get()).second) stack.push_back(e.node.get());
   }
-  std::sort(nodes.begin(), nodes.end(), [](const Node* a, const Node* b) { return a->seq() < b->seq(); });
+  std::sort(nodes.begin(), nodes.end(), before);
   return nodes;
 }
 
@@ -55,7 +61,7 @@ std::string dot_edge(const Node& n, size_t input) {
   return fmt::format("  n{} -> n{} [label=\"{}\"];\n", e.node->seq(), n.seq(), e.shape);
 }
 
-const char* kDotHeader = "digraph tape {\n  rankdir=BT;\n  node [fontname=\"monospace\", fontsize=10];\n";
+constexpr const char* kDotHeader = "digraph tape {\n  rankdir=BT;\n  node [fontname=\"monospace\", fontsize=10];\n";
 
 }  // namespace
 
@@ -71,8 +77,7 @@ std::string to_dot(const Tensors& roots) {
 }
 
 bool GradientFlow::contains(const Node* n) const {
-  return std::binary_search(nodes.begin(), nodes.end(), n,
-                            [](const Node* a, const Node* b) { return a->seq() < b->seq(); });
+  return std::binary_search(nodes.begin(), nodes.end(), n, before);
 }
 
 namespace {
@@ -118,9 +123,9 @@ GradientFlow gradient_flow(const Tensors& roots, const Tensors& grad_roots) {
 
   GradientFlow flow;
   flow.nodes.assign(kept.begin(), kept.end());
-  std::sort(flow.nodes.begin(), flow.nodes.end(), [](const Node* a, const Node* b) { return a->seq() < b->seq(); });
-  std::sort(edges.begin(), edges.end(),
-            [](const auto& a, const auto& b) { return std::pair(a.first->seq(), a.second) < std::pair(b.first->seq(), b.second); });
+  std::sort(flow.nodes.begin(), flow.nodes.end(), before);
+  auto by_seq = [](const auto& e) { return std::pair(e.first->seq(), e.second); };
+  std::sort(edges.begin(), edges.end(), [&](const auto& a, const auto& b) { return by_seq(a) < by_seq(b); });
   flow.edges = std::move(edges);
   return flow;
 }

@@ -35,7 +35,8 @@ int main() try {
   Tensors dx = node.apply(g);  // what the engine calls during backward
   std::vector<double> xv = x.to_vector<double>(), gv = g.to_vector<double>(), dxv = dx[0].to_vector<double>();
   double worst = 0;
-  for (size_t i = 0; i < xv.size(); ++i) worst = std::max(worst, std::abs(dxv[i] - gv[i] * (1 - std::pow(std::tanh(xv[i]), 2))));
+  for (size_t i = 0; i < xv.size(); ++i)
+    worst = std::max(worst, std::abs(dxv[i] - gv[i] * (1 - std::pow(std::tanh(xv[i]), 2))));
   fmt::print("node.apply(g) = {}; max diff from g * (1 - tanh(x)^2): {:.1e}\n", dx[0], worst);
   check.expect(worst < 1e-15, "tanh's backward is g * (1 - y^2)");
 

@@ -59,11 +59,13 @@ int main() try {
                "apply records one node, 'BetaSwish', on the two leaves; forward's own ops are not on the tape");
 
   sum(y).backward();
-  check.expect(beta.grad().shape() == Shape{1}, "beta.grad has beta's shape (1): the engine summed the per-element gradient");
+  check.expect(beta.grad().shape() == Shape{1},
+               "beta.grad has beta's shape (1): the engine summed the per-element gradient");
 
   auto f = [](const Tensors& in) { return BetaSwish::apply(in[0], in[1]); };
   GradcheckResult r = gradcheck(f, {x, beta});
-  check.expect(r.ok, "gradcheck: the hand-written backward matches finite differences" + (r.ok ? "" : ": " + r.message));
+  check.expect(r.ok,
+               "gradcheck: the hand-written backward matches finite differences" + (r.ok ? "" : ": " + r.message));
   GradcheckResult r2 = gradgradcheck(f, {x, beta});
   check.expect(r2.ok, "gradgradcheck: backward is written with differentiable ops, so create_graph works" +
                           (r2.ok ? "" : ": " + r2.message));

@@ -82,12 +82,14 @@ int main() try {
     fmt::print("step {}: loss {:.6f}, fc1.weight max relative difference from the formula {:.1e}\n", t,
                loss.item<double>(), diff);
     check.expect(diff < 1e-14, fmt::format("AdamW step {} moved fc1.weight exactly as the formula says", t));
-    check.expect(w.version() == version + 1, fmt::format("step {} wrote the weight in place: its version went up by 1", t));
+    check.expect(w.version() == version + 1,
+                 fmt::format("step {} wrote the weight in place: its version went up by 1", t));
     if (t == 1) {
       // At t = 1, m/bc1 = g and sqrt(v/bc2) = |g|: every weight moves by lr (after the decay).
       double off = 0;
       std::vector<double> now = w.to_vector<double>();
-      for (size_t i = 0; i < now.size(); ++i) off = std::max(off, std::abs(std::abs(now[i] - before[i] * (1 - lr * wd)) - lr));
+      for (size_t i = 0; i < now.size(); ++i)
+        off = std::max(off, std::abs(std::abs(now[i] - before[i] * (1 - lr * wd)) - lr));
       check.expect(off < 1e-6, "the first step moves every weight by lr (up to eps), whatever its gradient's size");
     }
   }

@@ -79,7 +79,8 @@ int main() try {
     }
   fmt::print("attention ran on (B, T, C) = ({}, {}, {}) in {} blocks and on (B, k, C) = ({}, {}, {}) in {}\n", B, T,
              C, full, B, k, C, routed);
-  check.expect(full == 2 && routed == 2, "the two routed blocks ran on exactly k tokens per sequence, the others on all T");
+  check.expect(full == 2 && routed == 2,
+               "the two routed blocks ran on exactly k tokens per sequence, the others on all T");
   bool fractions = model.last_stats().fraction.size() == 2;
   for (double f : model.last_stats().fraction) fractions &= f == static_cast<double>(k) / static_cast<double>(T);
   check.expect(fractions, "last_stats(): each routed block processed k / T = 1/4 of the tokens");

@@ -75,7 +75,8 @@ int main() try {
   fmt::print("ponder objective {:.15f}, by hand {:.15f}\n", objective.item<double>(), want);
   check.expect(std::abs(objective.item<double>() - want) < 1e-14,
                "objective = sum_d h_d CE_d + kappa KL(h || geometric prior)");
-  // d/d lambda_A0 = CE_0 - CE_1 + kappa log(h_0 p_1 / (h_1 p_0)): halting earlier pays when CE_0 < CE_1.
+  // d/d lambda_A0 = CE_0 - CE_1 + kappa log(h_0 pi_1 / (h_1 pi_0)), pi the prior:
+  // halting earlier pays when CE_0 < CE_1.
   const double dlam = grad({objective}, {p0})[0].to_vector<double>()[2];
   const double dlam_want = 1.0 - 3.0 + kappa * std::log(0.4 * (1 - prior) / (0.6 * prior));
   fmt::print("d objective / d lambda_A0 = {:.12f} (by hand {:.12f})\n", dlam, dlam_want);

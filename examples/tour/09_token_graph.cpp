@@ -212,7 +212,8 @@ int main(int argc, char** argv) try {
   bool head_once = true;
   for (const auto& [n, params] : l.feeds)
     if (params.count("ln_f.weight")) head_once &= l.step.at(n) == halt_step;
-  check.expect(head_once, fmt::format("the LM head's ops kept are those of step {}, where the token returned", halt_step));
+  check.expect(head_once,
+               fmt::format("the LM head's ops kept are those of step {}, where the token returned", halt_step));
 
   // Token 0 ran one block at step 0 and returned at step 1: the chosen token
   // read its keys and values at step 0, and nothing else of it. So of that
@@ -240,11 +241,13 @@ int main(int argc, char** argv) try {
   check.expect(blocks_in_flow(label_nodes(*model, logits, marks, flow0), flow0, c.max_depth) == own0,
                fmt::format("token {} (position 0) depends on exactly its own path:{}", first, show(own0)));
 
-  std::string dot = to_dot(flow, {[&](const Node& n) { return l.label(n); }, [&](const Node& n) { return l.cluster(n); }});
+  DotLabels labels{[&](const Node& n) { return l.label(n); }, [&](const Node& n) { return l.cluster(n); }};
+  std::string dot = to_dot(flow, labels);
   std::ofstream(dot_path) << dot;
   bool labelled = dot.rfind("digraph", 0) == 0;
   for (const Node* n : flow.nodes) labelled &= dot.find(l.label(*n)) != std::string::npos;
-  for (size_t d = 0; d < own.size(); ++d) labelled &= own[d].empty() || dot.find(fmt::format("step {} · block", d)) != std::string::npos;
+  for (size_t d = 0; d < own.size(); ++d)
+    labelled &= own[d].empty() || dot.find(fmt::format("step {} · block", d)) != std::string::npos;
   fmt::print("wrote {} (render: dot -Tsvg {} -o token_graph.svg)\n", dot_path, dot_path);
   check.expect(labelled, "the DOT carries every kept node's label; block ops read 'step d · block k'");
   return check.exit_code();
