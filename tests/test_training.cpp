@@ -13,11 +13,12 @@
 #include "data/synthetic.h"
 #include "models/mob.h"
 #include "models/mod.h"
-#include "models/training.h"
+#include "train/trainer.h"
 #include "testing.h"
 
 using namespace dg;
 using namespace dg::models;
+using namespace dg::train;
 
 namespace {
 
