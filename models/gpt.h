@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "models/lm.h"
-#include "nn/layers.h"
+#include "nn/block.h"
 
 namespace dg::models {
 

@@ -150,31 +150,19 @@ Tensor MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const
     return gather_rows(parts.size() == 1 ? parts[0] : cat(parts, 0), ids(inv));
   }
   // Step scope. The tokens are put in group order once (a permutation, whose
-  // backward is a gather too); each block's layers then run on its own rows
-  // through grouped ops, which write one tensor for all groups, so there is
-  // no per-group gather, slice or cat, and no zero-filled gradient for each.
-  // One attention runs over all tokens, read from the projections put back
-  // in (sequence, position) order. The same delta as Block::forward per group.
-  const std::vector<int64_t>& off = g.offsets;
-  Tensors ln1w, ln1b, qkvw, qkvb, projw, projb, ln2w, ln2b, fcw, fcb, outw, outb;
-  for (int64_t k = 0; k < n; ++k) {
-    const nn::Block& b = *blocks[k];
-    ln1w.push_back(b.ln1->weight), ln1b.push_back(b.ln1->bias), ln2w.push_back(b.ln2->weight);
-    ln2b.push_back(b.ln2->bias), qkvw.push_back(b.attn->qkv->weight), qkvb.push_back(b.attn->qkv->bias);
-    projw.push_back(b.attn->proj->weight), projb.push_back(b.attn->proj->bias), fcw.push_back(b.mlp->fc->weight);
-    fcb.push_back(b.mlp->fc->bias), outw.push_back(b.mlp->proj->weight), outb.push_back(b.mlp->proj->bias);
-  }
-  const nn::Block& b0 = *blocks[0];  // every block has the same eps and dropout rate
+  // backward is a gather too) and the blocks run as nn::GroupedBlocks: each
+  // block's layers on its own rows through grouped ops. One attention runs
+  // over all tokens, read from the projections put back in (sequence,
+  // position) order.
   std::vector<int64_t> all(Nc);
   for (int64_t i = 0; i < Nc; ++i) all[i] = i;
-  const Tensor to_groups = ids(g.perm), to_sequences = ids(inv);
-  Tensor xg = gather_rows(x, to_groups);  // (Nc, C), group order
-  Tensor qkv = grouped_linear(grouped_layer_norm(xg, off, ln1w, ln1b, b0.ln1->eps), off, qkvw, qkvb);
-  Tensor y = gather_rows(attention_qkv(gather_rows(qkv, to_sequences), cfg_.n_head, seqlens(all)), to_groups);
-  Tensor a = b0.drop->forward(grouped_linear(y, off, projw, projb));
-  Tensor h = gelu(grouped_linear(grouped_layer_norm(xg + a, off, ln2w, ln2b, b0.ln2->eps), off, fcw, fcb), true);
-  Tensor m = b0.drop->forward(grouped_linear(h, off, outw, outb));
-  return gather_rows(a + m, to_sequences);
+  const Tensor to_groups = ids(g.perm), to_sequences = ids(inv), cu = seqlens(all);
+  auto attend_in_sequence_order = [&](const Tensor& qkv) {  // (Nc, 3C) -> (Nc, C), group order
+    return gather_rows(attention_qkv(gather_rows(qkv, to_sequences), cfg_.n_head, cu), to_groups);
+  };
+  Tensor delta = nn::block_delta(nn::GroupedBlocks(blocks, g.offsets), gather_rows(x, to_groups),
+                                 attend_in_sequence_order);
+  return gather_rows(delta, to_sequences);
 }
 
 MoB::Run MoB::run(const Tensor& idx, const Tensor& targets, bool training) {
@@ -291,7 +279,6 @@ Tensor MoB::decode(DecodeState& state, const Tensor& idx) {
   DG_CHECK(idx.size(0) == 1, "MoB::decode: batch must be 1, got {}", idx.size(0));
   NoGradGuard no_grad;
   const int64_t T = idx.size(1), C = cfg_.n_embd, n = mcfg_.n_blocks, D = mcfg_.max_depth;
-  const int64_t H = cfg_.n_head, Dh = C / H;
   Tensors outs;
   for (int64_t t = 0; t < T; ++t) {
     Tensor R = reshape(embed(slice(idx, 1, t, t + 1), s->position), {1, C});
@@ -304,14 +291,7 @@ Tensor MoB::decode(DecodeState& state, const Tensor& idx) {
       if (dec.halt[0]) break;
       const int64_t k = dec.block[0];
       nn::KVCache& cache = s->caches[mcfg_.attn_scope == AttnScope::step ? d : d * n + k];
-      auto h = blocks[k]->attention_inputs(R);  // (H, 1, Dh) each
-      Tensor kdst = narrow(cache.k, 2, cache.length, 1), vdst = narrow(cache.v, 2, cache.length, 1);
-      copy_(kdst, reshape(h.k, {1, H, 1, Dh}));
-      copy_(vdst, reshape(h.v, {1, H, 1, Dh}));
-      ++cache.length;
-      Tensor y = scaled_dot_product_attention(reshape(h.q, {1, H, 1, Dh}), narrow(cache.k, 2, 0, cache.length),
-                                              narrow(cache.v, 2, 0, cache.length), true);
-      R = R + dec.weight * blocks[k]->delta_from_attention(R, reshape(y, {1, H * Dh}));
+      R = R + dec.weight * reshape(blocks[k]->forward(reshape(R, {1, 1, C}), &cache), {1, C});
     }
     outs.push_back(reshape(head(R), {1, 1, cfg_.vocab_size}));
     ++s->position;
