@@ -68,18 +68,12 @@ MoBConfig mob_config_from_json(const std::string& text) {
 // ---------------------------------------------------------------- model
 namespace {
 
-GPTConfig blocks_as_layers(const MoBConfig& c) {
-  GPTConfig g = c.gpt;
-  g.n_layer = c.n_blocks;
-  return g;
-}
-
 Tensor ids(const std::vector<int64_t>& v) { return from_vector<int64_t>(v, {static_cast<int64_t>(v.size())}); }
 
 }  // namespace
 
-MoB::MoB(const MoBConfig& cfg) : GPT(blocks_as_layers(cfg)), mcfg_(cfg), explore_gen_(cfg.gpt.seed + 2) {
-  mcfg_.gpt.n_layer = cfg.n_blocks;
+MoB::MoB(const MoBConfig& cfg) : mcfg_(cfg), trunk_(cfg.gpt, cfg.n_blocks), explore_gen_(cfg.gpt.seed + 2) {
+  for (auto& [name, m] : trunk_.modules()) register_module(name, m);
   DG_CHECK(cfg.n_blocks >= 1, "MoB: n_blocks must be >= 1, got {}", cfg.n_blocks);
   DG_CHECK(cfg.max_depth >= 1, "MoB: max_depth must be >= 1, got {}", cfg.max_depth);
   const int64_t n = cfg.n_blocks, D = cfg.max_depth, C = cfg.gpt.n_embd;
@@ -100,6 +94,12 @@ MoB::MoB(const MoBConfig& cfg) : GPT(blocks_as_layers(cfg)), mcfg_(cfg), explore
     policy_ = make_bias_policy({cfg.ponder_cost, cfg.depth_target, cfg.depth_weight}, chooser);
 }
 
+std::string MoB::config_json() const {
+  MoBConfig c = mcfg_;
+  c.gpt.n_layer = c.n_blocks;  // as every MoB checkpoint has it (and bench/torch_models.py writes it)
+  return to_json(c);
+}
+
 Tensor MoB::gate_logits(const Tensor& x, int64_t d) const {
   Tensor logits = gate->forward(gate_ln->forward(x)) + select(step_bias, 0, d);
   if (mcfg_.return_bias != 0.0) {
@@ -114,7 +114,7 @@ Tensor MoB::gate_logits(const Tensor& x, int64_t d) const {
 // each through its chosen block, grouped: one batched call per block.
 Tensor MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const std::vector<int64_t>& choice,
                         int64_t T, Tensor* /*unused*/) {
-  const int64_t n = mcfg_.n_blocks, Nc = static_cast<int64_t>(rows.size()), C = cfg_.n_embd;
+  const int64_t n = mcfg_.n_blocks, Nc = static_cast<int64_t>(rows.size()), C = trunk_.cfg.n_embd;
   Groups g = group_by_choice(choice, n);
   std::vector<int64_t> inv(Nc);
   for (int64_t i = 0; i < Nc; ++i) inv[g.perm[i]] = i;
@@ -145,7 +145,7 @@ Tensor MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const
     for (int64_t k = 0; k < n; ++k)
       if (g.offsets[k] < g.offsets[k + 1]) {
         const std::vector<int64_t> members(g.perm.begin() + g.offsets[k], g.perm.begin() + g.offsets[k + 1]);
-        parts.push_back(blocks[k]->forward_packed(gather_rows(x, ids(members)), seqlens(members)));
+        parts.push_back(trunk_.blocks[k]->forward_packed(gather_rows(x, ids(members)), seqlens(members)));
       }
     return gather_rows(parts.size() == 1 ? parts[0] : cat(parts, 0), ids(inv));
   }
@@ -158,18 +158,18 @@ Tensor MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const
   for (int64_t i = 0; i < Nc; ++i) all[i] = i;
   const Tensor to_groups = ids(g.perm), to_sequences = ids(inv), cu = seqlens(all);
   auto attend_in_sequence_order = [&](const Tensor& qkv) {  // (Nc, 3C) -> (Nc, C), group order
-    return gather_rows(attention_qkv(gather_rows(qkv, to_sequences), cfg_.n_head, cu), to_groups);
+    return gather_rows(attention_qkv(gather_rows(qkv, to_sequences), trunk_.cfg.n_head, cu), to_groups);
   };
-  Tensor delta = nn::block_delta(nn::GroupedBlocks(blocks, g.offsets), gather_rows(x, to_groups),
+  Tensor delta = nn::block_delta(nn::GroupedBlocks(trunk_.blocks, g.offsets), gather_rows(x, to_groups),
                                  attend_in_sequence_order);
   return gather_rows(delta, to_sequences);
 }
 
 MoB::Run MoB::run(const Tensor& idx, const Tensor& targets, bool training) {
-  check_tokens("MoB", idx, cfg_.block_size, cfg_.vocab_size);
-  const int64_t B = idx.size(0), T = idx.size(1), N = B * T, C = cfg_.n_embd, V = cfg_.vocab_size;
+  check_tokens("MoB", idx, trunk_.cfg.block_size, trunk_.cfg.vocab_size);
+  const int64_t B = idx.size(0), T = idx.size(1), N = B * T, C = trunk_.cfg.n_embd, V = trunk_.cfg.vocab_size;
   const int64_t n = mcfg_.n_blocks, D = mcfg_.max_depth;
-  Tensor R = reshape(embed(idx), {N, C});
+  Tensor R = reshape(trunk_.embed(idx), {N, C});
   Tensor y_flat = targets.defined() ? reshape(targets, {N}) : Tensor();
   policy_->begin(N, R.dtype());
   trace_.reset(B, T, n, D);
@@ -188,7 +188,7 @@ MoB::Run MoB::run(const Tensor& idx, const Tensor& targets, bool training) {
     ctx.probs = softmax(gate_logits(Ra, d), -1);
     last_flops_ += 2.0 * C * (n + 1) * Na;
     if (policy_->needs_step_loss(training)) {
-      ctx.ce = cross_entropy(head(Ra), index_select(y_flat, 0, rows), -100, 0.0, Reduction::none);
+      ctx.ce = cross_entropy(trunk_.head(Ra), index_select(y_flat, 0, rows), -100, 0.0, Reduction::none);
       last_flops_ += 2.0 * C * V * Na;
     }
     StepDecision dec = policy_->step(ctx, active);
@@ -207,7 +207,7 @@ MoB::Run MoB::run(const Tensor& idx, const Tensor& targets, bool training) {
     }
     if (!training && !halted.empty()) {
       Tensor hrows = ids(halted);
-      out.logits = index_add(out.logits, 0, index_select(rows, 0, hrows), head(index_select(Ra, 0, hrows)));
+      out.logits = index_add(out.logits, 0, index_select(rows, 0, hrows), trunk_.head(index_select(Ra, 0, hrows)));
       last_flops_ += 2.0 * C * V * static_cast<double>(halted.size());
     }
     if (cont.empty()) break;
@@ -238,7 +238,7 @@ MoB::Run MoB::run(const Tensor& idx, const Tensor& targets, bool training) {
 
 Tensor MoB::forward(const Tensor& idx) {
   Run r = run(idx, Tensor(), false);
-  return reshape(r.logits, {idx.size(0), idx.size(1), cfg_.vocab_size});
+  return reshape(r.logits, {idx.size(0), idx.size(1), trunk_.cfg.vocab_size});
 }
 
 LossOutput MoB::loss(const Tensor& idx, const Tensor& targets) {
@@ -257,15 +257,8 @@ LossOutput MoB::loss(const Tensor& idx, const Tensor& targets) {
 
 std::unique_ptr<DecodeState> MoB::start_decoding(int64_t batch) {
   DG_CHECK(batch == 1, "MoB::decode: incremental decoding runs one sequence at a time (batch 1), got {}", batch);
-  auto s = std::make_unique<MoBDecodeState>();
-  const int64_t n_caches = (mcfg_.max_depth + 1) * (mcfg_.attn_scope == AttnScope::step ? 1 : mcfg_.n_blocks);
-  const int64_t H = cfg_.n_head, Dh = cfg_.n_embd / cfg_.n_head;
-  s->caches.resize(n_caches);
-  for (auto& c : s->caches) {
-    c.k = zeros({1, H, cfg_.block_size, Dh}, {cfg_.dtype});
-    c.v = zeros({1, H, cfg_.block_size, Dh}, {cfg_.dtype});
-  }
-  return s;
+  const int64_t per_step = mcfg_.attn_scope == AttnScope::step ? 1 : mcfg_.n_blocks;
+  return trunk_.start_decoding(*this, batch, (mcfg_.max_depth + 1) * per_step);
 }
 
 // One token at a time: its path is decided step by step exactly as in
@@ -273,15 +266,14 @@ std::unique_ptr<DecodeState> MoB::start_decoding(int64_t batch) {
 // step d (scope step) or of (step d, block k) (scope block), so later tokens
 // attend to exactly the tokens that were active there.
 Tensor MoB::decode(DecodeState& state, const Tensor& idx) {
-  auto* s = dynamic_cast<MoBDecodeState*>(&state);
-  DG_CHECK(s != nullptr, "MoB::decode: the state was not made by this model's start_decoding");
-  check_tokens("MoB::decode", idx, cfg_.block_size - s->position, cfg_.vocab_size);
+  KVDecodeState& s = Trunk::decode_state(state, *this, "MoB::decode");
+  check_tokens("MoB::decode", idx, trunk_.cfg.block_size - s.position, trunk_.cfg.vocab_size);
   DG_CHECK(idx.size(0) == 1, "MoB::decode: batch must be 1, got {}", idx.size(0));
   NoGradGuard no_grad;
-  const int64_t T = idx.size(1), C = cfg_.n_embd, n = mcfg_.n_blocks, D = mcfg_.max_depth;
+  const int64_t T = idx.size(1), C = trunk_.cfg.n_embd, n = mcfg_.n_blocks, D = mcfg_.max_depth;
   Tensors outs;
   for (int64_t t = 0; t < T; ++t) {
-    Tensor R = reshape(embed(slice(idx, 1, t, t + 1), s->position), {1, C});
+    Tensor R = reshape(trunk_.embed(slice(idx, 1, t, t + 1), s.position), {1, C});
     policy_->begin(1, R.dtype());
     for (int64_t d = 0; d <= D; ++d) {
       StepContext ctx;
@@ -290,11 +282,11 @@ Tensor MoB::decode(DecodeState& state, const Tensor& idx) {
       StepDecision dec = policy_->step(ctx, {0});
       if (dec.halt[0]) break;
       const int64_t k = dec.block[0];
-      nn::KVCache& cache = s->caches[mcfg_.attn_scope == AttnScope::step ? d : d * n + k];
-      R = R + dec.weight * reshape(blocks[k]->forward(reshape(R, {1, 1, C}), &cache), {1, C});
+      nn::KVCache& cache = s.caches[mcfg_.attn_scope == AttnScope::step ? d : d * n + k];
+      R = R + dec.weight * reshape(trunk_.blocks[k]->forward(reshape(R, {1, 1, C}), &cache), {1, C});
     }
-    outs.push_back(reshape(head(R), {1, 1, cfg_.vocab_size}));
-    ++s->position;
+    outs.push_back(reshape(trunk_.head(R), {1, 1, trunk_.cfg.vocab_size}));
+    ++s.position;
   }
   return cat(outs, 1);
 }

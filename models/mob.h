@@ -38,9 +38,9 @@
 #include <string>
 #include <vector>
 
-#include "models/gpt.h"
 #include "models/mob_policy.h"
 #include "models/trace.h"
+#include "models/trunk.h"
 
 namespace dg::models {
 
@@ -49,7 +49,7 @@ enum class GateInit { dense_path, uniform };
 enum class AttnScope { step, block };
 
 struct MoBConfig {
-  GPTConfig gpt;           // n_layer is ignored: the blocks are n_blocks
+  GPTConfig gpt;           // sizes; n_layer is not read (the blocks are n_blocks)
   int64_t n_blocks = 4;
   int64_t max_depth = 6;
   Halting halting = Halting::ponder;
@@ -70,12 +70,7 @@ struct MoBConfig {
 std::string to_json(const MoBConfig& c);
 MoBConfig mob_config_from_json(const std::string& json);
 
-struct MoBDecodeState : DecodeState {
-  // scope step: caches[d]; scope block: caches[d * n + k]
-  std::vector<nn::KVCache> caches;
-};
-
-class MoB : public GPT {
+class MoB : public LanguageModel {
  public:
   explicit MoB(const MoBConfig& cfg);
 
@@ -85,13 +80,20 @@ class MoB : public GPT {
   // of forward().
   LossOutput loss(const Tensor& idx, const Tensor& targets) override;
   std::unique_ptr<DecodeState> start_decoding(int64_t batch) override;
+  // Decoding keeps a KV cache per step (scope step: caches[d]) or per step and
+  // block (scope block: caches[d * n + k]).
   Tensor decode(DecodeState& state, const Tensor& idx) override;
+  int64_t block_size() const override { return trunk_.cfg.block_size; }
+  int64_t vocab_size() const override { return trunk_.cfg.vocab_size; }
+  double last_forward_flops_per_token() const override { return last_flops_; }
   std::string kind() const override { return "mob"; }
-  std::string config_json() const override { return to_json(mcfg_); }
+  // The config as checkpoints store it: n_layer written as n_blocks.
+  std::string config_json() const override;
 
   void set_policy(std::unique_ptr<RoutingPolicy> p) { policy_ = std::move(p); }
   const RoutingTrace& last_trace() const { return trace_; }
   const MoBConfig& mob_config() const { return mcfg_; }
+  const Trunk& trunk() const { return trunk_; }  // embeddings, the n blocks, head
 
   // Gate logits (Na, n + 1) of residuals x (Na, C) at step d.
   Tensor gate_logits(const Tensor& x, int64_t d) const;
@@ -111,6 +113,8 @@ class MoB : public GPT {
                      int64_t T, Tensor* balance_probs);
 
   MoBConfig mcfg_;
+  Trunk trunk_;
+  double last_flops_ = 0;
   std::unique_ptr<RoutingPolicy> policy_;
   RoutingTrace trace_;
   Generator explore_gen_;

@@ -25,7 +25,7 @@ inline Tensor naive_mob_objective(models::MoB& m, const Tensor& idx, const Tenso
   const models::MoBConfig& c = m.mob_config();
   const int64_t B = idx.size(0), T = idx.size(1), C = c.gpt.n_embd, H = c.gpt.n_head, Dh = C / H;
   const int64_t n = c.n_blocks, D = c.max_depth;
-  Tensor x = m.embed(idx);  // (B, T, C)
+  Tensor x = m.trunk().embed(idx);  // (B, T, C)
   std::vector<int64_t> tg = targets.to_vector<int64_t>();
   Tensor total = zeros({}, {x.dtype()});
   for (int64_t b = 0; b < B; ++b) {
@@ -37,7 +37,7 @@ inline Tensor naive_mob_objective(models::MoB& m, const Tensor& idx, const Tenso
       for (int64_t d = 0; d <= D; ++d) {
         Tensor p = reshape(softmax(m.gate_logits(R, d), -1), {n + 1});
         Tensor lambda = select(p, 0, n);
-        Tensor ce = cross_entropy(m.head(R), from_vector<int64_t>({tg[b * T + t]}), -100, 0.0, Reduction::sum);
+        Tensor ce = cross_entropy(m.trunk().head(R), from_vector<int64_t>({tg[b * T + t]}), -100, 0.0, Reduction::sum);
         const double s = S.item<double>(), l = lambda.item<double>();
         const bool halt = d == D || s * (1 - l) < c.eps;
         Tensor h = halt ? S : lambda * S;
@@ -57,7 +57,7 @@ inline Tensor naive_mob_objective(models::MoB& m, const Tensor& idx, const Tenso
           Tensor y = scaled_dot_product_attention(head(0), cat(keys[slot], 2), cat(values[slot], 2), true);
           return reshape(y, {1, C});
         };
-        R = R + select(q, 0, k) * nn::block_delta(*m.blocks[k], R, attend_kept);
+        R = R + select(q, 0, k) * nn::block_delta(*m.trunk().blocks[k], R, attend_kept);
         S = S * (1.0 - lambda);
       }
       if (paths) paths->push_back(path);

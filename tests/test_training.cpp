@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "data/synthetic.h"
+#include "models/gpt.h"
 #include "models/mob.h"
 #include "models/mod.h"
 #include "train/trainer.h"
