@@ -113,7 +113,7 @@ Tensor MoB::gate_logits(const Tensor& x, int64_t d) const {
 // Deltas (Nc, C) for the continuing rows of R (flat rows b*T + t, ascending),
 // each through its chosen block, grouped: one batched call per block.
 Tensor MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const std::vector<int64_t>& choice,
-                        int64_t T, Tensor* /*unused*/) {
+                        int64_t T) {
   const int64_t n = mcfg_.n_blocks, Nc = static_cast<int64_t>(rows.size()), C = trunk_.cfg.n_embd;
   Groups g = group_by_choice(choice, n);
   std::vector<int64_t> inv(Nc);
@@ -225,7 +225,7 @@ MoB::Run MoB::run(const Tensor& idx, const Tensor& targets, bool training) {
       Tensor term = sum(mean(q, {0}) * from_doubles(f, {n}, {q.dtype()})) * (static_cast<double>(n) * mcfg_.balance);
       balance = balance.defined() ? balance + term : term;
     }
-    Tensor delta = step_deltas(R, cont, cont_blocks, T, nullptr);
+    Tensor delta = step_deltas(R, cont, cont_blocks, T);
     R = scatter_add_rows(R, ids(cont), delta, dec.weight);
     active = cont;
   }

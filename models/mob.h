@@ -110,7 +110,7 @@ class MoB : public LanguageModel {
   Run run(const Tensor& idx, const Tensor& targets, bool training);
   // One step's deltas for the continuing rows (flat rows of R), grouped by block.
   Tensor step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const std::vector<int64_t>& blocks,
-                     int64_t T, Tensor* balance_probs);
+                     int64_t T);
 
   MoBConfig mcfg_;
   Trunk trunk_;
