@@ -9,13 +9,15 @@
 // use. At d = D_max return is forced.
 //
 // Execution is batched: at each step the active tokens are grouped by block
-// (stable counting sort: permutation + offsets), each group is gathered and
-// run as one batch, and the deltas are scattered back — one batched call per
-// (step, block), never one per token. Attention is over packed variable-length
-// sequences (attention_varlen): scope `step` — among all tokens of the
-// sequence active at this step, each projecting q/k/v with its own block —
-// or scope `block` — among those that chose the same block. Both causal by
-// original position.
+// (stable counting sort: permutation + offsets), the blocks are called on
+// their groups, and the deltas are scattered back — batched per (step,
+// block), never one call per token. The blocks are the one nn::Block
+// (nn/block.h), called, not re-spelled. Attention is over packed
+// variable-length sequences: scope `step` — among all tokens of the sequence
+// active at this step, each projecting q/k/v with its own block; the blocks
+// run as nn::GroupedBlocks, each on its rows of one group-ordered tensor —
+// or scope `block` — among those that chose the same block; each group runs
+// through Block::forward_packed. Both causal by original position.
 //
 // Gate init `dense_path`: the per-step bias starts at +3 on block d at step
 // d < n and on return at d >= n (gate weights zero), so an untrained MoB runs
