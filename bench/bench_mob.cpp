@@ -16,6 +16,7 @@
 #include <chrono>
 #include <functional>
 
+#include "models/gpt.h"
 #include "models/mob.h"
 #include "tests/mob_naive.h"
 

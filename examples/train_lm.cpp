@@ -26,7 +26,8 @@
 #include "models/gpt.h"
 #include "models/mob.h"
 #include "models/mod.h"
-#include "models/training.h"
+#include "train/evaluate.h"
+#include "train/trainer.h"
 
 using namespace dg;
 
@@ -53,7 +54,7 @@ std::string format_duration(double s) {
 struct Progress {
   bool tty = isatty(STDOUT_FILENO) != 0;
   int64_t every = 50;
-  void step(const models::StepLog& s) {
+  void step(const train::StepLog& s) {
     const double eta = s.seconds / static_cast<double>(s.step) * static_cast<double>(s.total - s.step);
     std::string extra;
     if (s.stats.count("depth")) extra = fmt::format("  depth {:.2f}", s.stats.at("depth"));
@@ -68,7 +69,7 @@ struct Progress {
       std::fflush(stdout);
     }
   }
-  void eval(const models::EvalLog& e) {
+  void eval(const train::EvalLog& e) {
     if (tty) fmt::print("\n");
     std::string acc;
     if (e.val.answers_by_level[1] + e.val.answers_by_level[4] > 0)
@@ -106,7 +107,7 @@ void print_routing(models::LanguageModel& model, const data::Corpus& corpus, con
   }
   if (auto* mod = dynamic_cast<models::MoD*>(&model)) {
     mod->set_routing(models::MoDRouting::causal);
-    models::EvalResult r = models::evaluate(*mod, corpus, f.batch, f.block, f.eval_batches);
+    train::EvalResult r = train::evaluate(*mod, corpus, f.batch, f.block, f.eval_batches);
     double frac = 0;
     for (double x : mod->last_stats().fraction) frac += x / static_cast<double>(mod->last_stats().fraction.size());
     mod->set_routing(models::MoDRouting::topk);
@@ -169,16 +170,16 @@ int main(int argc, char** argv) {
     fmt::print("train_lm: {} model, {:.2f}M parameters, data {} (train {} bytes, val {}); unigram entropy {:.3f} nats\n",
                model->kind(), static_cast<double>(model->num_parameters()) / 1e6, corpus->source(),
                corpus->size(data::Split::train), corpus->size(data::Split::val), corpus->unigram_entropy());
-    models::TrainOptions o;
+    train::TrainOptions o;
     o.steps = f.steps, o.batch = f.batch, o.block = f.block, o.lr = f.lr, o.min_lr = f.min_lr, o.warmup = f.warmup;
     o.weight_decay = f.weight_decay, o.grad_clip = f.grad_clip, o.eval_every = f.eval_every;
     o.eval_batches = f.eval_batches, o.seed = f.seed, o.out_dir = f.out, o.resume = f.resume;
     o.stop_at = f.stop_at;
-    models::Trainer trainer(*model, *corpus, o);
+    train::Trainer trainer(*model, *corpus, o);
     if (f.resume) fmt::print("resumed from {}/ckpt.safetensors at step {}\n", f.out, trainer.step());
     Progress progress;
-    trainer.run([&](const models::StepLog& s) { progress.step(s); },
-                [&](const models::EvalLog& e) { progress.eval(e); });
+    trainer.run([&](const train::StepLog& s) { progress.step(s); },
+                [&](const train::EvalLog& e) { progress.eval(e); });
     fmt::print("done: {} steps, {:.0f} tokens/s, {:.3g} training FLOPs; final val loss {:.4f} (unigram {:.3f}, "
                "bigram {:.3f})\n",
                trainer.step(), trainer.tokens_per_s(), trainer.train_flops(), trainer.last_eval().val.loss,

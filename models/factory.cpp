@@ -1,5 +1,9 @@
 #include "models/factory.h"
 
+#include <fmt/ranges.h>
+
+#include <utility>
+
 #include "models/gpt.h"
 #include "models/mob.h"
 #include "models/mod.h"
@@ -7,11 +11,47 @@
 
 namespace dg::models {
 
+namespace {
+
+using Registry = std::vector<std::pair<std::string, ModelFactory>>;
+
+Registry& registry() {
+  static Registry r = {
+      {"dense", [](const std::string& j) { return std::make_unique<GPT>(gpt_config_from_json(j)); }},
+      {"mod", [](const std::string& j) { return std::make_unique<MoD>(mod_config_from_json(j)); }},
+      {"mob", [](const std::string& j) { return std::make_unique<MoB>(mob_config_from_json(j)); }},
+  };
+  return r;
+}
+
+}  // namespace
+
+void register_model_kind(const std::string& kind, ModelFactory make) {
+  DG_CHECK(!kind.empty() && make, "register_model_kind: needs a kind name and a factory (kind '{}')", kind);
+  for (auto& [name, f] : registry())
+    if (name == kind) {
+      f = std::move(make);
+      return;
+    }
+  registry().emplace_back(kind, std::move(make));
+}
+
+std::vector<std::string> model_kinds() {
+  std::vector<std::string> kinds;
+  for (auto& [name, f] : registry()) kinds.push_back(name);
+  return kinds;
+}
+
+bool is_model_kind(const std::string& kind) {
+  for (auto& [name, f] : registry())
+    if (name == kind) return true;
+  return false;
+}
+
 std::unique_ptr<LanguageModel> make_model(const std::string& kind, const std::string& config_json) {
-  if (kind == "dense") return std::make_unique<GPT>(gpt_config_from_json(config_json));
-  if (kind == "mod") return std::make_unique<MoD>(mod_config_from_json(config_json));
-  if (kind == "mob") return std::make_unique<MoB>(mob_config_from_json(config_json));
-  throw Error(fmt::format("make_model: unknown model kind '{}' (dense, mod or mob)", kind));
+  for (auto& [name, make] : registry())
+    if (name == kind) return make(config_json);
+  throw Error(fmt::format("make_model: unknown model kind '{}' (registered: {})", kind, fmt::join(model_kinds(), ", ")));
 }
 
 std::unique_ptr<LanguageModel> load_model(const std::string& path) {

@@ -68,18 +68,12 @@ MoBConfig mob_config_from_json(const std::string& text) {
 // ---------------------------------------------------------------- model
 namespace {
 
-GPTConfig blocks_as_layers(const MoBConfig& c) {
-  GPTConfig g = c.gpt;
-  g.n_layer = c.n_blocks;
-  return g;
-}
-
 Tensor ids(const std::vector<int64_t>& v) { return from_vector<int64_t>(v, {static_cast<int64_t>(v.size())}); }
 
 }  // namespace
 
-MoB::MoB(const MoBConfig& cfg) : GPT(blocks_as_layers(cfg)), mcfg_(cfg), explore_gen_(cfg.gpt.seed + 2) {
-  mcfg_.gpt.n_layer = cfg.n_blocks;
+MoB::MoB(const MoBConfig& cfg) : mcfg_(cfg), trunk_(cfg.gpt, cfg.n_blocks), explore_gen_(cfg.gpt.seed + 2) {
+  for (auto& [name, m] : trunk_.modules()) register_module(name, m);
   DG_CHECK(cfg.n_blocks >= 1, "MoB: n_blocks must be >= 1, got {}", cfg.n_blocks);
   DG_CHECK(cfg.max_depth >= 1, "MoB: max_depth must be >= 1, got {}", cfg.max_depth);
   const int64_t n = cfg.n_blocks, D = cfg.max_depth, C = cfg.gpt.n_embd;
@@ -100,6 +94,12 @@ MoB::MoB(const MoBConfig& cfg) : GPT(blocks_as_layers(cfg)), mcfg_(cfg), explore
     policy_ = make_bias_policy({cfg.ponder_cost, cfg.depth_target, cfg.depth_weight}, chooser);
 }
 
+std::string MoB::config_json() const {
+  MoBConfig c = mcfg_;
+  c.gpt.n_layer = c.n_blocks;  // as every MoB checkpoint has it (and bench/torch_models.py writes it)
+  return to_json(c);
+}
+
 Tensor MoB::gate_logits(const Tensor& x, int64_t d) const {
   Tensor logits = gate->forward(gate_ln->forward(x)) + select(step_bias, 0, d);
   if (mcfg_.return_bias != 0.0) {
@@ -113,8 +113,8 @@ Tensor MoB::gate_logits(const Tensor& x, int64_t d) const {
 // Deltas (Nc, C) for the continuing rows of R (flat rows b*T + t, ascending),
 // each through its chosen block, grouped: one batched call per block.
 Tensor MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const std::vector<int64_t>& choice,
-                        int64_t T, Tensor* /*unused*/) {
-  const int64_t n = mcfg_.n_blocks, Nc = static_cast<int64_t>(rows.size()), C = cfg_.n_embd;
+                        int64_t T) {
+  const int64_t n = mcfg_.n_blocks, Nc = static_cast<int64_t>(rows.size()), C = trunk_.cfg.n_embd;
   Groups g = group_by_choice(choice, n);
   std::vector<int64_t> inv(Nc);
   for (int64_t i = 0; i < Nc; ++i) inv[g.perm[i]] = i;
@@ -145,43 +145,31 @@ Tensor MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const
     for (int64_t k = 0; k < n; ++k)
       if (g.offsets[k] < g.offsets[k + 1]) {
         const std::vector<int64_t> members(g.perm.begin() + g.offsets[k], g.perm.begin() + g.offsets[k + 1]);
-        parts.push_back(blocks[k]->forward_packed(gather_rows(x, ids(members)), seqlens(members)));
+        parts.push_back(trunk_.blocks[k]->forward_packed(gather_rows(x, ids(members)), seqlens(members)));
       }
     return gather_rows(parts.size() == 1 ? parts[0] : cat(parts, 0), ids(inv));
   }
   // Step scope. The tokens are put in group order once (a permutation, whose
-  // backward is a gather too); each block's layers then run on its own rows
-  // through grouped ops, which write one tensor for all groups, so there is
-  // no per-group gather, slice or cat, and no zero-filled gradient for each.
-  // One attention runs over all tokens, read from the projections put back
-  // in (sequence, position) order. The same delta as Block::forward per group.
-  const std::vector<int64_t>& off = g.offsets;
-  Tensors ln1w, ln1b, qkvw, qkvb, projw, projb, ln2w, ln2b, fcw, fcb, outw, outb;
-  for (int64_t k = 0; k < n; ++k) {
-    const nn::Block& b = *blocks[k];
-    ln1w.push_back(b.ln1->weight), ln1b.push_back(b.ln1->bias), ln2w.push_back(b.ln2->weight);
-    ln2b.push_back(b.ln2->bias), qkvw.push_back(b.attn->qkv->weight), qkvb.push_back(b.attn->qkv->bias);
-    projw.push_back(b.attn->proj->weight), projb.push_back(b.attn->proj->bias), fcw.push_back(b.mlp->fc->weight);
-    fcb.push_back(b.mlp->fc->bias), outw.push_back(b.mlp->proj->weight), outb.push_back(b.mlp->proj->bias);
-  }
-  const nn::Block& b0 = *blocks[0];  // every block has the same eps and dropout rate
+  // backward is a gather too) and the blocks run as nn::GroupedBlocks: each
+  // block's layers on its own rows through grouped ops. One attention runs
+  // over all tokens, read from the projections put back in (sequence,
+  // position) order.
   std::vector<int64_t> all(Nc);
   for (int64_t i = 0; i < Nc; ++i) all[i] = i;
-  const Tensor to_groups = ids(g.perm), to_sequences = ids(inv);
-  Tensor xg = gather_rows(x, to_groups);  // (Nc, C), group order
-  Tensor qkv = grouped_linear(grouped_layer_norm(xg, off, ln1w, ln1b, b0.ln1->eps), off, qkvw, qkvb);
-  Tensor y = gather_rows(attention_qkv(gather_rows(qkv, to_sequences), cfg_.n_head, seqlens(all)), to_groups);
-  Tensor a = b0.drop->forward(grouped_linear(y, off, projw, projb));
-  Tensor h = gelu(grouped_linear(grouped_layer_norm(xg + a, off, ln2w, ln2b, b0.ln2->eps), off, fcw, fcb), true);
-  Tensor m = b0.drop->forward(grouped_linear(h, off, outw, outb));
-  return gather_rows(a + m, to_sequences);
+  const Tensor to_groups = ids(g.perm), to_sequences = ids(inv), cu = seqlens(all);
+  auto attend_in_sequence_order = [&](const Tensor& qkv) {  // (Nc, 3C) -> (Nc, C), group order
+    return gather_rows(attention_qkv(gather_rows(qkv, to_sequences), trunk_.cfg.n_head, cu), to_groups);
+  };
+  Tensor delta = nn::block_delta(nn::GroupedBlocks(trunk_.blocks, g.offsets), gather_rows(x, to_groups),
+                                 attend_in_sequence_order);
+  return gather_rows(delta, to_sequences);
 }
 
 MoB::Run MoB::run(const Tensor& idx, const Tensor& targets, bool training) {
-  check_tokens("MoB", idx, cfg_.block_size, cfg_.vocab_size);
-  const int64_t B = idx.size(0), T = idx.size(1), N = B * T, C = cfg_.n_embd, V = cfg_.vocab_size;
+  check_tokens("MoB", idx, trunk_.cfg.block_size, trunk_.cfg.vocab_size);
+  const int64_t B = idx.size(0), T = idx.size(1), N = B * T, C = trunk_.cfg.n_embd, V = trunk_.cfg.vocab_size;
   const int64_t n = mcfg_.n_blocks, D = mcfg_.max_depth;
-  Tensor R = reshape(embed(idx), {N, C});
+  Tensor R = reshape(trunk_.embed(idx), {N, C});
   Tensor y_flat = targets.defined() ? reshape(targets, {N}) : Tensor();
   policy_->begin(N, R.dtype());
   trace_.reset(B, T, n, D);
@@ -200,7 +188,7 @@ MoB::Run MoB::run(const Tensor& idx, const Tensor& targets, bool training) {
     ctx.probs = softmax(gate_logits(Ra, d), -1);
     last_flops_ += 2.0 * C * (n + 1) * Na;
     if (policy_->needs_step_loss(training)) {
-      ctx.ce = cross_entropy(head(Ra), index_select(y_flat, 0, rows), -100, 0.0, Reduction::none);
+      ctx.ce = cross_entropy(trunk_.head(Ra), index_select(y_flat, 0, rows), -100, 0.0, Reduction::none);
       last_flops_ += 2.0 * C * V * Na;
     }
     StepDecision dec = policy_->step(ctx, active);
@@ -219,7 +207,7 @@ MoB::Run MoB::run(const Tensor& idx, const Tensor& targets, bool training) {
     }
     if (!training && !halted.empty()) {
       Tensor hrows = ids(halted);
-      out.logits = index_add(out.logits, 0, index_select(rows, 0, hrows), head(index_select(Ra, 0, hrows)));
+      out.logits = index_add(out.logits, 0, index_select(rows, 0, hrows), trunk_.head(index_select(Ra, 0, hrows)));
       last_flops_ += 2.0 * C * V * static_cast<double>(halted.size());
     }
     if (cont.empty()) break;
@@ -237,7 +225,7 @@ MoB::Run MoB::run(const Tensor& idx, const Tensor& targets, bool training) {
       Tensor term = sum(mean(q, {0}) * from_doubles(f, {n}, {q.dtype()})) * (static_cast<double>(n) * mcfg_.balance);
       balance = balance.defined() ? balance + term : term;
     }
-    Tensor delta = step_deltas(R, cont, cont_blocks, T, nullptr);
+    Tensor delta = step_deltas(R, cont, cont_blocks, T);
     R = scatter_add_rows(R, ids(cont), delta, dec.weight);
     active = cont;
   }
@@ -250,7 +238,7 @@ MoB::Run MoB::run(const Tensor& idx, const Tensor& targets, bool training) {
 
 Tensor MoB::forward(const Tensor& idx) {
   Run r = run(idx, Tensor(), false);
-  return reshape(r.logits, {idx.size(0), idx.size(1), cfg_.vocab_size});
+  return reshape(r.logits, {idx.size(0), idx.size(1), trunk_.cfg.vocab_size});
 }
 
 LossOutput MoB::loss(const Tensor& idx, const Tensor& targets) {
@@ -269,15 +257,8 @@ LossOutput MoB::loss(const Tensor& idx, const Tensor& targets) {
 
 std::unique_ptr<DecodeState> MoB::start_decoding(int64_t batch) {
   DG_CHECK(batch == 1, "MoB::decode: incremental decoding runs one sequence at a time (batch 1), got {}", batch);
-  auto s = std::make_unique<MoBDecodeState>();
-  const int64_t n_caches = (mcfg_.max_depth + 1) * (mcfg_.attn_scope == AttnScope::step ? 1 : mcfg_.n_blocks);
-  const int64_t H = cfg_.n_head, Dh = cfg_.n_embd / cfg_.n_head;
-  s->caches.resize(n_caches);
-  for (auto& c : s->caches) {
-    c.k = zeros({1, H, cfg_.block_size, Dh}, {cfg_.dtype});
-    c.v = zeros({1, H, cfg_.block_size, Dh}, {cfg_.dtype});
-  }
-  return s;
+  const int64_t per_step = mcfg_.attn_scope == AttnScope::step ? 1 : mcfg_.n_blocks;
+  return trunk_.start_decoding(*this, batch, (mcfg_.max_depth + 1) * per_step);
 }
 
 // One token at a time: its path is decided step by step exactly as in
@@ -285,16 +266,14 @@ std::unique_ptr<DecodeState> MoB::start_decoding(int64_t batch) {
 // step d (scope step) or of (step d, block k) (scope block), so later tokens
 // attend to exactly the tokens that were active there.
 Tensor MoB::decode(DecodeState& state, const Tensor& idx) {
-  auto* s = dynamic_cast<MoBDecodeState*>(&state);
-  DG_CHECK(s != nullptr, "MoB::decode: the state was not made by this model's start_decoding");
-  check_tokens("MoB::decode", idx, cfg_.block_size - s->position, cfg_.vocab_size);
+  KVDecodeState& s = Trunk::decode_state(state, *this, "MoB::decode");
+  check_tokens("MoB::decode", idx, trunk_.cfg.block_size - s.position, trunk_.cfg.vocab_size);
   DG_CHECK(idx.size(0) == 1, "MoB::decode: batch must be 1, got {}", idx.size(0));
   NoGradGuard no_grad;
-  const int64_t T = idx.size(1), C = cfg_.n_embd, n = mcfg_.n_blocks, D = mcfg_.max_depth;
-  const int64_t H = cfg_.n_head, Dh = C / H;
+  const int64_t T = idx.size(1), C = trunk_.cfg.n_embd, n = mcfg_.n_blocks, D = mcfg_.max_depth;
   Tensors outs;
   for (int64_t t = 0; t < T; ++t) {
-    Tensor R = reshape(embed(slice(idx, 1, t, t + 1), s->position), {1, C});
+    Tensor R = reshape(trunk_.embed(slice(idx, 1, t, t + 1), s.position), {1, C});
     policy_->begin(1, R.dtype());
     for (int64_t d = 0; d <= D; ++d) {
       StepContext ctx;
@@ -303,18 +282,11 @@ Tensor MoB::decode(DecodeState& state, const Tensor& idx) {
       StepDecision dec = policy_->step(ctx, {0});
       if (dec.halt[0]) break;
       const int64_t k = dec.block[0];
-      nn::KVCache& cache = s->caches[mcfg_.attn_scope == AttnScope::step ? d : d * n + k];
-      auto h = blocks[k]->attention_inputs(R);  // (H, 1, Dh) each
-      Tensor kdst = narrow(cache.k, 2, cache.length, 1), vdst = narrow(cache.v, 2, cache.length, 1);
-      copy_(kdst, reshape(h.k, {1, H, 1, Dh}));
-      copy_(vdst, reshape(h.v, {1, H, 1, Dh}));
-      ++cache.length;
-      Tensor y = scaled_dot_product_attention(reshape(h.q, {1, H, 1, Dh}), narrow(cache.k, 2, 0, cache.length),
-                                              narrow(cache.v, 2, 0, cache.length), true);
-      R = R + dec.weight * blocks[k]->delta_from_attention(R, reshape(y, {1, H * Dh}));
+      nn::KVCache& cache = s.caches[mcfg_.attn_scope == AttnScope::step ? d : d * n + k];
+      R = R + dec.weight * reshape(trunk_.blocks[k]->forward(reshape(R, {1, 1, C}), &cache), {1, C});
     }
-    outs.push_back(reshape(head(R), {1, 1, cfg_.vocab_size}));
-    ++s->position;
+    outs.push_back(reshape(trunk_.head(R), {1, 1, trunk_.cfg.vocab_size}));
+    ++s.position;
   }
   return cat(outs, 1);
 }

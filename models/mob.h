@@ -9,13 +9,15 @@
 // use. At d = D_max return is forced.
 //
 // Execution is batched: at each step the active tokens are grouped by block
-// (stable counting sort: permutation + offsets), each group is gathered and
-// run as one batch, and the deltas are scattered back — one batched call per
-// (step, block), never one per token. Attention is over packed variable-length
-// sequences (attention_varlen): scope `step` — among all tokens of the
-// sequence active at this step, each projecting q/k/v with its own block —
-// or scope `block` — among those that chose the same block. Both causal by
-// original position.
+// (stable counting sort: permutation + offsets), the blocks are called on
+// their groups, and the deltas are scattered back — batched per (step,
+// block), never one call per token. The blocks are the one nn::Block
+// (nn/block.h), called, not re-spelled. Attention is over packed
+// variable-length sequences: scope `step` — among all tokens of the sequence
+// active at this step, each projecting q/k/v with its own block; the blocks
+// run as nn::GroupedBlocks, each on its rows of one group-ordered tensor —
+// or scope `block` — among those that chose the same block; each group runs
+// through Block::forward_packed. Both causal by original position.
 //
 // Gate init `dense_path`: the per-step bias starts at +3 on block d at step
 // d < n and on return at d >= n (gate weights zero), so an untrained MoB runs
@@ -38,9 +40,9 @@
 #include <string>
 #include <vector>
 
-#include "models/gpt.h"
 #include "models/mob_policy.h"
 #include "models/trace.h"
+#include "models/trunk.h"
 
 namespace dg::models {
 
@@ -49,7 +51,7 @@ enum class GateInit { dense_path, uniform };
 enum class AttnScope { step, block };
 
 struct MoBConfig {
-  GPTConfig gpt;           // n_layer is ignored: the blocks are n_blocks
+  GPTConfig gpt;           // sizes; n_layer is not read (the blocks are n_blocks)
   int64_t n_blocks = 4;
   int64_t max_depth = 6;
   Halting halting = Halting::ponder;
@@ -70,12 +72,7 @@ struct MoBConfig {
 std::string to_json(const MoBConfig& c);
 MoBConfig mob_config_from_json(const std::string& json);
 
-struct MoBDecodeState : DecodeState {
-  // scope step: caches[d]; scope block: caches[d * n + k]
-  std::vector<nn::KVCache> caches;
-};
-
-class MoB : public GPT {
+class MoB : public LanguageModel {
  public:
   explicit MoB(const MoBConfig& cfg);
 
@@ -85,13 +82,20 @@ class MoB : public GPT {
   // of forward().
   LossOutput loss(const Tensor& idx, const Tensor& targets) override;
   std::unique_ptr<DecodeState> start_decoding(int64_t batch) override;
+  // Decoding keeps a KV cache per step (scope step: caches[d]) or per step and
+  // block (scope block: caches[d * n + k]).
   Tensor decode(DecodeState& state, const Tensor& idx) override;
+  int64_t block_size() const override { return trunk_.cfg.block_size; }
+  int64_t vocab_size() const override { return trunk_.cfg.vocab_size; }
+  double last_forward_flops_per_token() const override { return last_flops_; }
   std::string kind() const override { return "mob"; }
-  std::string config_json() const override { return to_json(mcfg_); }
+  // The config as checkpoints store it: n_layer written as n_blocks.
+  std::string config_json() const override;
 
   void set_policy(std::unique_ptr<RoutingPolicy> p) { policy_ = std::move(p); }
   const RoutingTrace& last_trace() const { return trace_; }
   const MoBConfig& mob_config() const { return mcfg_; }
+  const Trunk& trunk() const { return trunk_; }  // embeddings, the n blocks, head
 
   // Gate logits (Na, n + 1) of residuals x (Na, C) at step d.
   Tensor gate_logits(const Tensor& x, int64_t d) const;
@@ -108,9 +112,11 @@ class MoB : public GPT {
   Run run(const Tensor& idx, const Tensor& targets, bool training);
   // One step's deltas for the continuing rows (flat rows of R), grouped by block.
   Tensor step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const std::vector<int64_t>& blocks,
-                     int64_t T, Tensor* balance_probs);
+                     int64_t T);
 
   MoBConfig mcfg_;
+  Trunk trunk_;
+  double last_flops_ = 0;
   std::unique_ptr<RoutingPolicy> policy_;
   RoutingTrace trace_;
   Generator explore_gen_;

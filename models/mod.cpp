@@ -69,7 +69,8 @@ Tensor Router::predictor_logits(const Tensor& x) const {
 }
 
 // ---------------------------------------------------------------- model
-MoD::MoD(const MoDConfig& cfg) : GPT(cfg.gpt), mcfg_(cfg) {
+MoD::MoD(const MoDConfig& cfg) : mcfg_(cfg), trunk_(cfg.gpt, cfg.gpt.n_layer) {
+  for (auto& [name, m] : trunk_.modules()) register_module(name, m);
   DG_CHECK(cfg.capacity > 0 && cfg.capacity <= 1, "MoD: capacity must be in (0, 1], got {}", cfg.capacity);
   DG_CHECK(cfg.mod_every >= 1, "MoD: mod_every must be >= 1, got {}", cfg.mod_every);
   DG_CHECK(cfg.predictor_hidden >= 1, "MoD: predictor_hidden must be >= 1, got {}", cfg.predictor_hidden);
@@ -126,7 +127,7 @@ Tensor MoD::routed_block(int64_t i, const Tensor& x, Tensor* aux) {
   if (routing_ == MoDRouting::topk) {
     const int64_t k = capacity_k(T);
     Tensor idx = topk_positions(r, k);
-    Tensor delta = blocks[i]->forward(gather_tokens(x, idx));  // (B, k, C)
+    Tensor delta = trunk_.blocks[i]->forward(gather_tokens(x, idx));  // (B, k, C)
     Tensor out = scatter_add_tokens(x, idx, delta, route_weight(gather(r, 1, idx)));
     Tensor target = membership(idx, T, x.dtype());
     stats_.fraction.push_back(static_cast<double>(k) / static_cast<double>(T));
@@ -155,7 +156,7 @@ Tensor MoD::routed_block(int64_t i, const Tensor& x, Tensor* aux) {
   stats_.router_accuracy.push_back(0.0);
   stats_.predictor_accuracy.push_back(0.0);
   if (!any) return x;
-  Tensor delta = blocks[i]->forward(gather_tokens(x, p.idx));  // (B, kmax, C)
+  Tensor delta = trunk_.blocks[i]->forward(gather_tokens(x, p.idx));  // (B, kmax, C)
   Tensor delta_real = gather_rows(reshape(delta, {B * p.kmax, C}), p.real_rows);
   Tensor w = route_weight(gather_rows(reshape(r, {B * T}), p.target_rows));
   for (int64_t c : p.counts) last_flops_ += static_cast<double>(c) * block_flops_per_token(C, c);
@@ -167,30 +168,30 @@ Tensor MoD::run_blocks(const Tensor& x0, Tensor* aux) {
   const int64_t B = x0.size(0), T = x0.size(1), C = x0.size(2);
   last_flops_ = 0;
   Tensor x = x0;
-  for (size_t i = 0; i < blocks.size(); ++i) {
+  for (size_t i = 0; i < trunk_.blocks.size(); ++i) {
     if (routers[i]) {
       x = routed_block(static_cast<int64_t>(i), x, aux);
       // router 2C per token; predictor 2(C h + h) per token
       last_flops_ += static_cast<double>(B * T) *
                      (2.0 * C + 2.0 * static_cast<double>(mcfg_.predictor_hidden) * (C + 1));
     } else {
-      x = x + blocks[i]->forward(x);
+      x = x + trunk_.blocks[i]->forward(x);
       last_flops_ += static_cast<double>(B * T) * block_flops_per_token(C, T);
     }
   }
-  last_flops_ = last_flops_ / static_cast<double>(B * T) + 2.0 * C * static_cast<double>(cfg_.vocab_size);
+  last_flops_ = last_flops_ / static_cast<double>(B * T) + 2.0 * C * static_cast<double>(trunk_.cfg.vocab_size);
   return x;
 }
 
 Tensor MoD::forward(const Tensor& idx) {
-  check_tokens("MoD", idx, cfg_.block_size, cfg_.vocab_size);
-  return head(run_blocks(embed(idx), nullptr));
+  check_tokens("MoD", idx, trunk_.cfg.block_size, trunk_.cfg.vocab_size);
+  return trunk_.head(run_blocks(trunk_.embed(idx), nullptr));
 }
 
 LossOutput MoD::loss(const Tensor& idx, const Tensor& targets) {
-  check_tokens("MoD", idx, cfg_.block_size, cfg_.vocab_size);
+  check_tokens("MoD", idx, trunk_.cfg.block_size, trunk_.cfg.vocab_size);
   Tensor aux;
-  Tensor lm = lm_loss(head(run_blocks(embed(idx), &aux)), targets);
+  Tensor lm = lm_loss(trunk_.head(run_blocks(trunk_.embed(idx), &aux)), targets);
   LossOutput out{aux.defined() ? lm + aux : lm, lm, {}};
   if (aux.defined()) out.stats["aux"] = aux.item<double>();
   double pa = 0, ra = 0;
@@ -204,24 +205,21 @@ LossOutput MoD::loss(const Tensor& idx, const Tensor& targets) {
 
 std::unique_ptr<DecodeState> MoD::start_decoding(int64_t batch) {
   DG_CHECK(batch == 1, "MoD::decode: incremental decoding runs one sequence at a time (batch 1), got {}", batch);
-  auto s = std::make_unique<MoDDecodeState>();
-  init_caches(*s, batch, cfg_.n_layer);
-  return s;
+  return trunk_.start_decoding(*this, batch, trunk_.cfg.n_layer);
 }
 
 // Causal routing, one sequence: each routed block takes the new tokens its
 // causal method chooses, attends to the ones it cached before, caches them.
 Tensor MoD::decode(DecodeState& state, const Tensor& idx) {
-  auto* s = dynamic_cast<MoDDecodeState*>(&state);
-  DG_CHECK(s != nullptr, "MoD::decode: the state was not made by this model's start_decoding");
-  check_tokens("MoD::decode", idx, cfg_.block_size - s->position, cfg_.vocab_size);
+  KVDecodeState& s = Trunk::decode_state(state, *this, "MoD::decode");
+  check_tokens("MoD::decode", idx, trunk_.cfg.block_size - s.position, trunk_.cfg.vocab_size);
   DG_CHECK(idx.size(0) == 1, "MoD::decode: batch must be 1, got {}", idx.size(0));
   NoGradGuard no_grad;
-  Tensor x = embed(idx, s->position);
-  const int64_t T = idx.size(1), C = cfg_.n_embd;
-  for (size_t i = 0; i < blocks.size(); ++i) {
+  Tensor x = trunk_.embed(idx, s.position);
+  const int64_t T = idx.size(1), C = trunk_.cfg.n_embd;
+  for (size_t i = 0; i < trunk_.blocks.size(); ++i) {
     if (!routers[i]) {
-      x = x + blocks[i]->forward(x, &s->caches[i]);
+      x = x + trunk_.blocks[i]->forward(x, &s.caches[i]);
       continue;
     }
     Tensor r = routers[i]->logits(x);
@@ -233,12 +231,12 @@ Tensor MoD::decode(DecodeState& state, const Tensor& idx) {
       if (chosen[t]) rows.push_back(t);
     Tensor sel = from_vector<int64_t>(rows);
     Tensor xf = reshape(x, {T, C});
-    Tensor delta = blocks[i]->forward(unsqueeze(gather_rows(xf, sel), 0), &s->caches[i]);
+    Tensor delta = trunk_.blocks[i]->forward(unsqueeze(gather_rows(xf, sel), 0), &s.caches[i]);
     x = reshape(scatter_add_rows(xf, sel, squeeze(delta, 0), route_weight(gather_rows(reshape(r, {T}), sel))),
                 {1, T, C});
   }
-  s->position += T;
-  return head(x);
+  s.position += T;
+  return trunk_.head(x);
 }
 
 }  // namespace dg::models

@@ -21,7 +21,7 @@
 //   auto out = model.loss(x, y);                 // top-k routing + aux terms
 //   model.set_routing(models::MoDRouting::causal);
 //   Tensor logits = model.forward(x);            // causal routing (sampling mode)
-#include "models/gpt.h"
+#include "models/trunk.h"
 
 namespace dg::models {
 
@@ -62,9 +62,7 @@ struct MoDStats {
   std::vector<double> router_accuracy;     // sigmoid(r) > 0.5 vs top-k membership
 };
 
-struct MoDDecodeState : GPTDecodeState {};
-
-class MoD : public GPT {
+class MoD : public LanguageModel {
  public:
   explicit MoD(const MoDConfig& cfg);
 
@@ -72,6 +70,9 @@ class MoD : public GPT {
   LossOutput loss(const Tensor& idx, const Tensor& targets) override;
   std::unique_ptr<DecodeState> start_decoding(int64_t batch) override;
   Tensor decode(DecodeState& state, const Tensor& idx) override;
+  int64_t block_size() const override { return trunk_.cfg.block_size; }
+  int64_t vocab_size() const override { return trunk_.cfg.vocab_size; }
+  double last_forward_flops_per_token() const override { return last_flops_; }
   std::string kind() const override { return "mod"; }
   std::string config_json() const override { return to_json(mcfg_); }
 
@@ -81,6 +82,7 @@ class MoD : public GPT {
   int64_t capacity_k(int64_t T) const;
   const MoDStats& last_stats() const { return stats_; }
   const MoDConfig& mod_config() const { return mcfg_; }
+  const Trunk& trunk() const { return trunk_; }
 
   std::vector<std::shared_ptr<Router>> routers;  // one per block; null for unrouted blocks
 
@@ -93,6 +95,8 @@ class MoD : public GPT {
   bool causal_choice(const Tensor& r, const Tensor& pred, std::vector<uint8_t>& chosen) const;
 
   MoDConfig mcfg_;
+  Trunk trunk_;  // n_layer blocks
+  double last_flops_ = 0;
   MoDRouting routing_ = MoDRouting::topk;
   MoDStats stats_;
 };

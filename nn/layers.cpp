@@ -82,74 +82,47 @@ CausalSelfAttention::CausalSelfAttention(int64_t C, int64_t H, LayerOptions opt)
 
 Tensor CausalSelfAttention::forward(const Tensor& x, KVCache* cache) const {
   DG_CHECK(x.dim() == 3, "CausalSelfAttention: expected x of shape (B, T, C), got {}", x.shape());
-  const int64_t B = x.size(0), T = x.size(1), C = x.size(2), H = n_head, D = C / H;
-  Tensor qkv_out = qkv->forward(x);  // (B, T, 3C)
-  // Without a cache the kernel reads q, k, v straight from the projection.
-  if (!cache) return proj->forward(attention_qkv(qkv_out, H));
-  // (B, T, C) slice -> (B, T, H, D) -> (B, H, T, D): views; the kernel copies them contiguous.
-  auto heads = [&](int64_t i) { return transpose(view(slice(qkv_out, 2, i * C, (i + 1) * C), {B, T, H, D}), 1, 2); };
-  Tensor q = heads(0), k = heads(1), v = heads(2);
-  DG_CHECK(!is_grad_enabled() || !x.requires_grad(),
-           "CausalSelfAttention: a KV cache is for inference; run it under NoGradGuard");
-  DG_CHECK(cache->k.defined(), "CausalSelfAttention: KV cache not allocated");
-  const int64_t cap = cache->k.size(2);
-  DG_CHECK(cache->length + T <= cap, "CausalSelfAttention: KV cache holds {} positions, {} cached + {} new", cap,
-           cache->length, T);
-  Tensor kdst = narrow(cache->k, 2, cache->length, T), vdst = narrow(cache->v, 2, cache->length, T);
-  copy_(kdst, k);
-  copy_(vdst, v);
-  cache->length += T;
-  k = narrow(cache->k, 2, 0, cache->length);
-  v = narrow(cache->v, 2, 0, cache->length);
-  // Causal mask aligned to the end: the T new queries see all cached keys.
-  Tensor y = scaled_dot_product_attention(q, k, v, /*causal=*/true);  // (B, H, T, D)
-  return proj->forward(reshape(transpose(y, 1, 2), {B, T, C}));
+  return proj->forward(kernel(cache)(qkv->forward(x)));
 }
-
-// Packed layout: qkv (N, 3C) -> three (N, H, D) slices -> (H, N, D) contiguous,
-// the layout of the varlen kernel (each head's rows of one sequence contiguous).
-CausalSelfAttention::Heads CausalSelfAttention::heads(const Tensor& x) const {
-  DG_CHECK(x.dim() == 2, "CausalSelfAttention: packed input must be (N, C), got {}", x.shape());
-  const int64_t N = x.size(0), C = x.size(1), H = n_head, D = C / H;
-  Tensor qkv_out = qkv->forward(x);  // (N, 3C)
-  auto head = [&](int64_t i) {
-    return contiguous(transpose(view(slice(qkv_out, 1, i * C, (i + 1) * C), {N, H, D}), 0, 1));
-  };
-  return {head(0), head(1), head(2)};
-}
-
-Tensor CausalSelfAttention::merge(const Tensor& y) const { return proj->forward(y); }
 
 Tensor CausalSelfAttention::forward_packed(const Tensor& x, const Tensor& cu_seqlens) const {
   DG_CHECK(x.dim() == 2, "CausalSelfAttention: packed input must be (N, C), got {}", x.shape());
-  return merge(attention_qkv(qkv->forward(x), n_head, cu_seqlens));
+  return proj->forward(packed_kernel(cu_seqlens)(qkv->forward(x)));
 }
 
-// ---------------------------------------------------------------- block
-Block::Block(int64_t C, int64_t H, double dropout, LayerOptions opt) {
-  ln1 = register_module("ln1", std::make_shared<LayerNorm>(C, 1e-5, true, opt));
-  attn = register_module("attn", std::make_shared<CausalSelfAttention>(C, H, opt));
-  ln2 = register_module("ln2", std::make_shared<LayerNorm>(C, 1e-5, true, opt));
-  mlp = register_module("mlp", std::make_shared<MLP>(C, 4 * C, opt));
-  drop = register_module("drop", std::make_shared<Dropout>(dropout));  // draws from the default generator
+AttentionKernel CausalSelfAttention::kernel(KVCache* cache) const {
+  const int64_t H = n_head;
+  // Without a cache the fused kernel reads q, k, v straight from the projection.
+  if (!cache) return [H](const Tensor& qkv_out) { return attention_qkv(qkv_out, H); };
+  return [H, cache](const Tensor& qkv_out) {
+    DG_CHECK(qkv_out.dim() == 3, "CausalSelfAttention: a KV cache needs x of shape (B, T, C), got qkv {}",
+             qkv_out.shape());
+    const int64_t B = qkv_out.size(0), T = qkv_out.size(1), C = qkv_out.size(2) / 3, D = C / H;
+    // (B, T, C) slice -> (B, T, H, D) -> (B, H, T, D): views; the kernel copies them contiguous.
+    auto heads = [&](int64_t i) { return transpose(view(slice(qkv_out, 2, i * C, (i + 1) * C), {B, T, H, D}), 1, 2); };
+    Tensor q = heads(0), k = heads(1), v = heads(2);
+    DG_CHECK(!is_grad_enabled() || !qkv_out.requires_grad(),
+             "CausalSelfAttention: a KV cache is for inference; run it under NoGradGuard");
+    DG_CHECK(cache->k.defined(), "CausalSelfAttention: KV cache not allocated");
+    const int64_t cap = cache->k.size(2);
+    DG_CHECK(cache->length + T <= cap, "CausalSelfAttention: KV cache holds {} positions, {} cached + {} new", cap,
+             cache->length, T);
+    Tensor kdst = narrow(cache->k, 2, cache->length, T), vdst = narrow(cache->v, 2, cache->length, T);
+    copy_(kdst, k);
+    copy_(vdst, v);
+    cache->length += T;
+    k = narrow(cache->k, 2, 0, cache->length);
+    v = narrow(cache->v, 2, 0, cache->length);
+    // Causal mask aligned to the end: the T new queries see all cached keys.
+    Tensor y = scaled_dot_product_attention(q, k, v, /*causal=*/true);  // (B, H, T, D)
+    return reshape(transpose(y, 1, 2), {B, T, C});
+  };
 }
 
-Tensor Block::forward(const Tensor& x, KVCache* cache) const {
-  Tensor a = drop->forward(attn->forward(ln1->forward(x), cache));
-  Tensor m = drop->forward(mlp->forward(ln2->forward(x + a)));
-  return a + m;
-}
-
-Tensor Block::forward_packed(const Tensor& x, const Tensor& cu_seqlens) const {
-  Tensor a = drop->forward(attn->forward_packed(ln1->forward(x), cu_seqlens));
-  Tensor m = drop->forward(mlp->forward(ln2->forward(x + a)));
-  return a + m;
-}
-
-Tensor Block::delta_from_attention(const Tensor& x, const Tensor& y) const {
-  Tensor a = drop->forward(attn->merge(y));
-  Tensor m = drop->forward(mlp->forward(ln2->forward(x + a)));
-  return a + m;
+// Packed layout: each sequence's rows are contiguous; the varlen kernel reads
+// q, k, v from the fused projection and keeps heads apart itself.
+AttentionKernel CausalSelfAttention::packed_kernel(const Tensor& cu_seqlens) const {
+  return [H = n_head, cu_seqlens](const Tensor& qkv_out) { return attention_qkv(qkv_out, H, cu_seqlens); };
 }
 
 }  // namespace dg::nn

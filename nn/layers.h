@@ -1,18 +1,18 @@
 #pragma once
-// Layers: Linear, Embedding, LayerNorm, RMSNorm, Dropout, MLP, causal
-// self-attention and the pre-norm transformer block.
+// Layers: Linear, Embedding, LayerNorm, RMSNorm, Dropout, MLP and causal
+// self-attention. The pre-norm transformer block is in nn/block.h.
 //
 // Legend: B = batch, T = time (sequence length), C = channels (n_embd),
 // H = heads, D = C / H (head dim), V = vocabulary.
 //
-//   nn::Block block(/*C=*/64, /*H=*/4);
-//   Tensor x = dg::randn({2, 16, 64});
-//   Tensor y = x + block.forward(x);   // the block returns only its delta
+//   nn::CausalSelfAttention attn(/*C=*/64, /*H=*/4);
+//   Tensor y = attn.forward(dg::randn({2, 16, 64}));   // (2, 16, 64)
 //
 // Every layer computes with differentiable ops (autograd/ops.h), so its
 // backward needs no code here. Parameters are created in `dtype` (f32 by
 // default) and initialised as in GPT-2 (nn/init.h); callers re-initialise
 // as they like.
+#include <functional>
 #include <memory>
 
 #include "autograd/ops.h"
@@ -83,9 +83,16 @@ struct KVCache {
   int64_t length = 0;
 };
 
-// Causal multi-head self-attention on the fused kernel: qkv = x Wqkv^T + b
-// split into q, k, v (each (B, T, H, D) viewed as (B, H, T, D)), softmax(q k^T
-// / sqrt(D)) v with a causal mask, heads merged, then proj.
+// How the tokens of one attention see each other: takes the fused projection
+// qkv (..., 3C), q | k | v side by side, and returns the attention output
+// (..., C), heads side by side. The attention layer and the block are written
+// once around it; callers choose the kernel: causal over a (B, T) batch, with
+// a KV cache, over packed sequences, or one of their own (MoB's step scope).
+using AttentionKernel = std::function<Tensor(const Tensor& qkv)>;
+
+// Causal multi-head self-attention on the fused kernel: y = proj(kernel(qkv(x))),
+// where the kernel splits q, k, v (each (B, T, H, D) viewed as (B, H, T, D)),
+// takes softmax(q k^T / sqrt(D)) v with a causal mask and merges the heads.
 class CausalSelfAttention : public Module {
  public:
   CausalSelfAttention(int64_t C, int64_t H, LayerOptions opt = {});
@@ -93,46 +100,18 @@ class CausalSelfAttention : public Module {
   // their keys and values are appended and the queries attend to everything
   // cached so far (no gradients through a cache: use under NoGradGuard).
   Tensor forward(const Tensor& x, KVCache* cache = nullptr) const;
-
   // Packed variable-length sequences (the routed models): x (N, C) holds
   // sequences back to back, cu_seqlens (S + 1) i64 their boundaries; each
   // attends causally within itself only.
   Tensor forward_packed(const Tensor& x, const Tensor& cu_seqlens) const;
-  // The two halves around the attention kernel, for callers that mix tokens
-  // projected by different layers in one attention (MoB's step scope) or
-  // cache keys themselves (MoB decoding): heads(x (N, C)) -> q, k, v each
-  // (H, N, D) contiguous; merge(y (N, C), heads side by side, as
-  // attention_qkv returns them) -> proj(y) (N, C).
-  struct Heads {
-    Tensor q, k, v;
-  };
-  Heads heads(const Tensor& x) const;
-  Tensor merge(const Tensor& y) const;
+
+  // The kernels of those two: qkv (B, T, 3C) -> (B, T, C), causal, through
+  // the cache when there is one; qkv (N, 3C) -> (N, C) over packed sequences.
+  AttentionKernel kernel(KVCache* cache = nullptr) const;
+  AttentionKernel packed_kernel(const Tensor& cu_seqlens) const;
 
   std::shared_ptr<Linear> qkv, proj;
   int64_t n_head;
-};
-
-// Pre-norm transformer block returning only its delta:
-//   a = attn(ln1(x)),  m = mlp(ln2(x + a)),  delta = a + m
-// so the model (or a router) applies x + w * delta. A dense GPT layer is
-// exactly x + delta.
-class Block : public Module {
- public:
-  Block(int64_t C, int64_t H, double dropout = 0.0, LayerOptions opt = {});
-  Tensor forward(const Tensor& x, KVCache* cache = nullptr) const;
-  // Packed sequences x (N, C) with boundaries cu_seqlens: the same delta.
-  Tensor forward_packed(const Tensor& x, const Tensor& cu_seqlens) const;
-  // The block split around its attention: q, k, v of ln1(x) as heads, or
-  // fused as the projection (N, 3C) that attention_qkv reads; and the delta
-  // given the attention output y (N, C) of those queries (heads side by side).
-  CausalSelfAttention::Heads attention_inputs(const Tensor& x) const { return attn->heads(ln1->forward(x)); }
-  Tensor attention_qkv_input(const Tensor& x) const { return attn->qkv->forward(ln1->forward(x)); }
-  Tensor delta_from_attention(const Tensor& x, const Tensor& y) const;
-  std::shared_ptr<LayerNorm> ln1, ln2;
-  std::shared_ptr<CausalSelfAttention> attn;
-  std::shared_ptr<MLP> mlp;
-  std::shared_ptr<Dropout> drop;
 };
 
 }  // namespace dg::nn

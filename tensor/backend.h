@@ -26,7 +26,30 @@ enum class UnaryOp : uint8_t {
   sign, logical_not, isfinite, square, reciprocal,
 };
 inline constexpr int kNumUnaryOps = static_cast<int>(UnaryOp::reciprocal) + 1;
-std::string_view unary_op_name(UnaryOp op);
+constexpr std::string_view unary_op_name(UnaryOp op) {
+  switch (op) {
+    case UnaryOp::neg: return "neg";
+    case UnaryOp::exp: return "exp";
+    case UnaryOp::log: return "log";
+    case UnaryOp::sqrt: return "sqrt";
+    case UnaryOp::rsqrt: return "rsqrt";
+    case UnaryOp::abs: return "abs";
+    case UnaryOp::tanh: return "tanh";
+    case UnaryOp::sigmoid: return "sigmoid";
+    case UnaryOp::relu: return "relu";
+    case UnaryOp::gelu_tanh: return "gelu_tanh";
+    case UnaryOp::gelu_erf: return "gelu_erf";
+    case UnaryOp::silu: return "silu";
+    case UnaryOp::pow_scalar: return "pow";
+    case UnaryOp::clamp: return "clamp";
+    case UnaryOp::sign: return "sign";
+    case UnaryOp::logical_not: return "logical_not";
+    case UnaryOp::isfinite: return "isfinite";
+    case UnaryOp::square: return "square";
+    case UnaryOp::reciprocal: return "reciprocal";
+  }
+  return "?";
+}
 
 // Scalar parameters of the parameterised unary ops (pow_scalar, clamp).
 struct UnaryParams {
@@ -39,7 +62,26 @@ enum class BinaryOp : uint8_t {
   add, sub, mul, div, pow, maximum, minimum,
   eq, ne, lt, le, gt, ge, logical_and, logical_or,
 };
-std::string_view binary_op_name(BinaryOp op);
+constexpr std::string_view binary_op_name(BinaryOp op) {
+  switch (op) {
+    case BinaryOp::add: return "add";
+    case BinaryOp::sub: return "sub";
+    case BinaryOp::mul: return "mul";
+    case BinaryOp::div: return "div";
+    case BinaryOp::pow: return "pow";
+    case BinaryOp::maximum: return "maximum";
+    case BinaryOp::minimum: return "minimum";
+    case BinaryOp::eq: return "eq";
+    case BinaryOp::ne: return "ne";
+    case BinaryOp::lt: return "lt";
+    case BinaryOp::le: return "le";
+    case BinaryOp::gt: return "gt";
+    case BinaryOp::ge: return "ge";
+    case BinaryOp::logical_and: return "logical_and";
+    case BinaryOp::logical_or: return "logical_or";
+  }
+  return "?";
+}
 constexpr bool is_comparison(BinaryOp op) { return op >= BinaryOp::eq; }
 
 enum class ReduceOp : uint8_t { sum, max, min, prod };

@@ -25,7 +25,7 @@ inline Tensor naive_mob_objective(models::MoB& m, const Tensor& idx, const Tenso
   const models::MoBConfig& c = m.mob_config();
   const int64_t B = idx.size(0), T = idx.size(1), C = c.gpt.n_embd, H = c.gpt.n_head, Dh = C / H;
   const int64_t n = c.n_blocks, D = c.max_depth;
-  Tensor x = m.embed(idx);  // (B, T, C)
+  Tensor x = m.trunk().embed(idx);  // (B, T, C)
   std::vector<int64_t> tg = targets.to_vector<int64_t>();
   Tensor total = zeros({}, {x.dtype()});
   for (int64_t b = 0; b < B; ++b) {
@@ -37,7 +37,7 @@ inline Tensor naive_mob_objective(models::MoB& m, const Tensor& idx, const Tenso
       for (int64_t d = 0; d <= D; ++d) {
         Tensor p = reshape(softmax(m.gate_logits(R, d), -1), {n + 1});
         Tensor lambda = select(p, 0, n);
-        Tensor ce = cross_entropy(m.head(R), from_vector<int64_t>({tg[b * T + t]}), -100, 0.0, Reduction::sum);
+        Tensor ce = cross_entropy(m.trunk().head(R), from_vector<int64_t>({tg[b * T + t]}), -100, 0.0, Reduction::sum);
         const double s = S.item<double>(), l = lambda.item<double>();
         const bool halt = d == D || s * (1 - l) < c.eps;
         Tensor h = halt ? S : lambda * S;
@@ -47,13 +47,17 @@ inline Tensor naive_mob_objective(models::MoB& m, const Tensor& idx, const Tenso
         std::vector<double> qv = q.to_vector<double>();
         const int64_t k = std::max_element(qv.begin(), qv.end()) - qv.begin();
         path.push_back(k);
-        auto hd = m.blocks[k]->attention_inputs(R);
+        // The block with attention over the keys and values kept for this
+        // step (and block): qkv (1, 3C) -> y (1, C).
         const int64_t slot = c.attn_scope == AttnScope::step ? d : d * n + k;
-        keys[slot].push_back(reshape(hd.k, {1, H, 1, Dh}));
-        values[slot].push_back(reshape(hd.v, {1, H, 1, Dh}));
-        Tensor y = scaled_dot_product_attention(reshape(hd.q, {1, H, 1, Dh}), cat(keys[slot], 2),
-                                                cat(values[slot], 2), true);
-        R = R + select(q, 0, k) * m.blocks[k]->delta_from_attention(R, reshape(y, {1, H * Dh}));
+        auto attend_kept = [&](const Tensor& qkv) {
+          auto head = [&](int64_t i) { return reshape(slice(qkv, 1, i * C, (i + 1) * C), {1, H, 1, Dh}); };
+          keys[slot].push_back(head(1));
+          values[slot].push_back(head(2));
+          Tensor y = scaled_dot_product_attention(head(0), cat(keys[slot], 2), cat(values[slot], 2), true);
+          return reshape(y, {1, C});
+        };
+        R = R + select(q, 0, k) * nn::block_delta(*m.trunk().blocks[k], R, attend_kept);
         S = S * (1.0 - lambda);
       }
       if (paths) paths->push_back(path);

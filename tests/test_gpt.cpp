@@ -69,6 +69,14 @@ TEST(GPT, IncrementalDecodingEqualsFullForward) {
   }
 }
 
+// A decoding state holds one model's caches: another model's state is an error.
+TEST(GPT, DecodingStateBelongsToTheModelThatMadeIt) {
+  GPT a(tiny(true, DType::f64)), b(tiny(true, DType::f64));
+  auto state = a.start_decoding(1);
+  EXPECT_DG_ERROR(b.decode(*state, tokens(1, 2, 3)), "GPT::decode", "not made by this model");
+  EXPECT_EQ(a.decode(*state, tokens(1, 2, 3)).size(1), 2);
+}
+
 TEST(GPT, LaterTokensNeverChangeEarlierLogits) {
   GPT m(tiny(true, DType::f64));
   Tensor idx = tokens(1, 12, 5);

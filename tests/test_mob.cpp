@@ -8,6 +8,7 @@
 #include <cmath>
 #include <set>
 
+#include "models/gpt.h"
 #include "models/mob.h"
 #include "testing.h"
 #include "tests/mob_naive.h"

@@ -5,6 +5,7 @@
 // causal forward, capacity 1 equal to the dense model, FLOP accounting.
 #include <cmath>
 
+#include "models/gpt.h"
 #include "models/mod.h"
 #include "models/routing.h"
 #include "nn/layers.h"
@@ -122,7 +123,7 @@ TEST(MoD, RouterGetsGradientAndFiniteDifferencesAgree) {
   EXPECT_GT(s, 0.0);
   // Routing is discrete; a 1e-6 perturbation does not change which tokens are
   // kept, so central differences see the routed function with routing fixed.
-  for (Tensor p : {rw, m.blocks[1]->attn->qkv->weight, m.routers[1]->pred_fc->weight})
+  for (Tensor p : {rw, m.trunk().blocks[1]->attn->qkv->weight, m.routers[1]->pred_fc->weight})
     EXPECT_TRUE(param_gradcheck([&] { return m.loss(idx, tgt).objective; }, p));
 }
 

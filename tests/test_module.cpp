@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "nn/init.h"
-#include "nn/layers.h"
+#include "nn/block.h"
 #include "nn/loss.h"
 #include "testing.h"
 
@@ -107,6 +107,30 @@ TEST(Layers, BlockDeltaGradcheckAndZeroedBlockIsIdentity) {
   nn::init::zeros_(blk.mlp->proj->weight);
   nn::init::zeros_(blk.mlp->proj->bias);
   EXPECT_EQ(max_abs_diff(blk.forward(x), zeros({2, 5, 8}, {DType::f64})), 0.0);
+}
+
+// Several blocks on their own rows of one group-ordered tensor (an empty
+// group included) give each block's delta on its rows, and gradients reach
+// every block's weights through the grouped ops.
+TEST(Layers, GroupedBlocksEqualEachBlockOnItsOwnRows) {
+  std::vector<std::shared_ptr<nn::Block>> blocks;
+  for (uint64_t seed : {1, 2, 3}) {
+    Generator gen(seed);
+    blocks.push_back(std::make_shared<nn::Block>(8, 2, 0.0, nn::LayerOptions{DType::f64, &gen}));
+  }
+  const std::vector<int64_t> offsets = {0, 3, 3, 7};
+  Tensor x = rand_input({7, 8}, 6);
+  // Each group attends within itself: one packed sequence per group.
+  Tensor cu = from_vector<int64_t>(offsets);
+  nn::GroupedBlocks grouped(blocks, offsets);
+  Tensor got = nn::block_delta(grouped, x, blocks[0]->attn->packed_kernel(cu));
+  Tensor expected = cat({blocks[0]->forward_packed(slice(x, 0, 0, 3), from_vector<int64_t>({0, 3})),
+                         blocks[2]->forward_packed(slice(x, 0, 3, 7), from_vector<int64_t>({0, 4}))}, 0);
+  EXPECT_LT(max_abs_diff(got, expected), 1e-14);
+  Tensor xd = x.detach();
+  for (Tensor w : {blocks[2]->mlp->fc->weight, blocks[0]->ln1->bias, blocks[2]->attn->qkv->weight})
+    EXPECT_TRUE(param_gradcheck([&] { return sum(square(nn::block_delta(grouped, xd, blocks[0]->attn->packed_kernel(cu)))); }, w));
+  EXPECT_DG_ERROR(nn::GroupedBlocks(blocks, std::vector<int64_t>{0, 7}), "GroupedBlocks", "3 blocks need 4 group offsets");
 }
 
 TEST(Layers, AttentionWithCacheEqualsFullForward) {

@@ -11,13 +11,15 @@
 #include <cmath>
 
 #include "data/synthetic.h"
+#include "models/gpt.h"
 #include "models/mob.h"
 #include "models/mod.h"
-#include "models/training.h"
+#include "train/trainer.h"
 #include "testing.h"
 
 using namespace dg;
 using namespace dg::models;
+using namespace dg::train;
 
 namespace {
 

@@ -1,6 +1,8 @@
 #include "autograd/ops/common.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace dg {
 
@@ -35,6 +37,29 @@ void check_index_tensor(const char* op, const Tensor& index) {
   DG_CHECK(index.defined(), "{}: the index is an undefined tensor", op);
   DG_CHECK(index.dtype() == DType::i64, "{}: index must be i64, got {} of shape {}", op, index.dtype(),
            index.shape());
+}
+
+HostIndex::HostIndex(const Tensor& index) {
+  if (index.device().is_cpu() && index.is_contiguous()) {
+    values_ = {index.data<int64_t>(), static_cast<size_t>(index.numel())};
+  } else {
+    copy_ = index.to_vector<int64_t>();
+    values_ = copy_;
+  }
+}
+
+std::optional<int64_t> HostIndex::first_out_of_range(int64_t size, std::optional<int64_t> skip) const {
+  auto bad = [&](int64_t v) { return (v < 0 || v >= size) && v != skip; };
+  if (skip) {
+    bool any = false;
+    for (int64_t v : values_) any |= bad(v);
+    if (!any) return std::nullopt;
+  } else {
+    int64_t lo = std::numeric_limits<int64_t>::max(), hi = std::numeric_limits<int64_t>::min();
+    for (int64_t v : values_) lo = std::min(lo, v), hi = std::max(hi, v);
+    if (values_.empty() || (lo >= 0 && hi < size)) return std::nullopt;
+  }
+  return *std::find_if(values_.begin(), values_.end(), bad);
 }
 
 Tensor broadcast_view(const Tensor& x, const Shape& shape) {

@@ -16,6 +16,8 @@
 // they are recorded too (higher-order gradients); otherwise the engine runs
 // them in no-grad mode and they record nothing.
 #include <memory>
+#include <optional>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -74,6 +76,23 @@ void check_same_device(const char* op, const Tensor& a, const Tensor& b);
 void check_floating(const char* op, const Tensor& x);
 void check_defined(const char* op, const Tensor& x, const char* what = "input");
 void check_index_tensor(const char* op, const Tensor& index);  // i64 dtype
+
+// The values of an i64 index tensor in host memory: read in place when they
+// already are on the host and contiguous (the common case, no copy), copied
+// otherwise. The one place index values are range-checked (indexing ops,
+// embedding, cross_entropy's targets).
+class HostIndex {
+ public:
+  explicit HostIndex(const Tensor& index);
+  std::span<const int64_t> values() const { return values_; }
+  // The first value outside [0, size) other than `skip` (an ignore_index),
+  // or none. The scan vectorises; the offender is only searched for on failure.
+  std::optional<int64_t> first_out_of_range(int64_t size, std::optional<int64_t> skip = std::nullopt) const;
+
+ private:
+  std::vector<int64_t> copy_;
+  std::span<const int64_t> values_;
+};
 
 // Grouped ops (grouped_linear, grouped_layer_norm): `offsets` has one entry
 // per group plus one, runs from 0 to `rows` and never decreases; a dg::Error

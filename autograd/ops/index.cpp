@@ -6,9 +6,7 @@
 //   index_select <-> index_add      (pick rows  /  add rows back)
 //   gather       <-> scatter_add    (pick elements / add elements back)
 // so every backward below is one of these ops, hence differentiable again.
-#include <algorithm>
-#include <limits>
-#include <span>
+#include <vector>
 
 #include "autograd/ops/common.h"
 
@@ -16,34 +14,14 @@ namespace dg {
 
 namespace {
 
-// The index values in host memory: read in place when they already are on the
-// host and contiguous (the common case, no copy), copied otherwise.
-struct HostIndex {
-  std::vector<int64_t> copy;
-  std::span<const int64_t> values;
-  explicit HostIndex(const Tensor& index) {
-    if (index.device().is_cpu() && index.is_contiguous()) {
-      values = {index.data<int64_t>(), static_cast<size_t>(index.numel())};
-    } else {
-      copy = index.to_vector<int64_t>();
-      values = copy;
-    }
-  }
-};
-
 // Every index value in [0, size); a dg::Error naming op, the first offending
-// value, the dim and the input shape otherwise. The min/max scan vectorises;
-// the offender is only searched for on failure.
+// value, the dim and the input shape otherwise.
 void check_index_range(const char* op, const Tensor& index, int64_t dim, const Shape& x_shape,
                        const char* what = "input") {
-  HostIndex h(index);
-  int64_t lo = std::numeric_limits<int64_t>::max(), hi = std::numeric_limits<int64_t>::min();
-  for (int64_t v : h.values) lo = std::min(lo, v), hi = std::max(hi, v);
   const int64_t size = x_shape[dim];
-  if (h.values.empty() || (lo >= 0 && hi < size)) return;
-  int64_t bad = *std::find_if(h.values.begin(), h.values.end(), [&](int64_t v) { return v < 0 || v >= size; });
-  throw Error(fmt::format("{}: index {} out of range for dim {} of size {} ({} shape {}, index shape {})", op, bad,
-                          dim, size, what, x_shape, index.shape()));
+  if (auto bad = HostIndex(index).first_out_of_range(size))
+    throw Error(fmt::format("{}: index {} out of range for dim {} of size {} ({} shape {}, index shape {})", op, *bad,
+                            dim, size, what, x_shape, index.shape()));
 }
 
 // The checks every indexing op starts with; returns the wrapped dim.
@@ -83,7 +61,7 @@ Tensor inverse_permutation(const Tensor& index, int64_t size) {
   HostIndex h(index);
   std::vector<int64_t> inv(static_cast<size_t>(size), -1);
   for (int64_t k = 0; k < size; ++k) {
-    int64_t& slot = inv[static_cast<size_t>(h.values[static_cast<size_t>(k)])];
+    int64_t& slot = inv[static_cast<size_t>(h.values()[static_cast<size_t>(k)])];
     if (slot >= 0) return Tensor();  // a repeated row
     slot = k;
   }

@@ -14,28 +14,11 @@ namespace {
 // Every target is ignore_index or a class in [0, V); returns how many are not
 // ignored (the divisor of the mean). A dg::Error names the first bad target.
 int64_t check_targets(const Tensor& target, int64_t V, int64_t ignore_index, const Tensor& logits) {
-  std::vector<int64_t> copy;
-  const int64_t* t = nullptr;
-  if (target.device().is_cpu() && target.is_contiguous()) {
-    t = target.data<int64_t>();  // read in place: no copy in the common case
-  } else {
-    copy = target.to_vector<int64_t>();
-    t = copy.data();
-  }
-  int64_t counted = 0;
-  bool bad = false;
-  for (int64_t i = 0; i < target.numel(); ++i) {
-    bool ignored = t[i] == ignore_index;
-    counted += !ignored;
-    bad |= !ignored && (t[i] < 0 || t[i] >= V);
-  }
-  if (bad) {
-    const int64_t* b = std::find_if(t, t + target.numel(),
-                                    [&](int64_t v) { return v != ignore_index && (v < 0 || v >= V); });
+  HostIndex t(target);
+  if (auto bad = t.first_out_of_range(V, ignore_index))
     throw Error(fmt::format("cross_entropy: target {} out of range for {} classes (logits shape {}, target shape {}, "
-                            "ignore_index {})", *b, V, logits.shape(), target.shape(), ignore_index));
-  }
-  return counted;
+                            "ignore_index {})", *bad, V, logits.shape(), target.shape(), ignore_index));
+  return target.numel() - std::count(t.values().begin(), t.values().end(), ignore_index);
 }
 
 // d loss / d logits with differentiable ops, for create_graph (double

@@ -1,4 +1,4 @@
-#include "models/training.h"
+#include "train/trainer.h"
 
 #include <chrono>
 #include <cmath>
@@ -9,7 +9,7 @@
 #include "autograd/ops.h"
 #include "nn/checkpoint.h"
 
-namespace dg::models {
+namespace dg::train {
 
 namespace {
 
@@ -29,8 +29,12 @@ nlohmann::json eval_json(const EvalResult& r) {
 
 }  // namespace
 
-Trainer::Trainer(LanguageModel& model, const data::Corpus& corpus, TrainOptions opt)
-    : model_(model), corpus_(corpus), o_(std::move(opt)), data_gen_(o_.seed) {
+Trainer::Trainer(models::LanguageModel& model, const data::Corpus& corpus, TrainOptions opt)
+    : model_(model),
+      corpus_(corpus),
+      o_(std::move(opt)),
+      schedule_{o_.lr, o_.min_lr, o_.warmup, o_.steps, o_.flop_schedule ? o_.flop_budget : 0.0},
+      data_gen_(o_.seed) {
   DG_CHECK(o_.steps >= 0 && o_.batch > 0 && o_.block > 0, "train: steps {} batch {} block {} must be positive",
            o_.steps, o_.batch, o_.block);
   DG_CHECK(o_.block <= model.block_size(), "train: --block {} exceeds the model's block_size {}", o_.block,
@@ -47,17 +51,6 @@ Trainer::Trainer(LanguageModel& model, const data::Corpus& corpus, TrainOptions 
              "train: --resume needs a checkpoint at {} (none found)", path.empty() ? "<no --out>" : path);
     load(path);
   }
-}
-
-double Trainer::lr_now() const {
-  if (!o_.flop_schedule)
-    return nn::warmup_cosine_lr(step_, std::min(o_.warmup, o_.steps), std::max<int64_t>(o_.steps, 1), o_.lr, o_.min_lr);
-  // On the share of the budget spent, at a resolution of 1/1000 of a step.
-  constexpr int64_t kScale = 1000;
-  const double share = std::min(1.0, train_flops_ / o_.flop_budget);
-  const auto at = static_cast<int64_t>(share * static_cast<double>(o_.steps * kScale));
-  return nn::warmup_cosine_lr(at, std::min(o_.warmup, o_.steps) * kScale, std::max<int64_t>(o_.steps, 1) * kScale,
-                              o_.lr, o_.min_lr);
 }
 
 void Trainer::write_metrics(const std::string& line) const {
@@ -106,11 +99,11 @@ void Trainer::run(const StepFn& on_step, const EvalFn& on_eval) {
   while (more()) {
     const auto ts = std::chrono::steady_clock::now();
     model_.train();
-    const double lr = lr_now();
+    const double lr = schedule_.lr_at(step_, train_flops_);
     opt_->set_lr(lr);
     opt_->zero_grad();
     data::Batch b = corpus_.sample(data::Split::train, o_.batch, o_.block, data_gen_);
-    LossOutput out = model_.loss(b.x, b.y);
+    models::LossOutput out = model_.loss(b.x, b.y);
     out.objective.backward();
     const double gnorm = o_.grad_clip > 0 ? nn::clip_grad_norm(opt_->params(), o_.grad_clip) : 0.0;
     if (std::isfinite(gnorm)) opt_->step();
@@ -133,4 +126,4 @@ void Trainer::run(const StepFn& on_step, const EvalFn& on_eval) {
   do_eval();
 }
 
-}  // namespace dg::models
+}  // namespace dg::train

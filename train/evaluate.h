@@ -3,7 +3,7 @@
 // over the fixed evaluation windows (the same every run), and, on the
 // synthetic arithmetic corpus, greedy answer accuracy per difficulty level.
 //
-//   models::EvalResult r = models::evaluate(model, corpus, /*B=*/16, /*T=*/128, /*max_batches=*/8);
+//   train::EvalResult r = train::evaluate(model, corpus, /*B=*/16, /*T=*/128, /*max_batches=*/8);
 //   fmt::print("val {:.3f} nats, answers {:.1%}\n", r.loss, r.answer_accuracy);
 #include <array>
 #include <cstdint>
@@ -11,7 +11,7 @@
 #include "data/corpus.h"
 #include "models/lm.h"
 
-namespace dg::models {
+namespace dg::train {
 
 struct EvalResult {
   double loss = 0;                // nats per byte
@@ -23,7 +23,7 @@ struct EvalResult {
 };
 
 // Runs in eval mode without grad; restores the model's training flag.
-EvalResult evaluate(LanguageModel& model, const data::Corpus& corpus, int64_t B, int64_t T, int64_t max_batches,
+EvalResult evaluate(models::LanguageModel& model, const data::Corpus& corpus, int64_t B, int64_t T, int64_t max_batches,
                     data::Split split = data::Split::val);
 
-}  // namespace dg::models
+}  // namespace dg::train

@@ -1,10 +1,10 @@
-#include "models/evaluate.h"
+#include "train/evaluate.h"
 
 #include "autograd/ops.h"
 
-namespace dg::models {
+namespace dg::train {
 
-EvalResult evaluate(LanguageModel& model, const data::Corpus& corpus, int64_t B, int64_t T, int64_t max_batches,
+EvalResult evaluate(models::LanguageModel& model, const data::Corpus& corpus, int64_t B, int64_t T, int64_t max_batches,
                     data::Split split) {
   const bool was_training = model.is_training();
   model.eval();
@@ -46,4 +46,4 @@ EvalResult evaluate(LanguageModel& model, const data::Corpus& corpus, int64_t B,
   return r;
 }
 
-}  // namespace dg::models
+}  // namespace dg::train

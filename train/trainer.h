@@ -3,9 +3,9 @@
 // AdamW with warmup + cosine decay, gradient clipping, periodic evaluation,
 // metrics as JSON lines, atomic checkpoints, and exact resumption.
 //
-//   models::TrainOptions opt;  opt.steps = 600;  opt.out_dir = "runs/a";
-//   models::Trainer trainer(model, corpus, opt);
-//   trainer.run([](const models::StepLog& s) { fmt::print("{} {:.3f}\n", s.step, s.loss); });
+//   train::TrainOptions opt;  opt.steps = 600;  opt.out_dir = "runs/a";
+//   train::Trainer trainer(model, corpus, opt);
+//   trainer.run([](const train::StepLog& s) { fmt::print("{} {:.3f}\n", s.step, s.loss); });
 //
 // Resumption is exact: the checkpoint holds the weights, the AdamW moments,
 // the step, the data generator and the default generator (dropout), so
@@ -17,11 +17,12 @@
 #include <string>
 
 #include "data/corpus.h"
-#include "models/evaluate.h"
 #include "models/lm.h"
 #include "nn/optim.h"
+#include "train/evaluate.h"
+#include "train/schedule.h"
 
-namespace dg::models {
+namespace dg::train {
 
 struct TrainOptions {
   int64_t steps = 500;
@@ -41,9 +42,7 @@ struct TrainOptions {
   double flop_budget = 0;       // stop once training FLOPs reach it (0: off)
   // With a budget: train until the budget is spent (whatever the steps), and
   // run warmup + cosine on the share of the budget spent, scaled to `steps`
-  // (an estimate), so a model whose cost per step changes during training
-  // (MoB's depth) still ends its schedule exactly at the budget. At most
-  // 4 * steps steps.
+  // (an estimate; train/schedule.h). At most 4 * steps steps.
   bool flop_schedule = false;
   int64_t stop_at = 0;          // stop (checkpointed) at this step, keeping the schedule of `steps` (0: off)
 };
@@ -69,7 +68,7 @@ struct EvalLog {
 
 class Trainer {
  public:
-  Trainer(LanguageModel& model, const data::Corpus& corpus, TrainOptions opt);
+  Trainer(models::LanguageModel& model, const data::Corpus& corpus, TrainOptions opt);
 
   using StepFn = std::function<void(const StepLog&)>;
   using EvalFn = std::function<void(const EvalLog&)>;
@@ -88,14 +87,12 @@ class Trainer {
   nn::Optimizer& optimizer() { return *opt_; }
 
  private:
-  // The learning rate of the next step: warmup + cosine at the step, or with
-  // flop_schedule at the share of the budget spent times `steps`.
-  double lr_now() const;
   void write_metrics(const std::string& json_line) const;
 
-  LanguageModel& model_;
+  models::LanguageModel& model_;
   const data::Corpus& corpus_;
   TrainOptions o_;
+  Schedule schedule_;
   std::unique_ptr<nn::Optimizer> opt_;
   Generator data_gen_;
   int64_t step_ = 0;
@@ -103,4 +100,4 @@ class Trainer {
   EvalLog last_eval_;
 };
 
-}  // namespace dg::models
+}  // namespace dg::train

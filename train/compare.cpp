@@ -1,0 +1,271 @@
+#include "train/compare.h"
+
+#include <fmt/ranges.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "models/factory.h"
+#include "models/mob.h"
+#include "models/mod.h"
+#include "train/evaluate.h"
+#include "train/trainer.h"
+
+namespace dg::train {
+
+// ---------------------------------------------------------------- run specs
+namespace {
+
+// Sets field `key` of the config j (it must exist) to `value`, parsed as the
+// field's current JSON type.
+void override_field(nlohmann::json& j, const std::string& key, const std::string& value, const std::string& spec,
+                    const std::string& kind) {
+  if (!j.contains(key)) {
+    std::vector<std::string> keys;
+    for (auto& [k, v] : j.items()) keys.push_back(k);
+    throw Error(fmt::format("--run '{}': {} has no config field '{}' (fields: {})", spec, kind, key,
+                            fmt::join(keys, ", ")));
+  }
+  try {
+    nlohmann::json& field = j[key];
+    if (field.is_boolean()) {
+      DG_CHECK(value == "true" || value == "false", "not true/false");
+      field = value == "true";
+    } else if (field.is_number_integer() || field.is_number_unsigned()) {
+      size_t used = 0;
+      const long long v = std::stoll(value, &used);
+      DG_CHECK(used == value.size(), "not an integer");
+      field = v;
+    } else if (field.is_number()) {
+      size_t used = 0;
+      const double v = std::stod(value, &used);
+      DG_CHECK(used == value.size(), "not a number");
+      field = v;
+    } else {
+      field = value;
+    }
+  } catch (const std::exception&) {
+    throw Error(fmt::format("--run '{}': bad value '{}' for {} (now {})", spec, value, key, j[key].dump()));
+  }
+}
+
+}  // namespace
+
+RunSpec parse_run(const std::string& spec, const BaseConfig& base) {
+  if (models::is_model_kind(spec)) return parse_run(spec + "=" + spec, base);
+  const size_t eq = spec.find('='), colon = spec.find(':');
+  DG_CHECK(eq != std::string::npos && eq > 0 && (colon == std::string::npos || eq < colon),
+           "--run '{}': expected NAME=KIND[:KEY=VALUE,...]", spec);
+  RunSpec r;
+  r.name = spec.substr(0, eq);
+  DG_CHECK(r.name.find_first_of("/\\ ") == std::string::npos && r.name != "." && r.name != "..",
+           "--run '{}': the name '{}' must be usable as a folder name", spec, r.name);
+  r.kind = spec.substr(eq + 1, colon == std::string::npos ? std::string::npos : colon - eq - 1);
+  DG_CHECK(models::is_model_kind(r.kind), "--run '{}': unknown kind '{}' ({})", spec, r.kind,
+           fmt::join(models::model_kinds(), ", "));
+  nlohmann::json j = nlohmann::json::parse(base(r.kind));
+  std::string rest = colon == std::string::npos ? "" : spec.substr(colon + 1);
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    const std::string kv = rest.substr(0, comma);
+    rest = comma == std::string::npos ? "" : rest.substr(comma + 1);
+    const size_t e = kv.find('=');
+    DG_CHECK(e != std::string::npos && e > 0, "--run '{}': '{}' is not KEY=VALUE", spec, kv);
+    override_field(j, kv.substr(0, e), kv.substr(e + 1), spec, r.kind);
+  }
+  r.config = j.dump();
+  return r;
+}
+
+// ---------------------------------------------------------------- runs
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Forward FLOPs per token of the model on one batch, in training mode.
+double probe_flops(models::LanguageModel& model, const data::Corpus& corpus, int64_t B, int64_t T) {
+  NoGradGuard ng;
+  model.train();
+  data::Batch b = corpus.eval_batch(0, B, T, data::Split::train);
+  model.loss(b.x, b.y);
+  return model.last_forward_flops_per_token();
+}
+
+// MoD: loss and routed share with causal routing, and the predictor's
+// accuracy (top-k mode) over the evaluation windows.
+void evaluate_mod(models::MoD& mod, const data::Corpus& corpus, const CompareOptions& o, int64_t windows,
+                  RunResult& r) {
+  mod.set_routing(models::MoDRouting::causal);
+  r.val_loss_causal = evaluate(mod, corpus, o.batch, o.block, o.eval_batches).loss;
+  double frac = 0;
+  for (double x : mod.last_stats().fraction) frac += x / static_cast<double>(mod.last_stats().fraction.size());
+  r.routed_fraction_causal = frac;
+  mod.set_routing(models::MoDRouting::topk);
+  NoGradGuard ng;
+  mod.eval();
+  double acc = 0;
+  int64_t n = 0;
+  for (int64_t i = 0; i < windows; ++i) {
+    mod.forward(corpus.eval_batch(i, o.batch, o.block).x);
+    for (double a : mod.last_stats().predictor_accuracy) acc += a, ++n;
+  }
+  if (n > 0) r.predictor_accuracy = acc / static_cast<double>(n);
+}
+
+// MoB: mean depth, depth histogram and depth by answer level over the
+// evaluation windows, and the routing trace of the first one (dir/routing.json).
+void evaluate_mob(models::MoB& mob, const data::Corpus& corpus, const CompareOptions& o, int64_t windows,
+                  const std::string& dir, RunResult& r) {
+  NoGradGuard ng;
+  mob.eval();
+  const auto D = static_cast<size_t>(mob.mob_config().max_depth);
+  std::vector<double> hist(D + 1, 0.0), level_sum(5, 0.0), level_n(5, 0.0);
+  double total = 0, depth_sum = 0;
+  for (int64_t i = 0; i < windows; ++i) {
+    data::Batch b = corpus.eval_batch(i, o.batch, o.block);
+    mob.forward(b.x);
+    const models::RoutingTrace& tr = mob.last_trace();
+    std::vector<int64_t> levels = b.answer_level.to_vector<int64_t>();
+    for (int64_t t = 0; t < tr.B * tr.T; ++t) {
+      const auto d = static_cast<double>(tr.depth(t));
+      hist[static_cast<size_t>(tr.depth(t))] += 1, depth_sum += d, total += 1;
+      // The depth spent on an answer byte is that of the token predicting it.
+      const int64_t lv = levels[static_cast<size_t>(t)];
+      if (lv >= 1 && lv <= 4) level_sum[static_cast<size_t>(lv)] += d, level_n[static_cast<size_t>(lv)] += 1;
+    }
+    if (i == 0) {
+      std::string text = corpus.bytes(data::Split::val).substr(0, static_cast<size_t>(o.block));
+      std::ofstream(dir + "/routing.json") << tr.to_json(text, levels);
+    }
+  }
+  r.mean_depth = depth_sum / std::max(total, 1.0);
+  for (double& h : hist) h /= std::max(total, 1.0);
+  r.depth_histogram = hist;
+  for (size_t lv = 1; lv <= 4; ++lv) r.depth_by_level.push_back(level_n[lv] > 0 ? level_sum[lv] / level_n[lv] : NAN);
+}
+
+TrainOptions train_options(const CompareOptions& o, int64_t steps, double budget, const std::string& dir) {
+  TrainOptions t;
+  t.steps = steps, t.batch = o.batch, t.block = o.block, t.lr = o.lr, t.min_lr = o.min_lr;
+  t.warmup = std::min(o.warmup, steps / 4), t.weight_decay = o.weight_decay, t.grad_clip = o.grad_clip;
+  t.eval_every = std::max<int64_t>(1, steps / o.evals), t.eval_batches = o.eval_batches, t.seed = o.seed;
+  t.out_dir = dir, t.flop_budget = o.match == Match::flops ? budget : 0.0, t.flop_schedule = o.match == Match::flops;
+  return t;
+}
+
+}  // namespace
+
+std::vector<RunResult> compare_runs(const std::vector<RunSpec>& runs, const data::Corpus& corpus,
+                                    const CompareOptions& o) {
+  for (size_t i = 0; i < runs.size(); ++i)
+    for (size_t j = 0; j < i; ++j) DG_CHECK(runs[i].name != runs[j].name, "two runs are named '{}'", runs[i].name);
+  DG_CHECK(o.evals > 0 && o.steps > 0, "compare_runs: steps {} and evals {} must be positive", o.steps, o.evals);
+  const double tokens_per_step = static_cast<double>(o.batch * o.block);
+  const int64_t windows = std::min(o.eval_batches, corpus.num_eval_batches(o.batch, o.block));
+  std::filesystem::create_directories(o.out);
+  double budget = 0;
+  std::vector<RunResult> rows;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const RunSpec& s = runs[i];
+    auto model = models::make_model(s.kind, s.config);
+    const double probe = probe_flops(*model, corpus, o.batch, o.block);
+    const double step_flops = 3.0 * probe * tokens_per_step;
+    if (i == 0) budget = o.budget > 0 ? o.budget : step_flops * static_cast<double>(o.steps);
+    const int64_t steps =
+        o.match == Match::steps ? o.steps : std::max<int64_t>(1, std::llround(budget / step_flops));
+    const std::string dir = o.out + "/" + s.name;
+    std::filesystem::create_directories(dir);
+    std::filesystem::remove(dir + "/metrics.jsonl");
+    std::filesystem::remove(dir + "/routing.json");
+    if (o.print_progress) {
+      fmt::print("\n== {} ({}): {:.2f}M parameters, {:.3f} MFLOP/token at init, {} steps{}\n", s.name, s.kind,
+                 static_cast<double>(model->num_parameters()) / 1e6, probe / 1e6, steps,
+                 o.match == Match::flops ? fmt::format(" (estimated; budget {:.3g} FLOPs)", budget) : "");
+      std::fflush(stdout);
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    Trainer trainer(*model, corpus, train_options(o, steps, budget, dir));
+    trainer.run({}, [&](const EvalLog& e) {
+      if (!o.print_progress) return;
+      fmt::print("  step {:>5}  val loss {:.4f}  {:.3f} MFLOP/token  train {:.3g} FLOPs\n", e.step, e.val.loss,
+                 e.val.flops_per_token / 1e6, e.train_flops);
+      std::fflush(stdout);
+    });
+    RunResult r;
+    r.wall_s = seconds_since(t0);
+    const EvalResult& v = trainer.last_eval().val;
+    r.run = s.name, r.kind = s.kind, r.config = s.config, r.dir = s.name;
+    r.params = model->num_parameters(), r.steps = trainer.step(), r.train_flops = trainer.train_flops();
+    r.flops_per_token = v.flops_per_token, r.val_loss = v.loss, r.tokens_per_s = trainer.tokens_per_s();
+    if (v.answers_by_level[1] + v.answers_by_level[4] > 0) r.answer_accuracy = v.answer_accuracy;
+    for (size_t lv = 1; lv <= 4; ++lv) r.answer_accuracy_by_level[lv - 1] = v.accuracy_by_level[lv];
+    if (auto* mod = dynamic_cast<models::MoD*>(model.get())) evaluate_mod(*mod, corpus, o, windows, r);
+    if (auto* mob = dynamic_cast<models::MoB*>(model.get())) evaluate_mob(*mob, corpus, o, windows, dir, r);
+    rows.push_back(std::move(r));
+  }
+  std::ofstream(o.out + "/table.md") << results_table(rows);
+  std::ofstream(o.out + "/summary.jsonl") << summary_jsonl(rows);
+  return rows;
+}
+
+// ---------------------------------------------------------------- results
+namespace {
+
+std::string num(double x, const char* spec) {
+  return std::isfinite(x) ? fmt::format(fmt::runtime(spec), x) : std::string("—");
+}
+
+nlohmann::json finite_or_null(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); }
+
+}  // namespace
+
+std::string results_table(const std::vector<RunResult>& rows) {
+  const bool answers = !rows.empty() && std::isfinite(rows[0].answer_accuracy);
+  std::string table = fmt::format(
+      "| run | params | steps | train FLOPs | MFLOP/token | val loss | val loss (causal) |{} mean depth | tok/s | wall |\n"
+      "|---|---:|---:|---:|---:|---:|---:|{}---:|---:|---:|\n",
+      answers ? " answers |" : "", answers ? "---:|" : "");
+  for (const RunResult& r : rows)
+    table += fmt::format("| {} | {:.2f}M | {} | {:.3g} | {:.3f} | {:.4f} | {} |{} {} | {:.0f} | {:.0f} s |\n", r.run,
+                         static_cast<double>(r.params) / 1e6, r.steps, r.train_flops, r.flops_per_token / 1e6,
+                         r.val_loss, num(r.val_loss_causal, "{:.4f}"),
+                         answers ? fmt::format(" {} |", num(100 * r.answer_accuracy, "{:.1f}%")) : "",
+                         num(r.mean_depth, "{:.2f}"), r.tokens_per_s, r.wall_s);
+  return table;
+}
+
+std::string summary_jsonl(const std::vector<RunResult>& rows) {
+  std::string out;
+  for (const RunResult& r : rows) {
+    nlohmann::json by_level = nlohmann::json::array();
+    for (double d : r.depth_by_level) by_level.push_back(finite_or_null(d));
+    nlohmann::json j = {{"run", r.run},
+                        {"kind", r.kind},
+                        {"config", nlohmann::json::parse(r.config)},
+                        {"params", r.params},
+                        {"steps", r.steps},
+                        {"train_flops", r.train_flops},
+                        {"flops_per_token", r.flops_per_token},
+                        {"val_loss", r.val_loss},
+                        {"val_loss_causal", finite_or_null(r.val_loss_causal)},
+                        {"predictor_accuracy", finite_or_null(r.predictor_accuracy)},
+                        {"routed_fraction_causal", finite_or_null(r.routed_fraction_causal)},
+                        {"answer_acc", finite_or_null(r.answer_accuracy)},
+                        {"answer_acc_by_level", r.answer_accuracy_by_level},
+                        {"mean_depth", finite_or_null(r.mean_depth)},
+                        {"depth_histogram", r.depth_histogram},
+                        {"depth_by_level", by_level},
+                        {"tokens_per_s", r.tokens_per_s},
+                        {"wall_s", r.wall_s},
+                        {"dir", r.dir}};
+    out += j.dump() + '\n';
+  }
+  return out;
+}
+
+}  // namespace dg::train
