@@ -233,6 +233,35 @@ TEST(Anomaly, BackwardInfNamesTheOp) {
   EXPECT_DG_ERROR(y.backward(), "anomaly", "'sqrt'", "test_engine.cpp");
 }
 
+TEST(Anomaly, BackwardNamesTheLineThatCreatedTheNode) {
+  Tensor x = vec({0, 1});
+  const std::string line = fmt::format("test_engine.cpp:{}", __LINE__ + 1);
+  Tensor y = sum(sqrt(x));
+  AnomalyGuard on;
+  EXPECT_DG_ERROR(y.backward(), "anomaly", "'sqrt'", line.c_str());
+}
+
+// Site (autograd/site.h) takes the caller's file, line and function, also
+// through a defaulted argument of the caller and through the operators.
+namespace {
+Site where_called(Site site = Site::current()) { return site; }
+}  // namespace
+
+TEST(Site, IsTheCallersLocation) {
+  const uint_least32_t line = __LINE__ + 1;
+  const Site s = where_called();
+  EXPECT_EQ(s.line(), line);
+  EXPECT_NE(std::string(s.file_name()).find("test_engine.cpp"), std::string::npos) << s.file_name();
+  EXPECT_NE(std::string(s.function_name()).find("TestBody"), std::string::npos) << s.function_name();
+
+  Tensor a = vec({1, 2}), b = vec({3, 4});
+  const uint_least32_t op_line = __LINE__ + 1;
+  Tensor c = a * b, d = exp(c);
+  EXPECT_EQ(c.grad_fn()->site().line(), op_line);
+  EXPECT_EQ(d.grad_fn()->site().line(), op_line);
+  EXPECT_NE(std::string(d.grad_fn()->site().file_name()).find("test_engine.cpp"), std::string::npos);
+}
+
 TEST(Anomaly, OffByDefault) {
   EXPECT_FALSE(is_anomaly_enabled());
   Tensor x = vec({-1});
