@@ -278,3 +278,22 @@ TEST(Gradcheck, CatchesAWrongBackward) {
   EXPECT_FALSE(r.ok);
   EXPECT_NE(r.message.find("analytic"), std::string::npos) << r.message;
 }
+
+// The perturbed copies gradcheck feeds to the function keep each input's
+// shape, 0-dim included (they used to arrive as shape [1]).
+TEST(Gradcheck, PerturbedInputsKeepTheirShape) {
+  Tensor s = rand_input({}, 7), m = rand_input({2, 3}, 8);
+  std::vector<Shape> seen;
+  auto fn = [&](const Tensors& in) {
+    seen.push_back(in[0].shape());
+    seen.push_back(in[1].shape());
+    return in[0] * in[1];
+  };
+  EXPECT_GRADCHECK(fn, {s, m});
+  EXPECT_GRADGRADCHECK(fn, {s, m});
+  ASSERT_GT(seen.size(), 4u);
+  for (size_t i = 0; i < seen.size(); i += 2) {
+    EXPECT_EQ(seen[i], Shape{}) << "call " << i / 2;
+    EXPECT_EQ(seen[i + 1], (Shape{2, 3})) << "call " << i / 2;
+  }
+}
