@@ -27,7 +27,8 @@ bool same_file(const dg::nn::TensorFile& a, const dg::nn::TensorFile& b) {
 }
 
 std::string scratch_path() {
-  const std::filesystem::path dir = std::filesystem::exists("/dev/shm") ? "/dev/shm" : std::filesystem::temp_directory_path();
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::exists("/dev/shm") ? fs::path("/dev/shm") : fs::temp_directory_path();  // tmpfs: no disk
   return (dir / ("dg_fuzz_safetensors_" + std::to_string(::getpid()) + ".safetensors")).string();
 }
 

@@ -21,6 +21,7 @@ for t in "${targets[@]}"; do
   status=0
   DG_NUM_THREADS=1 bash fuzz/run.sh "build-fuzz/fuzz/fuzz_$t" "$t" "$seconds" build-fuzz/fuzz \
     >"build-fuzz/fuzz/$t.log" 2>&1 || status=$?
-  grep -E "^#[0-9]+[[:space:]]+(DONE|INITED)|^stat::|^SUMMARY|^==[0-9]+==ERROR|deadly signal" "build-fuzz/fuzz/$t.log" || true
+  grep -E "^#[0-9]+[[:space:]]+(DONE|INITED)|^stat::|^SUMMARY|^==[0-9]+==ERROR|deadly signal" \
+    "build-fuzz/fuzz/$t.log" || true
   [ "$status" -eq 0 ] || { echo "fuzz_$t: finding (exit $status), see build-fuzz/fuzz/$t.log"; exit "$status"; }
 done
