@@ -3,13 +3,8 @@
 //
 //   { dg::NoGradGuard g; y = model(x); }   // records nothing
 //   dg::AnomalyGuard a;                    // NaN/Inf raise errors naming op and site
-#include <source_location>
 
 namespace dg {
-
-// Where an op was called from. Every differentiable op takes it as a defaulted
-// last argument, so each node remembers the user's line that created it.
-using Site = std::source_location;
 
 bool is_grad_enabled();
 void set_grad_enabled(bool enabled);

@@ -16,6 +16,11 @@ double dot(const Tensor& a, const std::vector<double>& w) {
   return s;
 }
 
+// An f64 tensor of `shape` holding v; shape {} is 0-dim (from_vector would make it 1-D).
+Tensor f64_tensor(const std::vector<double>& v, const Shape& shape) {
+  return shape.empty() ? scalar_tensor(v.at(0), {DType::f64}) : from_vector<double>(v, shape);
+}
+
 // The analytic J^T w for every input that requires grad (zeros where unused).
 Tensors analytic(const DiffFn& fn, const Tensors& inputs, const std::vector<size_t>& wrt, const Tensor& w) {
   Tensor out = fn(inputs);
@@ -65,7 +70,7 @@ GradcheckResult gradcheck(const DiffFn& fn, const Tensors& inputs, GradcheckOpti
         std::vector<double> p = xv;
         p[j] += delta;
         Tensors in = inputs;
-        in[i] = from_vector<double>(p, x.shape()).set_requires_grad(true);
+        in[i] = f64_tensor(p, x.shape()).set_requires_grad(true);
         return dot(fn(in), wv);
       };
       double numeric = (eval(opt.eps) - eval(-opt.eps)) / (2 * opt.eps);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "autograd/grad_mode.h"
+#include "autograd/site.h"
 #include "autograd/variable.h"
 
 namespace dg {

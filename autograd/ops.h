@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "autograd/grad_mode.h"
+#include "autograd/site.h"
 #include "tensor/backend.h"
 #include "tensor/creation.h"
 
@@ -175,7 +176,7 @@ void adamw_step_(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp
 #undef DG_SITE
 
 // --- operators. The left operand carries the caller's site (a conversion
-// with a defaulted source_location argument), so `a + b` records the line it
+// with a defaulted Site argument), so `a + b` records the line it
 // was written on.
 struct SiteTensor {
   const Tensor& t;

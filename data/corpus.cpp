@@ -11,10 +11,13 @@ std::string_view split_name(Split s) { return s == Split::train ? "train" : "val
 void Corpus::check_window(Split split, int64_t B, int64_t T) const {
   DG_CHECK(B > 0 && T > 0, "{}: batch size B and sequence length T must be positive, got B={} T={}", source_, B, T);
   // A window is T inputs plus the one byte after them (the last target).
-  DG_CHECK(size(split) >= T + 1,
+  DG_CHECK(size(split) > T,
            "{}: the {} split is too small for a window of T={}: it has {} bytes, a window needs {} "
            "(train split {} bytes, val split {} bytes)",
-           source_, split_name(split), T, size(split), T + 1, size(Split::train), size(Split::val));
+           source_, split_name(split), T, size(split), static_cast<uint64_t>(T) + 1, size(Split::train),
+           size(Split::val));
+  DG_CHECK(B <= kMaxBatchTokens / T, "{}: a batch of B={} T={} exceeds the limit of {} tokens", source_, B, T,
+           kMaxBatchTokens);
 }
 
 // x[b] = bytes[start_b .. start_b+T), y[b] = bytes[start_b+1 .. start_b+T],

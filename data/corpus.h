@@ -34,6 +34,9 @@ struct Batch {
   Tensor answer_level;  // (B,T) i64
 };
 
+// The most tokens (B*T) one batch may hold: three (B,T) i64 tensors of 8 GiB.
+inline constexpr int64_t kMaxBatchTokens = int64_t{1} << 30;
+
 class Corpus {
  public:
   virtual ~Corpus() = default;

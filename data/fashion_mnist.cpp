@@ -1,8 +1,8 @@
 #include "data/fashion_mnist.h"
 
-#include <fmt/ranges.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 
@@ -12,37 +12,51 @@ namespace dg::data {
 
 namespace {
 
-// Whole file contents, decompressed if gzip. gzread passes a file that is not
-// gzip through unchanged, so one path serves plain and .gz files.
-std::vector<uint8_t> read_file_bytes(const std::string& path) {
-  std::error_code ec;
-  DG_CHECK(std::filesystem::exists(path, ec), "idx: file '{}' does not exist", path);
-  DG_CHECK(std::filesystem::is_regular_file(path, ec), "idx: '{}' is not a regular file", path);
-  std::unique_ptr<gzFile_s, int (*)(gzFile)> f(gzopen(path.c_str(), "rb"), gzclose);
-  DG_CHECK(f != nullptr, "idx: cannot open '{}' for reading", path);
-  std::vector<uint8_t> out;
-  constexpr unsigned kChunk = 1 << 20;
-  for (;;) {
-    size_t at = out.size();
-    out.resize(at + kChunk);
-    int got = gzread(f.get(), out.data() + at, kChunk);
-    if (got < 0) {
-      int code = 0;
-      const char* msg = gzerror(f.get(), &code);
-      DG_CHECK(false, "idx: error reading '{}': {} (corrupt or truncated gzip data?)", path, msg ? msg : "?");
-    }
-    out.resize(at + static_cast<size_t>(got));
-    if (got == 0) break;
+// A plain or gzip file read in pieces (gzread passes a file that is not gzip
+// through unchanged, so one path serves both). Reading piece by piece lets the
+// caller stop where the header says the data ends: a file that decompresses to
+// far more (a gzip bomb) is never held in memory.
+class GzInput {
+ public:
+  explicit GzInput(const std::string& path) : path_(path), f_(nullptr, gzclose) {
+    std::error_code ec;
+    DG_CHECK(std::filesystem::exists(path, ec), "idx: file '{}' does not exist", path);
+    DG_CHECK(std::filesystem::is_regular_file(path, ec), "idx: '{}' is not a regular file", path);
+    f_.reset(gzopen(path.c_str(), "rb"));
+    DG_CHECK(f_ != nullptr, "idx: cannot open '{}' for reading", path);
   }
-  // A gzip stream cut short reads as end-of-file with a pending error.
-  int code = 0;
-  const char* msg = gzerror(f.get(), &code);
-  DG_CHECK(code == Z_OK || code == Z_STREAM_END, "idx: error reading '{}': {} (truncated gzip data?)", path,
-           msg ? msg : "?");
-  return out;
-}
 
-uint32_t read_be32(const std::vector<uint8_t>& b, size_t at) {
+  // Up to n bytes into dst; fewer only at the end of the data.
+  size_t read(uint8_t* dst, size_t n) {
+    size_t done = 0;
+    while (done < n) {
+      const unsigned want = static_cast<unsigned>(std::min<size_t>(n - done, 1u << 20));
+      const int got = gzread(f_.get(), dst + done, want);
+      if (got < 0) fail("corrupt or truncated gzip data?");
+      if (got == 0) break;
+      done += static_cast<size_t>(got);
+    }
+    // A gzip stream cut short reads as end-of-file with a pending error.
+    if (done < n) {
+      int code = 0;
+      gzerror(f_.get(), &code);
+      if (code != Z_OK && code != Z_STREAM_END) fail("truncated gzip data?");
+    }
+    return done;
+  }
+
+ private:
+  [[noreturn]] void fail(const char* hint) {
+    int code = 0;
+    const char* msg = gzerror(f_.get(), &code);
+    throw Error(fmt::format("idx: error reading '{}': {} ({})", path_, msg ? msg : "?", hint));
+  }
+
+  std::string path_;
+  std::unique_ptr<gzFile_s, int (*)(gzFile)> f_;
+};
+
+uint32_t read_be32(const uint8_t* b, size_t at) {
   return (uint32_t{b[at]} << 24) | (uint32_t{b[at + 1]} << 16) | (uint32_t{b[at + 2]} << 8) | uint32_t{b[at + 3]};
 }
 
@@ -55,30 +69,53 @@ const char* dim_name(int64_t i) {
 }  // namespace
 
 IdxFile read_idx(const std::string& path, int expected_dims) {
-  std::vector<uint8_t> bytes = read_file_bytes(path);
-  DG_CHECK(bytes.size() >= 4, "idx: '{}' is too short for the magic number ({} bytes)", path, bytes.size());
-  uint32_t magic = read_be32(bytes, 0);
+  DG_CHECK(expected_dims >= 1 && expected_dims <= 3, "idx: '{}': read_idx reads 1 to 3 dims, asked for {}", path,
+           expected_dims);
+  GzInput in(path);
+  uint8_t head[4 + 4 * 3];
+  const size_t got_magic = in.read(head, 4);
+  DG_CHECK(got_magic == 4, "idx: '{}' is too short for the magic number ({} bytes)", path, got_magic);
+  uint32_t magic = read_be32(head, 0);
   uint32_t expected_magic = 0x800u | static_cast<uint32_t>(expected_dims);
   DG_CHECK(magic == expected_magic, "idx: '{}': magic number is 0x{:08x}, expected 0x{:08x} (uint8, {} dims)", path,
            magic, expected_magic, expected_dims);
-  size_t header = 4 + 4 * static_cast<size_t>(expected_dims);
-  DG_CHECK(bytes.size() >= header, "idx: '{}' is truncated inside the header: {} bytes, the header needs {}", path,
-           bytes.size(), header);
+  const size_t header = 4 + 4 * static_cast<size_t>(expected_dims);
+  const size_t got_header = 4 + in.read(head + 4, header - 4);
+  DG_CHECK(got_header == header, "idx: '{}' is truncated inside the header: {} bytes, the header needs {}", path,
+           got_header, header);
   IdxFile idx;
-  int64_t numel = 1;
+  std::string fields;
+  // The product of the non-zero dims is checked after every factor: it stays
+  // <= kMaxIdxValues = 2^30 and each dim is < 2^32, so no product of dims
+  // (here or in the callers: rows * cols) can overflow int64, even when a zero
+  // count makes the file empty.
+  int64_t numel = 1, nonzero = 1;
   for (int i = 0; i < expected_dims; ++i) {
-    int64_t d = read_be32(bytes, 4 + 4 * static_cast<size_t>(i));
-    // Checked against the file length after every factor: numel stays <= the
-    // file size and each dim is < 2^32, so the product never overflows int64.
+    int64_t d = read_be32(head, 4 + 4 * static_cast<size_t>(i));
     idx.dims.push_back(d);
+    fields += fmt::format("{}'{}' = {}", i ? ", " : "", dim_name(i), d);
     numel *= d;
-    DG_CHECK(numel <= static_cast<int64_t>(bytes.size()), "idx: '{}' is truncated: header field '{}' = {} gives {} values "
-             "but the file has {} bytes", path, dim_name(i), d, numel, bytes.size());
+    nonzero *= std::max<int64_t>(d, 1);
+    DG_CHECK(nonzero <= kMaxIdxValues, "idx: '{}': header {} announces more than the limit of {} values", path,
+             fields, kMaxIdxValues);
   }
-  int64_t have = static_cast<int64_t>(bytes.size() - header);
-  DG_CHECK(have == numel, "idx: '{}': header dims {} announce {} values but the file has {} bytes of data ({})", path,
-           fmt::join(idx.dims, "x"), numel, have, have < numel ? "truncated" : "trailing bytes");
-  idx.values.assign(bytes.begin() + static_cast<std::ptrdiff_t>(header), bytes.end());
+  // The values, piece by piece as they arrive (memory follows the data the
+  // file really has, not the header's claim), then one byte more to detect
+  // trailing data.
+  constexpr size_t kPiece = size_t{1} << 20;
+  while (static_cast<int64_t>(idx.values.size()) < numel) {
+    const size_t at = idx.values.size(), want = std::min(kPiece, static_cast<size_t>(numel) - at);
+    idx.values.resize(at + want);
+    const size_t got = in.read(idx.values.data() + at, want);
+    idx.values.resize(at + got);
+    if (got < want) break;
+  }
+  const auto have = static_cast<int64_t>(idx.values.size());
+  DG_CHECK(have == numel, "idx: '{}': header {} announces {} values but the file has {} bytes of data (truncated)",
+           path, fields, numel, have);
+  uint8_t extra = 0;
+  DG_CHECK(in.read(&extra, 1) == 0, "idx: '{}': header {} announces {} values but the file has trailing bytes after "
+           "them", path, fields, numel);
   return idx;
 }
 

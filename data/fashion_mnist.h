@@ -31,7 +31,11 @@ inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mni
 constexpr int64_t kFashionMnistClasses = 10, kFashionMnistSide = 28;
 
 // A uint8 idx file: its dims and values, after checking the magic number and
-// that the file holds exactly the values its header announces.
+// that the file holds exactly the values its header announces, at most
+// kMaxIdxValues (1 GiB; Fashion-MNIST's largest file holds 47 MB). Only the
+// data the file really has is ever held, so neither a header that announces
+// more nor a gzip stream that decompresses to more can exhaust memory.
+inline constexpr int64_t kMaxIdxValues = int64_t{1} << 30;
 struct IdxFile {
   std::vector<int64_t> dims;
   std::vector<uint8_t> values;

@@ -7,8 +7,10 @@
 //   dg::Generator gen(0);
 //   dg::data::Batch b = corpus.sample(dg::data::Split::train, 16, 128, gen);
 //
-// Errors (dg::Error naming the file): missing file, unreadable file, empty
-// file, and at sampling time a split too small for a (B,T) window.
+// Errors (dg::Error naming the file): missing file, not a regular file (a
+// FIFO or a device has no end to read to), unreadable or empty file, a file
+// too large for memory, and at sampling time a split too small for a (B,T)
+// window or a batch above kMaxBatchTokens.
 #include <string>
 
 #include "data/corpus.h"

@@ -17,8 +17,8 @@ uint64_t parse_u64(const Metadata& meta, const std::string& key, const std::stri
   uint64_t v = 0;
   const std::string& s = it->second;
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  DG_CHECK(ec == std::errc() && end == s.data() + s.size(), "checkpoint {}: metadata '{}' = '{}' is not an integer",
-           path, key, s);
+  DG_CHECK(ec == std::errc() && end == s.data() + s.size(),
+           "checkpoint {}: metadata '{}' = '{}' is not an integer in [0, 2^64)", path, key, excerpt(s));
   return v;
 }
 
@@ -59,14 +59,16 @@ Metadata load_checkpoint(const std::string& path, Module& model, Optimizer* opt,
   auto fmt_it = f.metadata.find("format");
   DG_CHECK(fmt_it != f.metadata.end() && fmt_it->second == kFormat,
            "checkpoint {}: not a dyngrad checkpoint (metadata 'format' is '{}', expected '{}')", path,
-           fmt_it == f.metadata.end() ? "missing" : fmt_it->second, kFormat);
+           fmt_it == f.metadata.end() ? "missing" : excerpt(fmt_it->second), kFormat);
   for (auto& [key, want] : expect) {
     auto it = f.metadata.find(key);
     DG_CHECK(it != f.metadata.end(), "checkpoint {}: metadata has no '{}' (expected '{}')", path, key, want);
     DG_CHECK(it->second == want, "checkpoint {}: '{}' is '{}' in the file but '{}' in this run", path, key,
-             it->second, want);
+             excerpt(it->second, 400), excerpt(want, 400));
   }
-  parse_u64(f.metadata, "step", path);
+  const uint64_t step = parse_u64(f.metadata, "step", path);
+  DG_CHECK(step <= static_cast<uint64_t>(INT64_MAX), "checkpoint {}: metadata 'step' = {} is out of range", path,
+           step);
   std::map<std::string, Tensor> model_state = with_prefix(f.tensors, "model.");
   std::map<std::string, Tensor> optim_state = with_prefix(f.tensors, "optim.");
   if (opt) DG_CHECK(f.metadata.count("has_optimizer") && f.metadata.at("has_optimizer") == "1",

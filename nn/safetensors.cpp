@@ -9,7 +9,9 @@
 // the file and the offending tensor or key:
 //  - the file opens, is a regular file, and holds at least the 8-byte length N;
 //  - N <= 100 MB (the reference bound) and 8 + N <= file size;
-//  - the header is valid UTF-8 JSON, an object, without duplicate keys;
+//  - the header is valid UTF-8 JSON, an object, without duplicate keys, that
+//    nests at most kMaxJsonDepth arrays/objects deep (the format needs 3) and
+//    lists at most kMaxTensors tensors;
 //  - "__metadata__", if present, is an object of string values;
 //  - every other key is a tensor: an object with "dtype" (a string naming a
 //    dtype dyngrad has), "shape" (at most kMaxDims non-negative integers) and
@@ -18,6 +20,10 @@
 //  - sorted by offset, the tensors tile the data section exactly: no overlap,
 //    no gap, no trailing bytes (the reference implementation's rule);
 //  - BOOL bytes are 0 or 1.
+// Errors quote the file's text (names, values) through dg::excerpt (bounded,
+// control characters escaped), so a hostile file cannot make a message huge,
+// and nothing recursive ever runs over the file's JSON beyond the depth bound
+// (see HeaderScan).
 #include "nn/safetensors.h"
 
 #include <fcntl.h>
@@ -46,6 +52,12 @@ static_assert(std::endian::native == std::endian::little,
 using json = nlohmann::json;
 
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // the reference implementation's bound
+constexpr int kMaxJsonDepth = 16;                   // arrays/objects inside each other; the format needs 3
+constexpr size_t kMaxTensors = 100'000;             // far above any model's tensor count (GPT-2: 150)
+
+// A JSON value of the header for an error message, cut like dg::excerpt().
+// Safe to serialise: parse_header bounds its depth.
+std::string json_excerpt(const json& v) { return excerpt(v.dump(-1, ' ', false, json::error_handler_t::replace)); }
 
 std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
 
@@ -136,10 +148,15 @@ class TempFile {
 class InputFile {
  public:
   explicit InputFile(const std::string& path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: opening a FIFO would otherwise wait for a writer before the
+    // regular-file check below can refuse it (reads of a regular file ignore it).
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     DG_CHECK(fd_ >= 0, "load_safetensors '{}': cannot open: {}", path, errno_text(errno));
     struct stat st {};
-    DG_CHECK(::fstat(fd_, &st) == 0, "load_safetensors '{}': cannot stat: {}", path, errno_text(errno));
+    const bool stat_ok = ::fstat(fd_, &st) == 0;
+    const int err = errno;
+    if (!stat_ok || !S_ISREG(st.st_mode)) ::close(fd_);  // the destructor does not run when the constructor throws
+    DG_CHECK(stat_ok, "load_safetensors '{}': cannot stat: {}", path, errno_text(err));
     DG_CHECK(S_ISREG(st.st_mode), "load_safetensors '{}': not a regular file", path);
     size_ = static_cast<uint64_t>(st.st_size);
   }
@@ -175,26 +192,70 @@ struct Entry {
   uint64_t begin, end;
 };
 
-// The header as JSON; duplicate keys (which nlohmann would silently collapse
-// to the last one) are an error.
-json parse_header(const std::string& where, const std::string& text) {
-  std::vector<std::set<std::string>> open_objects;
-  std::string duplicate;
-  auto track_keys = [&](int, json::parse_event_t event, json& parsed) {
-    if (event == json::parse_event_t::object_start) open_objects.emplace_back();
-    if (event == json::parse_event_t::object_end) open_objects.pop_back();
-    if (event == json::parse_event_t::key && !open_objects.back().insert(parsed.get<std::string>()).second &&
-        duplicate.empty())
-      duplicate = parsed.get<std::string>();
+// A first pass over the header text that keeps no values (nlohmann's SAX
+// interface, an iterative parser): the syntax, nesting deeper than
+// kMaxJsonDepth (the root is depth 1), and duplicate keys, which the DOM
+// would silently collapse to the last one. It stops at the first problem,
+// before a deep value exists to be built, destroyed or printed (recursively).
+// (nlohmann's parser callback could check the same while building the DOM,
+// but it scans the parent object at every object's end: quadratic in the
+// tensor count, 100 s for 100,000 tensors.)
+class HeaderScan : public json::json_sax_t {
+ public:
+  std::string problem;  // empty: the text is fine
+
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override {
+    keys_.emplace_back();
+    return open();
+  }
+  bool end_object() override {
+    keys_.pop_back();
+    --depth_;
     return true;
-  };
+  }
+  bool start_array(std::size_t) override { return open(); }
+  bool end_array() override {
+    --depth_;
+    return true;
+  }
+  bool key(string_t& k) override {
+    if (keys_.back().insert(k).second) return true;
+    problem = fmt::format("has the key '{}' more than once", excerpt(k));
+    return false;
+  }
+  bool parse_error(std::size_t, const std::string&, const json::exception& e) override {
+    problem = fmt::format("is not valid JSON: {}", e.what());
+    return false;
+  }
+
+ private:
+  bool open() {
+    if (++depth_ <= kMaxJsonDepth) return true;
+    problem = fmt::format("nests JSON arrays/objects more than {} deep (a safetensors header needs 3)", kMaxJsonDepth);
+    return false;
+  }
+  int depth_ = 0;
+  std::vector<std::set<std::string>> keys_;  // of each open object
+};
+
+// The header as JSON, once HeaderScan has passed it.
+json parse_header(const std::string& where, const std::string& text) {
+  HeaderScan scan;
+  const bool ok = json::sax_parse(text, &scan);
+  DG_CHECK(ok && scan.problem.empty(), "{}: header {}", where, scan.problem.empty() ? "is not valid JSON" : scan.problem);
   json header;
   try {
-    header = json::parse(text, track_keys);
-  } catch (const json::exception& e) {
+    header = json::parse(text);
+  } catch (const json::exception& e) {  // not expected after the scan
     throw Error(fmt::format("{}: header is not valid JSON: {}", where, e.what()));
   }
-  DG_CHECK(duplicate.empty(), "{}: header has the key '{}' more than once", where, duplicate);
   DG_CHECK(header.is_object(), "{}: header must be a JSON object, got {}", where, header.type_name());
   return header;
 }
@@ -203,7 +264,7 @@ Metadata parse_metadata(const std::string& where, const json& value) {
   DG_CHECK(value.is_object(), "{}: '__metadata__' must be an object of strings, got {}", where, value.type_name());
   Metadata out;
   for (const auto& [key, v] : value.items()) {
-    DG_CHECK(v.is_string(), "{}: '__metadata__' key '{}' must be a string, got {}", where, key, v.type_name());
+    DG_CHECK(v.is_string(), "{}: '__metadata__' key '{}' must be a string, got {}", where, excerpt(key), v.type_name());
     out.emplace(key, v.get<std::string>());
   }
   return out;
@@ -211,13 +272,13 @@ Metadata parse_metadata(const std::string& where, const json& value) {
 
 // A non-negative JSON integer; `field` names it in errors.
 uint64_t non_negative_integer(const std::string& where, const json& v, const std::string& field) {
-  DG_CHECK(v.is_number_integer(), "{}: {} must be an integer, got {} {}", where, field, v.type_name(), v.dump());
-  DG_CHECK(v.is_number_unsigned(), "{}: {} is {}, must be non-negative", where, field, v.dump());
+  DG_CHECK(v.is_number_integer(), "{}: {} must be an integer, got {} {}", where, field, v.type_name(), json_excerpt(v));
+  DG_CHECK(v.is_number_unsigned(), "{}: {} is {}, must be non-negative", where, field, json_excerpt(v));
   return v.get<uint64_t>();
 }
 
 Entry parse_entry(const std::string& where_file, const std::string& name, const json& value, uint64_t data_size) {
-  const std::string where = fmt::format("{}: tensor '{}'", where_file, name);
+  const std::string where = fmt::format("{}: tensor '{}'", where_file, excerpt(name));
   DG_CHECK(value.is_object(), "{}: entry must be a JSON object, got {}", where, value.type_name());
   for (const char* field : {"dtype", "shape", "data_offsets"})
     DG_CHECK(value.contains(field), "{}: missing field '{}'", where, field);
@@ -231,7 +292,7 @@ Entry parse_entry(const std::string& where_file, const std::string& name, const 
   DG_CHECK(supported != std::end(kSupported) ||
                std::find(std::begin(kUnsupported), std::end(kUnsupported), dname) == std::end(kUnsupported),
            "{}: dtype '{}' is unsupported by dyngrad (supported: F32, F64, I64, I32, BOOL)", where, dname);
-  DG_CHECK(supported != std::end(kSupported), "{}: unknown dtype '{}'", where, dname);
+  DG_CHECK(supported != std::end(kSupported), "{}: unknown dtype '{}'", where, excerpt(dname));
   e.dtype = supported->dtype;
 
   // Shape: numel is computed in u64 with overflow checks; the product of the
@@ -248,23 +309,23 @@ Entry parse_entry(const std::string& where_file, const std::string& name, const 
     has_zero |= d == 0;
     DG_CHECK(d == 0 || (!__builtin_mul_overflow(nonzero_product, d, &nonzero_product) &&
                             nonzero_product <= static_cast<uint64_t>(INT64_MAX)),
-             "{}: 'shape' {} overflows 64-bit element counts", where, shape.dump());
+             "{}: 'shape' {} overflows 64-bit element counts", where, json_excerpt(shape));
     e.shape.push_back(static_cast<int64_t>(d));
   }
   uint64_t nbytes = 0;
   DG_CHECK(!__builtin_mul_overflow(has_zero ? 0 : nonzero_product, itemsize(e.dtype), &nbytes),
-           "{}: 'shape' {} overflows 64-bit byte counts", where, shape.dump());
+           "{}: 'shape' {} overflows 64-bit byte counts", where, json_excerpt(shape));
 
   const json& offsets = value["data_offsets"];
   DG_CHECK(offsets.is_array() && offsets.size() == 2, "{}: 'data_offsets' must be [begin, end], got {}", where,
-           offsets.dump());
+           json_excerpt(offsets));
   e.begin = non_negative_integer(where, offsets[0], "'data_offsets' begin");
   e.end = non_negative_integer(where, offsets[1], "'data_offsets' end");
-  DG_CHECK(e.begin <= e.end, "{}: 'data_offsets' {} has begin > end", where, offsets.dump());
-  DG_CHECK(e.end <= data_size, "{}: 'data_offsets' {} run past the data section of {} bytes", where, offsets.dump(),
-           data_size);
-  DG_CHECK(e.end - e.begin == nbytes, "{}: 'shape' {} of {} needs {} bytes but 'data_offsets' {} span {}", where,
-           shape.dump(), dname, nbytes, offsets.dump(), e.end - e.begin);
+  DG_CHECK(e.begin <= e.end, "{}: 'data_offsets' [{}, {}] has begin > end", where, e.begin, e.end);
+  DG_CHECK(e.end <= data_size, "{}: 'data_offsets' [{}, {}] run past the data section of {} bytes", where, e.begin,
+           e.end, data_size);
+  DG_CHECK(e.end - e.begin == nbytes, "{}: 'shape' {} of {} needs {} bytes but 'data_offsets' [{}, {}] span {}",
+           where, e.shape, dname, nbytes, e.begin, e.end, e.end - e.begin);
   return e;
 }
 
@@ -276,9 +337,10 @@ void check_layout(const std::string& where, std::vector<Entry>& entries, uint64_
   const Entry* prev = nullptr;
   for (const Entry& e : entries) {
     DG_CHECK(e.begin >= covered, "{}: tensor '{}': 'data_offsets' [{}, {}] overlap tensor '{}' [{}, {}]", where,
-             e.name, e.begin, e.end, prev ? prev->name : "", prev ? prev->begin : 0, prev ? prev->end : 0);
+             excerpt(e.name), e.begin, e.end, prev ? excerpt(prev->name) : "", prev ? prev->begin : 0,
+             prev ? prev->end : 0);
     DG_CHECK(e.begin == covered, "{}: bytes [{}, {}) of the data section are not covered by any tensor (gap before "
-             "tensor '{}')", where, covered, e.begin, e.name);
+             "tensor '{}')", where, covered, e.begin, excerpt(e.name));
     covered = e.end;
     if (e.end > e.begin) prev = &e;
   }
@@ -286,9 +348,12 @@ void check_layout(const std::string& where, std::vector<Entry>& entries, uint64_
            data_size - covered);
 }
 
+// 'a', 'b', ... for an error: the first kMaxListed names, each excerpt(), then a count.
 std::string quoted_list(const std::vector<std::string>& names) {
+  constexpr size_t kMaxListed = 20;
   std::string out;
-  for (const std::string& n : names) out += (out.empty() ? "'" : ", '") + n + "'";
+  for (size_t i = 0; i < names.size() && i < kMaxListed; ++i) out += (i == 0 ? "'" : ", '") + excerpt(names[i]) + "'";
+  if (names.size() > kMaxListed) out += fmt::format(" and {} more", names.size() - kMaxListed);
   return out;
 }
 
@@ -366,6 +431,9 @@ TensorFile load_safetensors(const std::string& path) {
   const json header = parse_header(where, text);
 
   const uint64_t data_start = 8 + header_len, data_size = in.size() - data_start;
+  const size_t n_tensors = header.size() - header.count("__metadata__");
+  DG_CHECK(n_tensors <= kMaxTensors, "{}: header lists {} tensors, more than the limit of {}", where, n_tensors,
+           kMaxTensors);
   TensorFile out;
   std::vector<Entry> entries;
   for (const auto& [key, value] : header.items()) {
@@ -378,12 +446,12 @@ TensorFile load_safetensors(const std::string& path) {
 
   for (const Entry& e : entries) {
     Tensor t = empty(e.shape, {e.dtype});
-    in.read_at(t.raw_data(), e.end - e.begin, data_start + e.begin, fmt::format("tensor '{}'", e.name));
+    in.read_at(t.raw_data(), e.end - e.begin, data_start + e.begin, fmt::format("tensor '{}'", excerpt(e.name)));
     if (e.dtype == DType::b8) {  // any other byte in a bool is undefined behaviour
       const auto* bytes = static_cast<const unsigned char*>(t.raw_data());
       for (int64_t i = 0; i < t.numel(); ++i)
-        DG_CHECK(bytes[i] <= 1, "{}: tensor '{}': BOOL element {} has byte value {}, must be 0 or 1", where, e.name,
-                 i, bytes[i]);
+        DG_CHECK(bytes[i] <= 1, "{}: tensor '{}': BOOL element {} has byte value {}, must be 0 or 1", where,
+                 excerpt(e.name), i, bytes[i]);
     }
     out.tensors.emplace(e.name, std::move(t));
   }

@@ -10,6 +10,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace dg {
 
@@ -19,6 +20,13 @@ class Error : public std::runtime_error {
 };
 
 [[noreturn]] void throw_internal_error(const char* cond, const char* file, int line, const std::string& msg);
+
+// Text read from a file or other input, made safe to quote in an error: at
+// most max_bytes of it (cut at a UTF-8 character boundary, with the full
+// length said after "..."), backslash and control characters escaped, so a
+// hostile input can neither make a message huge nor put escape codes in it.
+//   DG_CHECK(ok, "{}: unknown dtype '{}'", path, dg::excerpt(name));
+std::string excerpt(std::string_view text, size_t max_bytes = 96);
 
 }  // namespace dg
 

@@ -233,6 +233,35 @@ TEST(Anomaly, BackwardInfNamesTheOp) {
   EXPECT_DG_ERROR(y.backward(), "anomaly", "'sqrt'", "test_engine.cpp");
 }
 
+TEST(Anomaly, BackwardNamesTheLineThatCreatedTheNode) {
+  Tensor x = vec({0, 1});
+  const std::string line = fmt::format("test_engine.cpp:{}", __LINE__ + 1);
+  Tensor y = sum(sqrt(x));
+  AnomalyGuard on;
+  EXPECT_DG_ERROR(y.backward(), "anomaly", "'sqrt'", line.c_str());
+}
+
+// Site (autograd/site.h) takes the caller's file, line and function, also
+// through a defaulted argument of the caller and through the operators.
+namespace {
+Site where_called(Site site = Site::current()) { return site; }
+}  // namespace
+
+TEST(Site, IsTheCallersLocation) {
+  const uint_least32_t line = __LINE__ + 1;
+  const Site s = where_called();
+  EXPECT_EQ(s.line(), line);
+  EXPECT_NE(std::string(s.file_name()).find("test_engine.cpp"), std::string::npos) << s.file_name();
+  EXPECT_NE(std::string(s.function_name()).find("TestBody"), std::string::npos) << s.function_name();
+
+  Tensor a = vec({1, 2}), b = vec({3, 4});
+  const uint_least32_t op_line = __LINE__ + 1;
+  Tensor c = a * b, d = exp(c);
+  EXPECT_EQ(c.grad_fn()->site().line(), op_line);
+  EXPECT_EQ(d.grad_fn()->site().line(), op_line);
+  EXPECT_NE(std::string(d.grad_fn()->site().file_name()).find("test_engine.cpp"), std::string::npos);
+}
+
 TEST(Anomaly, OffByDefault) {
   EXPECT_FALSE(is_anomaly_enabled());
   Tensor x = vec({-1});
@@ -248,4 +277,23 @@ TEST(Gradcheck, CatchesAWrongBackward) {
   auto r = gradcheck([](const Tensors& in) { return Wrong::apply(in[0]); }, {x});
   EXPECT_FALSE(r.ok);
   EXPECT_NE(r.message.find("analytic"), std::string::npos) << r.message;
+}
+
+// The perturbed copies gradcheck feeds to the function keep each input's
+// shape, 0-dim included (they used to arrive as shape [1]).
+TEST(Gradcheck, PerturbedInputsKeepTheirShape) {
+  Tensor s = rand_input({}, 7), m = rand_input({2, 3}, 8);
+  std::vector<Shape> seen;
+  auto fn = [&](const Tensors& in) {
+    seen.push_back(in[0].shape());
+    seen.push_back(in[1].shape());
+    return in[0] * in[1];
+  };
+  EXPECT_GRADCHECK(fn, {s, m});
+  EXPECT_GRADGRADCHECK(fn, {s, m});
+  ASSERT_GT(seen.size(), 4u);
+  for (size_t i = 0; i < seen.size(); i += 2) {
+    EXPECT_EQ(seen[i], Shape{}) << "call " << i / 2;
+    EXPECT_EQ(seen[i + 1], (Shape{2, 3})) << "call " << i / 2;
+  }
 }

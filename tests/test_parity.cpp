@@ -140,6 +140,8 @@ const std::map<std::string, Runner>& runners() {
       {"matmul", [](const Tensors& x, const json&) { return Tensors{matmul(x[0], x[1])}; }},
       {"matmul_bt", [](const Tensors& x, const json&) { return Tensors{matmul(x[0], transpose(x[1], 0, 1))}; }},
       {"matmul_at", [](const Tensors& x, const json&) { return Tensors{matmul(transpose(x[0], 0, 1), x[1])}; }},
+      {"linear",
+       [](const Tensors& x, const json&) { return Tensors{linear(x[0], x[1], x.size() > 2 ? x[2] : Tensor())}; }},
       // indexing
       {"index_select", [](const Tensors& x, const json& p) { return Tensors{index_select(x[0], p["dim"], x[1])}; }},
       {"index_add",
@@ -164,6 +166,26 @@ const std::map<std::string, Runner>& runners() {
        }},
       {"attention", [](const Tensors& x, const json& p) {
          return Tensors{scaled_dot_product_attention(x[0], x[1], x[2], p["causal"], p["scale"])};
+       }},
+      // grouped ops: inputs x, then per group weight (and bias)
+      {"grouped_linear", [](const Tensors& x, const json& p) {
+         const bool bias = p["bias"];
+         Tensors w, b;
+         for (size_t i = 1; i < x.size(); i += bias ? 2 : 1) {
+           w.push_back(x[i]);
+           if (bias) b.push_back(x[i + 1]);
+         }
+         return Tensors{grouped_linear(x[0], p["offsets"].get<std::vector<int64_t>>(), w, b)};
+       }},
+      {"grouped_layer_norm", [](const Tensors& x, const json& p) {
+         Tensors w, b;
+         for (size_t i = 1; i + 1 < x.size(); i += 2) w.push_back(x[i]), b.push_back(x[i + 1]);
+         return Tensors{grouped_layer_norm(x[0], p["offsets"].get<std::vector<int64_t>>(), w, b, p["eps"])};
+       }},
+      {"attention_varlen",
+       [](const Tensors& x, const json& p) { return Tensors{attention_varlen(x[0], x[1], x[2], x[3], p["scale"])}; }},
+      {"attention_qkv", [](const Tensors& x, const json& p) {
+         return Tensors{attention_qkv(x[0], p["n_head"], x.size() > 1 ? x[1] : Tensor(), p["scale"])};
        }},
   };
   return table;

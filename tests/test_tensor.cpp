@@ -146,3 +146,16 @@ TEST(Allocator, CachesFreedBlocks) {
   EXPECT_EQ(again.raw_data(), first);  // the cached block is handed out again
   EXPECT_EQ(reinterpret_cast<uintptr_t>(again.raw_data()) % 64, 0u);
 }
+
+// dg::excerpt: input text quoted in errors, bounded and escaped.
+TEST(Error, ExcerptBoundsAndEscapes) {
+  EXPECT_EQ(excerpt("plain text"), "plain text");
+  EXPECT_EQ(excerpt(std::string(96, 'x')), std::string(96, 'x'));
+  EXPECT_EQ(excerpt(std::string(200, 'x')), std::string(96, 'x') + "... (200 bytes)");
+  EXPECT_EQ(excerpt("a\nb\tc\\d\x1b[0m\x7f"), "a\\nb\\tc\\\\d\\x1b[0m\\x7f");
+  // cut before a character that would straddle the bound: 95 bytes, then the 2-byte e-acute
+  EXPECT_EQ(excerpt(std::string(95, 'a') + "\xc3\xa9zz"), std::string(95, 'a') + "... (99 bytes)");
+  EXPECT_EQ(excerpt(std::string(94, 'a') + "\xc3\xa9zz", 96), std::string(94, 'a') + "\xc3\xa9... (98 bytes)");
+  EXPECT_EQ(excerpt("abcdef", 3), "abc... (6 bytes)");
+  EXPECT_EQ(excerpt(""), "");
+}

@@ -14,12 +14,13 @@
 
 namespace dg::testing {
 
-// f64 inputs that require grad, with values from a fixed seed.
+// f64 inputs that require grad, with values from a fixed seed (shape {}: a 0-dim tensor).
 inline Tensor rand_input(const Shape& shape, uint64_t seed, double lo = -1.0, double hi = 1.0) {
   Generator g(seed);
   Tensor u = rand(shape, {DType::f64}, &g);
   std::vector<double> v = u.to_vector<double>();
   for (double& x : v) x = lo + (hi - lo) * x;
+  if (shape.empty()) return scalar_tensor(v.at(0), {DType::f64}).set_requires_grad();
   return from_vector<double>(v, shape).set_requires_grad();
 }
 

@@ -37,16 +37,12 @@
 // (buffers from Eigen's aligned allocator, row stride padded to 64 bytes), so
 // a query's probabilities depend only on its own visible keys: perturbing a
 // later key leaves earlier outputs bit-identical (causality is exact).
-// GCC 12 reports false (maybe-)uninitialized warnings inside Eigen's AVX-512 packet math
-// (the "undefined" vectors of _mm512_extractf64x4_pd, _mm512_cvtpd_epi32, ...); not about this code.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/eigen.h"
 #include "tensor/cpu/loops.h"
 
 namespace dg::cpu {

@@ -12,18 +12,11 @@
 // result does not depend on the layout) and the loops vectorise. Ops with a
 // transcendental core (exp, tanh, sigmoid, gelu, silu, ...) compute it with
 // Eigen's SIMD functions over the block and the rest in plain loops.
-// GCC 12 reports the self-initialised `__Y = __Y` inside the AVX-512
-// intrinsics that Eigen's packet math inlines (a known false positive).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <Eigen/Core>
-#pragma GCC diagnostic pop
-
 #include <algorithm>
 #include <array>
 
 #include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/eigen.h"
 #include "tensor/cpu/loops.h"
 #include "tensor/functors.h"
 

@@ -28,6 +28,9 @@ namespace dg::cpu {
 
 namespace {
 
+// Callers copy the two fields into named variables instead of a structured
+// binding: the parallel loops' lambdas capture them, which C++20 allows for
+// bindings but Clang 14 does not implement.
 struct OuterInner {
   int64_t outer = 1, inner = 1;
 };
@@ -75,7 +78,8 @@ void CpuBackend::index_select(const Tensor& x, int64_t dim, const Tensor& idx, c
     if (x.is_contiguous()) {
       // Fast path: every (o, k) is one run of I contiguous elements (for dim 0,
       // the embedding lookup, one memcpy per row).
-      auto [O, I] = split_at(x.shape(), dim);
+      const OuterInner oi = split_at(x.shape(), dim);
+      const int64_t O = oi.outer, I = oi.inner;
       const int64_t D = x.shape()[dim];
       parallel_for(O * K, O * K * I, [&](int64_t ok) {
         int64_t o = ok / K, k = ok % K;
@@ -114,7 +118,8 @@ void CpuBackend::index_add(const Tensor& out, int64_t dim, const Tensor& idx, co
     if (out.is_contiguous() && src.is_contiguous()) {
       // Fast path: tasks are (outer row, column chunk); each adds all K source
       // rows of its columns, in index order (vectorised row adds).
-      auto [O, I] = split_at(out.shape(), dim);
+      const OuterInner oi = split_at(out.shape(), dim);
+      const int64_t O = oi.outer, I = oi.inner;
       const int64_t D = out.shape()[dim];
       const int64_t chunk = column_chunk(O, I, O * K * I), nchunks = (I + chunk - 1) / chunk;
       parallel_for(O * nchunks, O * K * I, [&](int64_t task) {
@@ -205,7 +210,8 @@ void CpuBackend::scatter_add(const Tensor& out, int64_t dim, const Tensor& idx, 
 void CpuBackend::topk(const Tensor& x, int64_t k, int64_t dim, bool largest, bool sorted, const Tensor& values,
                       const Tensor& indices) {
   DG_ASSERT(values.is_contiguous() && indices.is_contiguous() && indices.dtype() == DType::i64);
-  auto [O, I] = split_at(x.shape(), dim);
+  const OuterInner oi = split_at(x.shape(), dim);
+  const int64_t O = oi.outer, I = oi.inner;
   const int64_t D = x.shape()[dim];
   const Strides& xst = x.strides();
   const int64_t xs = xst[dim];

@@ -10,16 +10,10 @@
 //
 // Rows are independent: OpenMP over rows, Eigen array maps inside a row
 // (max, exp and sum are SIMD-vectorised).
-// GCC 12 reports a false -Wmaybe-uninitialized inside its own AVX-512
-// intrinsic headers (the `__Y = __Y` idiom of _mm*_undefined_*, GCC bug
-// 105593) wherever Eigen's vectorised exp/max are inlined; silenced here only.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <Eigen/Core>
-#pragma GCC diagnostic pop
 #include <cmath>
 
 #include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/eigen.h"
 #include "tensor/cpu/loops.h"
 
 namespace dg::cpu {

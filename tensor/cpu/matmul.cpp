@@ -21,17 +21,14 @@
 // big product is split by Eigen's own OpenMP GEMM (it follows
 // omp_get_max_threads(), i.e. DG_NUM_THREADS or
 // dg::set_num_threads).
-// GCC 12 reports a false "may be used uninitialized" inside its own AVX-512
-// intrinsics when Eigen's kernels are inlined (GCC bug 105593).
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
-#include <Eigen/Core>
 #include <omp.h>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 
 #include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/eigen.h"
 #include "tensor/cpu/loops.h"
 
 #ifdef DG_HAVE_OPENBLAS

@@ -11,16 +11,12 @@
 // Weight/bias gradients sum over rows: each thread adds its rows into its own
 // partial vector, and the partials are summed after the parallel loop, so
 // there is no race and, for a fixed thread count, the result is deterministic.
-// GCC 12 reports false (maybe-)uninitialized warnings inside Eigen's AVX-512 packet math
-// (the "undefined" vectors of _mm512_extractf64x4_pd, _mm512_cvtpd_epi32, ...); not about this code.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/eigen.h"
 #include "tensor/cpu/loops.h"
 
 namespace dg::cpu {

@@ -20,14 +20,11 @@
 //   v = v*beta2 + ((1-beta2)*g)*g               (addcmul_: value * t1 * t2)
 //   p = p + (-lr/bc1 * m) / (sqrt(v)/sqrt(bc2) + eps)   (addcdiv_: value * t1 / t2)
 // with bc1 = 1 - beta1^t, bc2 = 1 - beta2^t (Python's float pow, i.e. C pow).
-// GCC 12 reports false (maybe-)uninitialized warnings inside Eigen's AVX-512 packet math; not about this code.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 
 #include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/eigen.h"
 #include "tensor/cpu/loops.h"
 
 namespace dg::cpu {

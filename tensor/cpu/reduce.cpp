@@ -18,7 +18,6 @@
 // Accuracy: sums and products of f32 accumulate in double; contiguous f32
 // runs are summed in SIMD blocks of kSumBlock (Eigen) whose partial sums are
 // added in double, so the error does not grow with the length of the run.
-#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -26,11 +25,8 @@
 #include <type_traits>
 
 #include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/eigen.h"
 #include "tensor/cpu/loops.h"
-
-// GCC 12 reports a false "may be used uninitialized" inside its own AVX-512
-// intrinsics when Eigen's reductions are inlined (GCC bug 105593).
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 namespace dg::cpu {
 

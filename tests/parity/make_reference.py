@@ -104,6 +104,45 @@ def attention_torch(q, k, v, causal, scale):
     return torch.softmax(att, dim=-1) @ v
 
 
+def grouped_torch(fn, x, offsets, per_group):
+    # rows [offsets[k], offsets[k+1]) of x through fn(rows, *per_group[k]), concatenated
+    return torch.cat([fn(x[offsets[k]:offsets[k + 1]], *per_group[k]) for k in range(len(offsets) - 1)], 0)
+
+
+def grouped_linear_torch(x, *wb, p):
+    # inputs: x, then per group weight (and bias when p["bias"])
+    step = 2 if p["bias"] else 1
+    groups = [(wb[i], wb[i + 1] if p["bias"] else None) for i in range(0, len(wb), step)]
+    return grouped_torch(lambda r, w, b: F.linear(r, w, b), x, p["offsets"], groups)
+
+
+def grouped_layer_norm_torch(x, *wb, p):
+    groups = [(wb[i], wb[i + 1]) for i in range(0, len(wb), 2)]
+    return grouped_torch(lambda r, w, b: F.layer_norm(r, (r.shape[-1],), w, b, p["eps"]), x, p["offsets"], groups)
+
+
+def attention_varlen_torch(q, k, v, cu, scale):
+    # q, k, v (H, N, D); sequence s is rows [cu[s], cu[s+1]), causal within itself
+    outs = []
+    for s in range(len(cu) - 1):
+        a, b = int(cu[s]), int(cu[s + 1])
+        if b > a:
+            outs.append(attention_torch(q[None, :, a:b], k[None, :, a:b], v[None, :, a:b], True, scale)[0])
+    return torch.cat(outs, 1)
+
+
+def attention_qkv_torch(qkv, n_head, scale, cu=None):
+    # qkv (B, T, 3C) or packed (N, 3C); per token [q | k | v], head h at columns h*D..(h+1)*D of each third
+    C = qkv.shape[-1] // 3
+    heads = lambda t: t.reshape(*t.shape[:-1], n_head, C // n_head).transpose(-3, -2)  # (..., H, T, D)
+    q, k, v = (heads(t) for t in qkv.split(C, -1))
+    if cu is None:
+        out = attention_torch(q, k, v, True, scale)
+    else:
+        out = attention_varlen_torch(q, k, v, cu, scale)
+    return out.transpose(-3, -2).reshape(*qkv.shape[:-1], C)
+
+
 def cross_entropy_torch(logits, target, p):
     # dyngrad takes logits (..., V) with target (...); torch wants (N, V).
     V = logits.shape[-1]
@@ -231,6 +270,8 @@ case("matmul", "matmul", [fl((2, 3, 4)), fl((4, 5))], lambda a, b, p: a @ b, nam
 case("matmul", "matmul", [fl((4,)), fl((4, 5))], lambda a, b, p: a @ b, name="vec_mat")
 case("matmul", "matmul", [fl((3, 4)), fl((4,))], lambda a, b, p: a @ b, name="mat_vec")
 case("matmul", "matmul", [fl((4,)), fl((4,))], lambda a, b, p: a @ b, name="dot")
+case("matmul", "linear", [fl((3, 4)), fl((5, 4)), fl((5,))], lambda x, w, b, p: F.linear(x, w, b), name="linear_bias")
+case("matmul", "linear", [fl((2, 3, 4)), fl((5, 4))], lambda x, w, p: F.linear(x, w), name="linear_3d_no_bias")
 
 # indexing
 case("index", "index_select", [fl((5, 3)), i64([4, 0, 2, 0])],
@@ -285,6 +326,26 @@ case("nn", "attention", QKV, lambda q, k, v, p: attention_torch(q, k, v, p["caus
      name="attention_causal", causal=True, scale=0.0)
 case("nn", "attention", QKV, lambda q, k, v, p: attention_torch(q, k, v, p["causal"], p["scale"]),
      name="attention_full_scale", causal=False, scale=0.375)
+# grouped ops: rows [offsets[k], offsets[k+1]) through group k's layer; group 1 is empty
+case("nn", "grouped_linear", [fl((6, 4)), fl((3, 4)), fl((3,)), fl((3, 4)), fl((3,)), fl((3, 4)), fl((3,))],
+     lambda x, *rest: grouped_linear_torch(x, *rest[:-1], p=rest[-1]), name="grouped_linear_bias",
+     offsets=[0, 2, 2, 6], bias=True)
+case("nn", "grouped_linear", [fl((5, 4)), fl((2, 4)), fl((2, 4))],
+     lambda x, *rest: grouped_linear_torch(x, *rest[:-1], p=rest[-1]), name="grouped_linear_no_bias",
+     offsets=[0, 3, 5], bias=False)
+case("nn", "grouped_layer_norm", [fl((7, 8)), fl((8,)), fl((8,)), fl((8,)), fl((8,)), fl((8,)), fl((8,))],
+     lambda x, *rest: grouped_layer_norm_torch(x, *rest[:-1], p=rest[-1]), offsets=[0, 3, 3, 7], eps=1e-5)
+# packed sequences of lengths 3, 0, 4 (cu_seqlens), two heads
+case("nn", "attention_varlen", [fl((2, 7, 4)), fl((2, 7, 4)), fl((2, 7, 4)), i64([0, 3, 3, 7])],
+     lambda q, k, v, cu, p: attention_varlen_torch(q, k, v, cu, p["scale"]), name="attention_varlen", scale=0.0)
+case("nn", "attention_varlen", [fl((1, 5, 3)), fl((1, 5, 3)), fl((1, 5, 3)), i64([0, 5])],
+     lambda q, k, v, cu, p: attention_varlen_torch(q, k, v, cu, p["scale"]), name="attention_varlen_scale",
+     scale=0.625)
+case("nn", "attention_qkv", [fl((2, 5, 12))], lambda qkv, p: attention_qkv_torch(qkv, p["n_head"], p["scale"]),
+     name="attention_qkv_padded", n_head=2, scale=0.0)
+case("nn", "attention_qkv", [fl((7, 18)), i64([0, 4, 4, 7])],
+     lambda qkv, cu, p: attention_qkv_torch(qkv, p["n_head"], p["scale"], cu), name="attention_qkv_packed", n_head=3,
+     scale=0.5)
 
 
 # --- running the table ------------------------------------------------------
