@@ -24,9 +24,13 @@ int main(int argc, char** argv) {
   app.add_option("--top-k", top_k, "keep the k most likely bytes (0 = all)")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--samples", samples, "how many samples")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--seed", seed, "sampling seed")->capture_default_str();
+  // ---- safety flags ----
+  bool allow_nonfinite = false;
+  app.add_flag("--allow-nonfinite", allow_nonfinite, "load a checkpoint holding NaN/inf weights (a diverged run)");
+  // ---- end safety flags ----
   CLI11_PARSE(app, argc, argv);
   try {
-    auto model = models::load_model(path);
+    auto model = models::load_model(path, allow_nonfinite);
     for (int64_t i = 0; i < samples; ++i) {
       models::SampleOptions o{.max_new_tokens = tokens, .temperature = temperature, .top_k = top_k,
                               .seed = seed + static_cast<uint64_t>(i), .stop_token = -1};

@@ -41,6 +41,9 @@ struct Flags : examples::LMFlags {
   int64_t eval_batches = 8, samples = 4, sample_tokens = 120;
   double lr = 3e-3, min_lr = 3e-4, weight_decay = 0.1, grad_clip = 1.0;
   int threads = 0;
+  // safety flags (divergence, existing runs)
+  std::string on_nonfinite = "stop";
+  bool overwrite = false;
 };
 
 std::string format_duration(double s) {
@@ -160,6 +163,12 @@ int main(int argc, char** argv) {
   app.add_option("--threads", f.threads, "CPU threads (0: DG_NUM_THREADS or all cores)")->capture_default_str();
   app.add_option("--samples", f.samples, "samples to print at the end")->capture_default_str();
   app.add_option("--sample-tokens", f.sample_tokens, "bytes per sample")->capture_default_str();
+  // ---- safety flags ----
+  app.add_option("--on-nonfinite", f.on_nonfinite,
+                 "a NaN/inf loss or gradient norm: stop (error, exit 1) or skip the step (counted)")
+      ->check(CLI::IsMember({"stop", "skip"}))->capture_default_str();
+  app.add_flag("--overwrite", f.overwrite, "start over in an --out folder that already holds a run (removes it)");
+  // ---- end safety flags ----
   examples::add_model_flags(app, f);
   CLI11_PARSE(app, argc, argv);
 
@@ -175,15 +184,17 @@ int main(int argc, char** argv) {
     o.weight_decay = f.weight_decay, o.grad_clip = f.grad_clip, o.eval_every = f.eval_every;
     o.eval_batches = f.eval_batches, o.seed = f.seed, o.out_dir = f.out, o.resume = f.resume;
     o.stop_at = f.stop_at;
+    o.on_nonfinite = f.on_nonfinite == "skip" ? train::OnNonfinite::skip : train::OnNonfinite::stop;
+    o.overwrite = f.overwrite;
     train::Trainer trainer(*model, *corpus, o);
     if (f.resume) fmt::print("resumed from {}/ckpt.safetensors at step {}\n", f.out, trainer.step());
     Progress progress;
     trainer.run([&](const train::StepLog& s) { progress.step(s); },
                 [&](const train::EvalLog& e) { progress.eval(e); });
     fmt::print("done: {} steps, {:.0f} tokens/s, {:.3g} training FLOPs; final val loss {:.4f} (unigram {:.3f}, "
-               "bigram {:.3f})\n",
+               "bigram {:.3f}); {} steps skipped (non-finite)\n",
                trainer.step(), trainer.tokens_per_s(), trainer.train_flops(), trainer.last_eval().val.loss,
-               corpus->unigram_entropy(), corpus->bigram_entropy());
+               corpus->unigram_entropy(), corpus->bigram_entropy(), trainer.skipped());
     print_routing(*model, *corpus, f);
     print_samples(*model, *corpus, f);
   } catch (const std::exception& e) {  // dg::Error included

@@ -54,7 +54,7 @@ std::unique_ptr<LanguageModel> make_model(const std::string& kind, const std::st
   throw Error(fmt::format("make_model: unknown model kind '{}' (registered: {})", kind, fmt::join(model_kinds(), ", ")));
 }
 
-std::unique_ptr<LanguageModel> load_model(const std::string& path) {
+std::unique_ptr<LanguageModel> load_model(const std::string& path, bool allow_nonfinite) {
   nn::TensorFile f = nn::load_safetensors(path);
   auto kind = f.metadata.find("model_kind"), cfg = f.metadata.find("model_config");
   DG_CHECK(kind != f.metadata.end() && cfg != f.metadata.end(),
@@ -64,6 +64,11 @@ std::unique_ptr<LanguageModel> load_model(const std::string& path) {
   for (auto& [name, t] : model->state_dict()) targets.emplace(name, t);
   for (auto& [name, t] : f.tensors)
     if (name.rfind("model.", 0) == 0) weights.emplace(name.substr(6), t);
+  if (!allow_nonfinite) {
+    const std::string bad = nn::first_nonfinite(weights);
+    DG_CHECK(bad.empty(), "load_model: {}: tensor 'model.{}' holds NaN or infinity (a diverged run; "
+             "--allow-nonfinite loads it anyway)", path, bad);
+  }
   nn::load_into(nn::TensorFile{weights, {}}, targets, /*strict=*/true, path);
   return model;
 }

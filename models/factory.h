@@ -38,6 +38,6 @@ std::unique_ptr<LanguageModel> make_model(const std::string& kind, const std::st
 
 // The model a checkpoint holds, weights loaded (optimizer state ignored).
 // A dg::Error names the file and what is wrong.
-std::unique_ptr<LanguageModel> load_model(const std::string& checkpoint_path);
+std::unique_ptr<LanguageModel> load_model(const std::string& checkpoint_path, bool allow_nonfinite = false);
 
 }  // namespace dg::models

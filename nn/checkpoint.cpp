@@ -1,6 +1,7 @@
 #include "nn/checkpoint.h"
 
 #include <charconv>
+#include <cmath>
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
@@ -32,6 +33,18 @@ std::map<std::string, Tensor> with_prefix(const NamedTensors& all, const std::st
 
 }  // namespace
 
+std::string first_nonfinite(const NamedTensors& tensors) {
+  NoGradGuard no_grad;
+  for (auto& [name, t] : tensors) {
+    if (!is_floating(t.dtype()) || t.numel() == 0) continue;
+    // A sum in f64 of f32/f64 values is non-finite iff some value is (no f32
+    // sum overflows f64; f64 sums of huge finite values could, and then the
+    // weights are unusable anyway).
+    if (!std::isfinite(sum(to_dtype(t, DType::f64)).item<double>())) return name;
+  }
+  return "";
+}
+
 void put_generator(Metadata& meta, const std::string& prefix, const Generator& gen) {
   meta[prefix + ".seed"] = std::to_string(gen.seed());
   meta[prefix + ".offset"] = std::to_string(gen.offset());
@@ -47,6 +60,10 @@ void save_checkpoint(const std::string& path, const Module& model, const Optimiz
   for (auto& [name, t] : model.state_dict()) tensors.emplace("model." + name, t);
   if (opt)
     for (auto& [name, t] : opt->state_dict()) tensors.emplace("optim." + name, t);
+  const std::string bad = first_nonfinite(tensors);
+  DG_CHECK(bad.empty(),
+           "save_checkpoint {}: tensor '{}' holds NaN or infinity; not written (the previous checkpoint is kept)",
+           path, bad);
   Metadata meta = metadata;
   meta["format"] = kFormat;
   meta["step"] = std::to_string(step);
@@ -54,8 +71,14 @@ void save_checkpoint(const std::string& path, const Module& model, const Optimiz
   save_safetensors(path, tensors, meta);
 }
 
-Metadata load_checkpoint(const std::string& path, Module& model, Optimizer* opt, const Metadata& expect) {
+Metadata load_checkpoint(const std::string& path, Module& model, Optimizer* opt, const Metadata& expect,
+                         bool allow_nonfinite) {
   TensorFile f = load_safetensors(path);
+  if (!allow_nonfinite) {
+    const std::string bad = first_nonfinite(f.tensors);
+    DG_CHECK(bad.empty(), "checkpoint {}: tensor '{}' holds NaN or infinity (a diverged run; allow_nonfinite / "
+             "--allow-nonfinite loads it anyway)", path, bad);
+  }
   auto fmt_it = f.metadata.find("format");
   DG_CHECK(fmt_it != f.metadata.end() && fmt_it->second == kFormat,
            "checkpoint {}: not a dyngrad checkpoint (metadata 'format' is '{}', expected '{}')", path,

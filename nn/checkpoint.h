@@ -20,7 +20,13 @@
 
 namespace dg::nn {
 
-// Writes model (+ optimizer, when given) with `step` and `metadata`.
+// The name of the first tensor (map order) holding a NaN or an infinity, or
+// "" when all are finite. Integer and bool tensors are always finite.
+std::string first_nonfinite(const NamedTensors& tensors);
+
+// Writes model (+ optimizer, when given) with `step` and `metadata`. Refuses
+// (dg::Error naming the file and tensor, nothing written, the previous file
+// kept) when a weight or an optimizer moment is NaN or infinite.
 void save_checkpoint(const std::string& path, const Module& model, const Optimizer* opt, int64_t step,
                      const Metadata& metadata = {});
 
@@ -28,8 +34,10 @@ void save_checkpoint(const std::string& path, const Module& model, const Optimiz
 // entry in `expect` must be present with the same value (a one-line dg::Error
 // naming the file, the key and both values otherwise), and the model's and
 // optimizer's tensors must match strictly. Nothing is modified unless all
-// checks pass. Returns the file's metadata (with "step").
-Metadata load_checkpoint(const std::string& path, Module& model, Optimizer* opt, const Metadata& expect = {});
+// checks pass. A tensor holding NaN or infinity is an error naming the file
+// and the tensor unless allow_nonfinite. Returns the file's metadata (with "step").
+Metadata load_checkpoint(const std::string& path, Module& model, Optimizer* opt, const Metadata& expect = {},
+                         bool allow_nonfinite = false);
 
 // Generator state as metadata ("<prefix>.seed", "<prefix>.offset") and back.
 void put_generator(Metadata& meta, const std::string& prefix, const Generator& gen);

@@ -27,6 +27,7 @@
 #include "nn/safetensors.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -359,7 +360,34 @@ std::string quoted_list(const std::vector<std::string>& names) {
 
 }  // namespace
 
+int remove_stale_temp_files(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const std::string prefix = target.filename().string() + ".tmp.";
+  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  auto digits = [](std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  int removed = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string_view rest = std::string_view(name).substr(prefix.size());  // "<pid>.<n>"
+    const size_t dot = rest.find('.');
+    if (dot == std::string_view::npos || !digits(rest.substr(0, dot)) || !digits(rest.substr(dot + 1)) ||
+        dot > 9)
+      continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(std::string(rest.substr(0, dot))));
+    const bool dead = pid != ::getpid() && ::kill(pid, 0) != 0 && errno == ESRCH;
+    std::error_code rm_ec;
+    if (dead && it->is_regular_file(rm_ec) && fs::remove(it->path(), rm_ec)) ++removed;
+  }
+  return removed;
+}
+
 void save_safetensors(const std::string& path, const NamedTensors& tensors, const Metadata& metadata) {
+  remove_stale_temp_files(path);
   // Layout order: itemsize descending, then name (see the top of this file).
   std::vector<NamedTensors::const_iterator> order;
   for (auto it = tensors.begin(); it != tensors.end(); ++it) {

@@ -35,7 +35,14 @@ using Metadata = std::map<std::string, std::string>;
 // Writes `tensors` (any device, any strides: the file holds their row-major
 // values) and `metadata` to `path`, replacing an existing file only once the
 // new one is complete and flushed to disk. The name "__metadata__" is reserved.
+// Before writing, it removes stale temporary files of `path` (see below).
 void save_safetensors(const std::string& path, const NamedTensors& tensors, const Metadata& metadata = {});
+
+// Removes the temporary files an interrupted save of `path` left behind:
+// only names "<path>.tmp.<pid>.<n>" (the pattern save_safetensors writes)
+// whose process <pid> no longer runs (a live writer's file is left alone).
+// Returns how many were removed; an unreadable folder removes nothing.
+int remove_stale_temp_files(const std::string& path);
 
 struct TensorFile {
   NamedTensors tensors;  // CPU, contiguous

@@ -155,6 +155,7 @@ TrainOptions train_options(const CompareOptions& o, int64_t steps, double budget
   t.warmup = std::min(o.warmup, steps / 4), t.weight_decay = o.weight_decay, t.grad_clip = o.grad_clip;
   t.eval_every = std::max<int64_t>(1, steps / o.evals), t.eval_batches = o.eval_batches, t.seed = o.seed;
   t.out_dir = dir, t.flop_budget = o.match == Match::flops ? budget : 0.0, t.flop_schedule = o.match == Match::flops;
+  t.overwrite = true;  // a comparison reruns every run from scratch into its folder
   return t;
 }
 

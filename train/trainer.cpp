@@ -4,10 +4,13 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
+#include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "nn/checkpoint.h"
+#include "nn/safetensors.h"
 
 namespace dg::train {
 
@@ -44,13 +47,78 @@ Trainer::Trainer(models::LanguageModel& model, const data::Corpus& corpus, Train
            o_.min_lr, o_.warmup);
   opt_ = std::make_unique<nn::AdamW>(nn::decay_groups(model.parameters(), o_.weight_decay), o_.lr, o_.beta1,
                                      o_.beta2, 1e-8);
-  if (!o_.out_dir.empty()) std::filesystem::create_directories(o_.out_dir);
+  DG_CHECK(!(o_.resume && o_.overwrite), "train: --resume and --overwrite exclude each other");
+  prepare_out_dir();
   if (o_.resume) {
     const std::string path = o_.out_dir + "/ckpt.safetensors";
     DG_CHECK(!o_.out_dir.empty() && std::filesystem::exists(path),
              "train: --resume needs a checkpoint at {} (none found)", path.empty() ? "<no --out>" : path);
     load(path);
+    truncate_metrics_after(step_);
   }
+}
+
+void Trainer::prepare_out_dir() {
+  namespace fs = std::filesystem;
+  if (o_.out_dir.empty()) return;
+  fs::create_directories(o_.out_dir);
+  const std::string ckpt = o_.out_dir + "/ckpt.safetensors", metrics = o_.out_dir + "/metrics.jsonl";
+  nn::remove_stale_temp_files(ckpt);
+  if (o_.resume) return;
+  const bool has_run = fs::exists(ckpt) || fs::exists(metrics);
+  DG_CHECK(!has_run || o_.overwrite,
+           "train: {} already holds a run (ckpt.safetensors or metrics.jsonl); pass --resume to continue it or "
+           "--overwrite to start over",
+           o_.out_dir);
+  for (const char* ours : {"ckpt.safetensors", "metrics.jsonl", "routing.json"}) fs::remove(o_.out_dir + "/" + ours);
+}
+
+// A run killed after logging steps past its last checkpoint would log them
+// again after resuming: keep only the lines of steps <= the checkpoint's.
+void Trainer::truncate_metrics_after(int64_t step) {
+  const std::string path = o_.out_dir + "/metrics.jsonl";
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("step") || !j["step"].is_number_integer())
+      continue;  // a line cut by the kill
+    const int64_t s = j["step"].get<int64_t>();
+    if (s > step) continue;
+    if (s == step && j.value("kind", "") == "eval") logged_eval_step_ = step;
+    kept += line + '\n';
+  }
+  in.close();
+  const std::string tmp = path + ".resume";
+  std::ofstream(tmp, std::ios::trunc) << kept;
+  std::filesystem::rename(tmp, path);
+}
+
+bool Trainer::nonfinite_step(double loss, double lm, double gnorm) {
+  if (std::isfinite(loss) && std::isfinite(lm) && std::isfinite(gnorm)) return false;
+  if (o_.on_nonfinite == OnNonfinite::skip) {
+    opt_->zero_grad();
+    ++skipped_;
+    return true;
+  }
+  const char* what = !std::isfinite(loss) ? "the loss" : !std::isfinite(lm) ? "the LM loss" : "the gradient norm";
+  const double value = !std::isfinite(loss) ? loss : !std::isfinite(lm) ? lm : gnorm;
+  std::string first_bad;
+  {
+    NoGradGuard no_grad;
+    for (auto& [name, p] : model_.named_parameters()) {
+      Tensor g = p.grad();
+      if (g.defined() && !std::isfinite(sum(to_dtype(g, DType::f64)).item<double>())) {
+        first_bad = fmt::format("; first non-finite gradient: '{}'", name);
+        break;
+      }
+    }
+  }
+  throw Error(fmt::format("train: step {}: {} is {} (diverged{}); stopped, the last good checkpoint {} is kept "
+                          "(--on-nonfinite skip skips such steps instead)",
+                          step_ + 1, what, value, first_bad,
+                          o_.out_dir.empty() ? "<no --out>" : o_.out_dir + "/ckpt.safetensors"));
 }
 
 void Trainer::write_metrics(const std::string& line) const {
@@ -87,8 +155,12 @@ void Trainer::run(const StepFn& on_step, const EvalFn& on_eval) {
     last_eval_ = {step_, evaluate_now(), train_flops_};
     nlohmann::json j = eval_json(last_eval_.val);
     j["step"] = step_, j["train_flops"] = train_flops_, j["kind"] = "eval";
-    write_metrics(j.dump());
+    if (step_ != logged_eval_step_) write_metrics(j.dump());
     if (on_eval) on_eval(last_eval_);
+    DG_CHECK(std::isfinite(last_eval_.val.loss),
+             "train: step {}: the validation loss is {} (the weights diverged); stopped, the last good checkpoint {} "
+             "is kept",
+             step_, last_eval_.val.loss, o_.out_dir.empty() ? "<no --out>" : o_.out_dir + "/ckpt.safetensors");
     if (!o_.out_dir.empty()) save(o_.out_dir + "/ckpt.safetensors");
   };
   double busy_s = 0;  // time in training steps (evaluation excluded)
@@ -105,19 +177,26 @@ void Trainer::run(const StepFn& on_step, const EvalFn& on_eval) {
     data::Batch b = corpus_.sample(data::Split::train, o_.batch, o_.block, data_gen_);
     models::LossOutput out = model_.loss(b.x, b.y);
     out.objective.backward();
-    const double gnorm = o_.grad_clip > 0 ? nn::clip_grad_norm(opt_->params(), o_.grad_clip) : 0.0;
-    if (std::isfinite(gnorm)) opt_->step();
+    // The global norm every step (clipping off: an infinite bound, nothing scaled).
+    const double gnorm =
+        nn::clip_grad_norm(opt_->params(), o_.grad_clip > 0 ? o_.grad_clip : std::numeric_limits<double>::infinity());
+    const double loss = out.objective.item<double>(), lm = out.lm.item<double>();
+    const bool skip = nonfinite_step(loss, lm, gnorm);
+    if (!skip) opt_->step();
     ++step_;
     // Backward costs about twice the forward: 3x forward FLOPs per token.
     train_flops_ += 3.0 * model_.last_forward_flops_per_token() * tokens;
     const double dt = seconds_since(ts);
     busy_s += dt, ++run_steps;
     tokens_per_s_ = tokens * static_cast<double>(run_steps) / busy_s;
-    StepLog log{step_, o_.steps, out.objective.item<double>(), out.lm.item<double>(), lr, gnorm,
-                tokens / dt, train_flops_, seconds_since(t0), out.stats};
-    nlohmann::json j = {{"kind", "train"}, {"step", step_},         {"loss", log.loss},
-                        {"lm", log.lm},     {"lr", lr},              {"grad_norm", gnorm},
-                        {"tokens_per_s", log.tokens_per_s},          {"train_flops", train_flops_}};
+    StepLog log{step_,       o_.steps, loss, lm, lr, gnorm, tokens / dt, train_flops_, seconds_since(t0),
+                out.stats, skipped_};
+    // JSON has no NaN: a skipped step's non-finite values are logged as null.
+    auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+    nlohmann::json j = {{"kind", "train"}, {"step", step_},         {"loss", num(loss)},
+                        {"lm", num(lm)},    {"lr", lr},              {"grad_norm", num(gnorm)},
+                        {"tokens_per_s", log.tokens_per_s},          {"train_flops", train_flops_},
+                        {"skipped", skipped_}};
     for (auto& [k, v] : out.stats) j[k] = v;
     write_metrics(j.dump());
     if (on_step) on_step(log);

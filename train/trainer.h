@@ -24,6 +24,8 @@
 
 namespace dg::train {
 
+enum class OnNonfinite { stop, skip };
+
 struct TrainOptions {
   int64_t steps = 500;
   int64_t batch = 16;
@@ -45,6 +47,16 @@ struct TrainOptions {
   // (an estimate; train/schedule.h). At most 4 * steps steps.
   bool flop_schedule = false;
   int64_t stop_at = 0;          // stop (checkpointed) at this step, keeping the schedule of `steps` (0: off)
+  // ---- safety (divergence, existing runs) ----
+  // A non-finite loss, LM loss or gradient norm: `stop` throws a dg::Error
+  // (step, value, first parameter with a non-finite grad; the last good
+  // checkpoint is kept); `skip` drops the step (no optimizer or moment
+  // update) and counts it (metrics "skipped", Trainer::skipped()).
+  OnNonfinite on_nonfinite = OnNonfinite::stop;
+  // A fresh run (not resume) into an out_dir that already holds a run
+  // (ckpt.safetensors or metrics.jsonl) is an error unless overwrite, which
+  // removes our files there (checkpoint, metrics, routing trace, temp files).
+  bool overwrite = false;
 };
 
 // One optimisation step, for progress displays and logs.
@@ -58,6 +70,7 @@ struct StepLog {
   double train_flops = 0;  // so far, 3x forward
   double seconds = 0;     // since start
   std::map<std::string, double> stats;
+  int64_t skipped = 0;    // steps skipped for a non-finite value so far (this process)
 };
 
 struct EvalLog {
@@ -85,9 +98,14 @@ class Trainer {
   const EvalLog& last_eval() const { return last_eval_; }
   double tokens_per_s() const { return tokens_per_s_; }
   nn::Optimizer& optimizer() { return *opt_; }
+  int64_t skipped() const { return skipped_; }  // non-finite steps skipped (OnNonfinite::skip)
 
  private:
   void write_metrics(const std::string& json_line) const;
+  void prepare_out_dir();        // refuse / wipe an existing run, remove stale temp files
+  void truncate_metrics_after(int64_t step);  // on resume: drop lines logged after the checkpoint
+  // On a non-finite loss / grad norm: throws (stop) or returns true (skip).
+  bool nonfinite_step(double loss, double lm, double gnorm);
 
   models::LanguageModel& model_;
   const data::Corpus& corpus_;
@@ -96,6 +114,8 @@ class Trainer {
   std::unique_ptr<nn::Optimizer> opt_;
   Generator data_gen_;
   int64_t step_ = 0;
+  int64_t skipped_ = 0;
+  int64_t logged_eval_step_ = -1;  // a resumed run's checkpoint step whose eval line is already logged
   double train_flops_ = 0, tokens_per_s_ = 0;
   EvalLog last_eval_;
 };
