@@ -51,10 +51,11 @@ std::string RoutingTrace::to_json(const std::string& text, const std::vector<int
   nlohmann::json paths = nlohmann::json::array();
   for (const auto& path : tokens) {
     nlohmann::json p = nlohmann::json::array();
-    for (const TraceStep& st : path) p.push_back({st.step, st.block, st.q, st.lambda});
+    for (const TraceStep& st : path) p.push_back({st.step, st.block, st.w, st.lambda});
     paths.push_back(p);
   }
-  j["paths"] = paths;  // per token: [step, block (-1 = return), q, lambda]
+  j["paths"] = paths;  // per token: [step, block (-1 = return), w, lambda]
+  j["path_fields"] = {"step", "block", "w", "lambda"};
   TraceSummary s = summary();
   j["summary"] = {{"mean_depth", s.mean_depth},   {"depth_histogram", s.depth_histogram},
                   {"usage", s.usage},             {"transitions", s.transitions},

@@ -1,6 +1,7 @@
 #pragma once
 // RoutingTrace: what Mixture-of-Blocks did with every token in one forward —
-// per token the list of (step, block, q, lambda), block -1 meaning "return".
+// per token the list of (step, block, w, lambda), block -1 meaning "return",
+// w the weight of R + w·Delta (q, or 1 with the straight-through weight).
 // Summaries (depth histogram, block usage per step, transitions, repeat rate)
 // feed logs, tests and the pictures of tools/plot_routing.py.
 //
@@ -17,7 +18,7 @@ namespace dg::models {
 struct TraceStep {
   int32_t step = 0;
   int32_t block = -1;   // -1: the token returned (halted) at this step
-  float q = 0;          // renormalised probability of the chosen block (0 on return)
+  float w = 0;          // weight of the block's output: q, or 1 straight-through (0 on return)
   float lambda = 0;     // probability of returning at this step
 };
 
@@ -37,7 +38,8 @@ struct RoutingTrace {
   void reset(int64_t B_, int64_t T_, int64_t n, int64_t D);
   int64_t depth(int64_t token) const;  // block applications
   TraceSummary summary() const;
-  // JSON: dims, per-token paths, the summary, the text (raw bytes of the
+  // JSON: dims, per-token paths ([step, block, w, lambda], named in
+  // "path_fields"; traces before w was named hold the same order), the summary, the text (raw bytes of the
   // first sequence) and per-token answer levels (1..4, else -1) when given,
   // for tools/plot_routing.py.
   std::string to_json(const std::string& text = "", const std::vector<int64_t>& answer_levels = {}) const;

@@ -11,6 +11,9 @@ writes
   depth_by_level.png  mean depth per difficulty level of the arithmetic
                    corpus (only when the JSON has "answer_levels")
 
+Each entry of "paths" is [step, block (-1 = return), w, lambda], w the
+weight of the block's output (older traces called it q; same position).
+
 Run with Debian's interpreter (/usr/bin/python3), which has matplotlib.
 """
 import argparse

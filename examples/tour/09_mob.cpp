@@ -36,7 +36,7 @@ int main() try {
     std::string text;
     std::set<int32_t> used;
     for (const TraceStep& s : path) {
-      text += s.block < 0 ? fmt::format("return(λ={:.2f})", s.lambda) : fmt::format("B{}(q={:.2f}) ", s.block, s.q);
+      text += s.block < 0 ? fmt::format("return(λ={:.2f})", s.lambda) : fmt::format("B{}(w={:.2f}) ", s.block, s.w);
       repeats |= s.block >= 0 && !used.insert(s.block).second;
     }
     fmt::print("token {:2}: depth {}  {}\n", tok, trace.depth(tok), text);
