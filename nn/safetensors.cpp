@@ -90,8 +90,12 @@ class TempFile {
  public:
   explicit TempFile(const std::string& target) : target_(target) {
     static std::atomic<uint64_t> counter{0};
-    path_ = fmt::format("{}.tmp.{}.{}", target, ::getpid(), counter++);
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    // A name taken (a stale file of an earlier process that had our pid): the next one.
+    for (int tries = 0; tries < 1000; ++tries) {
+      path_ = fmt::format("{}.tmp.{}.{}", target, ::getpid(), counter++);
+      fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+      if (fd_ >= 0 || errno != EEXIST) break;
+    }
     DG_CHECK(fd_ >= 0, "save_safetensors '{}': cannot create temporary file '{}': {}", target_, path_,
              errno_text(errno));
   }

@@ -170,10 +170,12 @@ TEST(CrashSafety, StaleTempFilesOfDeadWritersAreRemovedAndNothingElse) {
   EXPECT_EQ(nn::remove_stale_temp_files(ckpt), 1);
   EXPECT_FALSE(fs::exists(dead));
   for (const std::string& p : kept) EXPECT_TRUE(fs::exists(p)) << p;
-  // A save removes them too.
+  // A save removes them too, and steps over a name taken by an earlier process with our pid.
   std::ofstream(dead) << "x";
   nn::save_safetensors(ckpt, {{"a", zeros({2})}});
   EXPECT_FALSE(fs::exists(dead));
+  EXPECT_TRUE(fs::exists(kept[0]));
+  EXPECT_EQ(nn::load_safetensors(ckpt).tensors.size(), 1u);
   fs::remove_all(dir);
 }
 
