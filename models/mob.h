@@ -21,7 +21,9 @@
 //
 // Gate init `dense_path`: the per-step bias starts at +3 on block d at step
 // d < n and on return at d >= n (gate weights zero), so an untrained MoB runs
-// exactly the dense n-layer path.
+// the dense n-layer path: with BlockWeight::straight_through it equals the
+// dense model; with the default weight q each block's output is scaled by
+// q = e^3 / (e^3 + n - 1).
 //
 // Legend: B = batch, T = time, C = channels, N = B*T tokens, Na = active
 // tokens at a step, n = blocks, D = max depth.
