@@ -32,25 +32,31 @@ int64_t sample_token(const std::vector<double>& logits, double temperature, int6
 
 std::vector<int64_t> generate(LanguageModel& model, const std::vector<int64_t>& prompt, const SampleOptions& opt) {
   DG_CHECK(!prompt.empty(), "generate: the prompt is empty (give at least one token)");
-  DG_CHECK(static_cast<int64_t>(prompt.size()) <= model.block_size(),
-           "generate: prompt of {} tokens is longer than the model's block_size {}", prompt.size(), model.block_size());
   DG_CHECK(opt.temperature >= 0 && opt.top_k >= 0, "generate: temperature {} and top_k {} must be >= 0",
            opt.temperature, opt.top_k);
   model.eval();
   NoGradGuard no_grad;
   Generator gen(opt.seed);
-  auto state = model.start_decoding(1);
-  Tensor logits = model.decode(*state, from_vector<int64_t>(prompt, {1, static_cast<int64_t>(prompt.size())}));
+  const int64_t V = model.vocab_size(), context = model.block_size();
+  std::vector<int64_t> all = prompt;  // prompt and new tokens
+  std::unique_ptr<DecodeState> state;
+  // Decodes the last `context` tokens of `all` in a fresh state (the prompt,
+  // and every step once the context is full: the window slides).
+  auto restart = [&] {
+    const int64_t n = std::min<int64_t>(context, static_cast<int64_t>(all.size()));
+    state = model.start_decoding(1);
+    return model.decode(*state, from_vector<int64_t>(std::vector<int64_t>(all.end() - n, all.end()), {1, n}));
+  };
+  Tensor logits = restart();
   std::vector<int64_t> out;
-  const int64_t V = model.vocab_size();
   while (static_cast<int64_t>(out.size()) < opt.max_new_tokens) {
-    std::vector<double> all = logits.to_vector<double>();
-    std::vector<double> last(all.end() - V, all.end());
+    std::vector<double> row = logits.to_vector<double>();
+    std::vector<double> last(row.end() - V, row.end());
     const double u = rand({1}, {DType::f64}, &gen).item<double>();
     const int64_t tok = sample_token(last, opt.temperature, opt.top_k, u);
-    out.push_back(tok);
-    if (tok == opt.stop_token || state->position >= model.block_size()) break;
-    logits = model.decode(*state, from_vector<int64_t>({tok}, {1, 1}));
+    out.push_back(tok), all.push_back(tok);
+    if (tok == opt.stop_token || static_cast<int64_t>(out.size()) == opt.max_new_tokens) break;
+    logits = state->position < context ? model.decode(*state, from_vector<int64_t>({tok}, {1, 1})) : restart();
   }
   return out;
 }

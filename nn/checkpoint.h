@@ -25,8 +25,9 @@ void save_checkpoint(const std::string& path, const Module& model, const Optimiz
                      const Metadata& metadata = {});
 
 // Loads into model (+ optimizer) after validating the file: every metadata
-// entry in `expect` must be present with the same value (a one-line dg::Error
-// naming the file, the key and both values otherwise), and the model's and
+// entry in `expect` must be present with the same value — JSON objects (the
+// model config) compared parsed, key by key — (a one-line dg::Error naming the
+// file, the key and both values otherwise), and the model's and
 // optimizer's tensors must match strictly. Nothing is modified unless all
 // checks pass. Returns the file's metadata (with "step").
 Metadata load_checkpoint(const std::string& path, Module& model, Optimizer* opt, const Metadata& expect = {});
