@@ -8,6 +8,19 @@
 
 namespace dg::models {
 
+const config::Table<SampleOptions>& sample_options_table() {
+  using S = SampleOptions;
+  static const config::Table<S> t = {
+      config::integer<S>("max_new_tokens", "--tokens", &S::max_new_tokens, 0, INT64_MAX,
+                         "tokens to generate (past the context the window slides)"),
+      config::real<S>("temperature", "--temperature", &S::temperature, {0, config::kInf}, "0 = greedy"),
+      config::integer<S>("top_k", "--top-k", &S::top_k, 0, INT64_MAX, "keep the k most likely tokens (0 = all)"),
+      config::seed<S>("seed", "--seed", &S::seed, "sampling seed"),
+      config::integer<S>("stop_token", "", &S::stop_token, -1, INT64_MAX, "stop after this token (-1: never)"),
+  };
+  return t;
+}
+
 int64_t sample_token(const std::vector<double>& logits, double temperature, int64_t top_k, double u) {
   const int64_t V = static_cast<int64_t>(logits.size());
   DG_CHECK(V > 0, "sample: empty logits");
@@ -32,8 +45,7 @@ int64_t sample_token(const std::vector<double>& logits, double temperature, int6
 
 std::vector<int64_t> generate(LanguageModel& model, const std::vector<int64_t>& prompt, const SampleOptions& opt) {
   DG_CHECK(!prompt.empty(), "generate: the prompt is empty (give at least one token)");
-  DG_CHECK(opt.temperature >= 0 && opt.top_k >= 0, "generate: temperature {} and top_k {} must be >= 0",
-           opt.temperature, opt.top_k);
+  config::check_ranges(sample_options_table(), opt, "generate");
   model.eval();
   NoGradGuard no_grad;
   Generator gen(opt.seed);

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "models/config_table.h"
 #include "models/lm.h"
 
 namespace dg::models {
@@ -25,6 +26,8 @@ struct SampleOptions {
   uint64_t seed = 0;
   int64_t stop_token = -1;
 };
+// SampleOptions' fields: flags --tokens, --temperature, --top-k, --seed; ranges.
+const config::Table<SampleOptions>& sample_options_table();
 
 // Returns only the new tokens. The model is put in eval mode (and left so).
 std::vector<int64_t> generate(LanguageModel& model, const std::vector<int64_t>& prompt, const SampleOptions& opt);
