@@ -42,7 +42,10 @@ struct EnumNames {
   }
   bool parse(const std::string& s, E& out) const {
     for (auto& [v, n] : names)
-      if (s == n) return out = v, true;
+      if (s == n) {
+        out = v;
+        return true;
+      }
     return false;
   }
   std::string list() const {  // "ponder | bias"
