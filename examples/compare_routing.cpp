@@ -32,6 +32,7 @@
 
 #include "examples/lm_flags.h"
 #include "train/compare.h"
+#include "train/trainer.h"
 
 using namespace dg;
 
@@ -40,17 +41,28 @@ namespace {
 struct Flags : examples::LMFlags {
   std::vector<std::string> runs;
   std::string match = "flops", out = "runs/compare";
-  int64_t steps = 1500, batch = 16, warmup = 100, evals = 6, eval_batches = 8;
-  double lr = 3e-3, min_lr = 3e-4, weight_decay = 0.1, grad_clip = 1.0, budget = 0;
+  int64_t steps = 1500, evals = 6;
+  double budget = 0;
+  // --batch, --lr, --min-lr, --warmup, --weight-decay, --grad-clip, --eval-batches (train::train_options_table()).
+  train::TrainOptions train = defaults();
+  static train::TrainOptions defaults() {
+    train::TrainOptions o;
+    o.batch = 16, o.warmup = 100;
+    return o;
+  }
   int threads = 0;
   bool no_plot = false;
 };
+const std::vector<std::string> kTrainFlags = {"--batch",        "--lr",        "--min-lr",      "--warmup",
+                                              "--weight-decay", "--grad-clip", "--eval-batches"};
 
-// The default runs: dense-L, dense-L/2, MoD, MoB.
+// The default runs: dense-L, dense-L/2 (none when L = 1: it would be dense-L again), MoD, MoB.
 std::vector<std::string> default_runs(const Flags& f) {
-  const int64_t half = std::max<int64_t>(1, f.layers / 2);
-  return {fmt::format("dense-{}=dense", f.layers), fmt::format("dense-{}=dense:n_layer={}", half, half), "mod=mod",
-          "mob=mob"};
+  const int64_t L = f.gpt.n_layer;
+  std::vector<std::string> runs = {fmt::format("dense-{}=dense", L)};
+  if (L >= 2) runs.push_back(fmt::format("dense-{}=dense:n_layer={}", L / 2, L / 2));
+  runs.insert(runs.end(), {"mod=mod", "mob=mob"});
+  return runs;
 }
 
 }  // namespace
@@ -70,14 +82,8 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--match", f.match, "flops (equal training FLOPs) | steps (equal steps)")
       ->check(CLI::IsMember({"flops", "steps"}))->capture_default_str();
-  app.add_option("--batch", f.batch, "sequences per step (B)")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--lr", f.lr, "peak learning rate (AdamW)")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--min-lr", f.min_lr, "learning rate at the end of the cosine decay")->capture_default_str();
-  app.add_option("--warmup", f.warmup, "linear warmup steps")->check(CLI::NonNegativeNumber)->capture_default_str();
-  app.add_option("--weight-decay", f.weight_decay, "AdamW decoupled weight decay on 2-D weights")->capture_default_str();
-  app.add_option("--grad-clip", f.grad_clip, "clip the global gradient norm (0: off)")->capture_default_str();
+  examples::add_flags(app, train::train_options_table(), f.train, kTrainFlags);
   app.add_option("--evals", f.evals, "evaluations per run (the loss-vs-FLOPs curve)")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--eval-batches", f.eval_batches, "validation batches per evaluation")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--out", f.out, "output folder (each run's previous metrics there are replaced)")->capture_default_str();
   app.add_option("--threads", f.threads, "CPU threads (0: DG_NUM_THREADS or all cores)")->capture_default_str();
   app.add_flag("--no-plot", f.no_plot, "do not run tools/plot_compare.py");
@@ -85,21 +91,26 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
+    // Everything that can be checked before a model is built or a step runs.
+    f.train.steps = f.steps, f.train.block = f.gpt.block_size, f.train.seed = f.gpt.seed;
+    train::validate(f.train);
     if (f.threads > 0) set_num_threads(f.threads);
     if (f.runs.empty()) f.runs = default_runs(f);
     std::vector<train::RunSpec> specs;
     for (const std::string& s : f.runs)
       specs.push_back(train::parse_run(s, [&](const std::string& kind) { return examples::model_config(f, kind); }));
-    auto corpus = examples::load_corpus(f.data, f.seed);
+    auto corpus = examples::load_corpus(f.data, f.gpt.seed);
+    train::check_data(*corpus, f.gpt.block_size);
     fmt::print("compare_routing: data {} (train {} bytes, val {}; unigram entropy {:.3f}, bigram {:.3f} nats/byte), "
                "B={} T={}, match {}\n",
                corpus->source(), corpus->size(data::Split::train), corpus->size(data::Split::val),
-               corpus->unigram_entropy(), corpus->bigram_entropy(), f.batch, f.block, f.match);
+               corpus->unigram_entropy(), corpus->bigram_entropy(), f.train.batch, f.gpt.block_size, f.match);
+    const train::TrainOptions& t = f.train;
     train::CompareOptions o;
     o.out = f.out, o.match = f.match == "steps" ? train::Match::steps : train::Match::flops, o.steps = f.steps;
-    o.budget = f.budget, o.batch = f.batch, o.block = f.block, o.warmup = f.warmup, o.evals = f.evals;
-    o.eval_batches = f.eval_batches, o.lr = f.lr, o.min_lr = f.min_lr, o.weight_decay = f.weight_decay;
-    o.grad_clip = f.grad_clip, o.seed = f.seed;
+    o.budget = f.budget, o.batch = t.batch, o.block = t.block, o.warmup = t.warmup, o.evals = f.evals;
+    o.eval_batches = t.eval_batches, o.lr = t.lr, o.min_lr = t.min_lr, o.weight_decay = t.weight_decay;
+    o.grad_clip = t.grad_clip, o.seed = t.seed;
     std::vector<train::RunResult> rows = train::compare_runs(specs, *corpus, o);
     fmt::print("\n{}", train::results_table(rows));
     fmt::print("\nresults: {0}/table.md, {0}/summary.jsonl, {0}/<run>/metrics.jsonl\n", f.out);

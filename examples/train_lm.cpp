@@ -34,16 +34,16 @@ using namespace dg;
 namespace {
 
 struct Flags : examples::LMFlags {
-  std::string model = "mob", out;
-  bool resume = false;
-  int64_t stop_at = 0;
-  int64_t steps = 2500, batch = 16, warmup = 100, eval_every = 500;
-  int64_t eval_batches = 8, samples = 4, sample_tokens = 120;
-  double lr = 3e-3, min_lr = 3e-4, weight_decay = 0.1, grad_clip = 1.0;
+  std::string model = "mob";
+  // --steps, --batch, --lr, ... (train::train_options_table()); block and seed come from --block and --seed.
+  train::TrainOptions train = defaults();
+  static train::TrainOptions defaults() {
+    train::TrainOptions o;
+    o.steps = 2500, o.batch = 16, o.warmup = 100, o.eval_every = 500;
+    return o;
+  }
+  int64_t samples = 4, sample_tokens = 120;
   int threads = 0;
-  // safety flags (divergence, existing runs)
-  std::string on_nonfinite = "stop";
-  bool overwrite = false;
 };
 
 std::string format_duration(double s) {
@@ -87,7 +87,7 @@ struct Progress {
 
 void print_routing(models::LanguageModel& model, const data::Corpus& corpus, const Flags& f) {
   if (auto* mob = dynamic_cast<models::MoB*>(&model)) {
-    data::Batch b = corpus.eval_batch(0, 1, f.block);
+    data::Batch b = corpus.eval_batch(0, 1, f.gpt.block_size);
     mob->eval();
     {
       NoGradGuard ng;
@@ -101,16 +101,16 @@ void print_routing(models::LanguageModel& model, const data::Corpus& corpus, con
     fmt::print("\n  block share:    ");
     for (size_t k = 0; k < s.block_share.size(); ++k) fmt::print(" F{}:{:.0f}%", k, 100 * s.block_share[k]);
     fmt::print("\n");
-    if (!f.out.empty()) {
-      std::string text(corpus.bytes(data::Split::val).substr(0, f.block));
-      std::ofstream(f.out + "/routing.json") << mob->last_trace().to_json(text, b.answer_level.to_vector<int64_t>());
+    if (!f.train.out_dir.empty()) {
+      std::string text(corpus.bytes(data::Split::val).substr(0, f.gpt.block_size));
+      std::ofstream(f.train.out_dir + "/routing.json") << mob->last_trace().to_json(text, b.answer_level.to_vector<int64_t>());
       fmt::print("  trace: {}/routing.json (pictures: /usr/bin/python3 tools/plot_routing.py {}/routing.json)\n",
-                 f.out, f.out);
+                 f.train.out_dir, f.train.out_dir);
     }
   }
   if (auto* mod = dynamic_cast<models::MoD*>(&model)) {
     mod->set_routing(models::MoDRouting::causal);
-    train::EvalResult r = train::evaluate(*mod, corpus, f.batch, f.block, f.eval_batches);
+    train::EvalResult r = train::evaluate(*mod, corpus, f.train.batch, f.gpt.block_size, f.train.eval_batches);
     double frac = 0;
     for (double x : mod->last_stats().fraction) frac += x / static_cast<double>(mod->last_stats().fraction.size());
     mod->set_routing(models::MoDRouting::topk);
@@ -131,7 +131,7 @@ void print_samples(models::LanguageModel& model, const data::Corpus& corpus, con
     size_t len = (eq != std::string::npos && eq < nl) ? eq - start + 1 : std::min<size_t>(16, val.size() - start);
     std::string prompt = val.substr(start, len);
     models::SampleOptions so{.max_new_tokens = f.sample_tokens, .temperature = 0.8, .top_k = 40,
-                             .seed = f.seed + static_cast<uint64_t>(i), .stop_token = -1};
+                             .seed = f.gpt.seed + static_cast<uint64_t>(i), .stop_token = -1};
     std::vector<int64_t> out = models::generate(model, data::encode(prompt), so);
     std::string text = data::decode(out);
     if (dynamic_cast<data::SyntheticCorpus*>(const_cast<data::Corpus*>(&corpus)))
@@ -147,47 +147,31 @@ int main(int argc, char** argv) {
   CLI::App app{"Train a byte-level language model (dense GPT, Mixture-of-Depths or Mixture-of-Blocks)."};
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a repeated flag: the last wins
   app.add_option("--model", f.model, "dense | mod | mob")->check(CLI::IsMember({"dense", "mod", "mob"}))->capture_default_str();
-  app.add_option("--steps", f.steps, "training steps (total, also when resuming)")->capture_default_str();
-  app.add_option("--batch", f.batch, "sequences per step (B)")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--lr", f.lr, "peak learning rate (AdamW)")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--min-lr", f.min_lr, "learning rate at the end of the cosine decay")->capture_default_str();
-  app.add_option("--warmup", f.warmup, "linear warmup steps")->check(CLI::NonNegativeNumber)->capture_default_str();
-  app.add_option("--weight-decay", f.weight_decay, "AdamW decoupled weight decay on 2-D weights")->capture_default_str();
-  app.add_option("--grad-clip", f.grad_clip, "clip the global gradient norm (0: off)")->capture_default_str();
-  app.add_option("--eval-every", f.eval_every, "evaluate (and checkpoint) every N steps; 0: only at the end")->capture_default_str();
-  app.add_option("--eval-batches", f.eval_batches, "validation batches per evaluation")->capture_default_str();
-  app.add_option("--out", f.out, "output folder: metrics.jsonl, ckpt.safetensors, routing.json");
-  app.add_flag("--resume", f.resume, "continue from <out>/ckpt.safetensors (same model flags)");
-  app.add_option("--stop-at", f.stop_at, "stop (with a checkpoint) at this step; the schedule still spans --steps")
+  examples::add_flags(app, train::train_options_table(), f.train);
+  app.add_option("--threads", f.threads, "CPU threads (0: DG_NUM_THREADS or all cores)")->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--threads", f.threads, "CPU threads (0: DG_NUM_THREADS or all cores)")->capture_default_str();
-  app.add_option("--samples", f.samples, "samples to print at the end")->capture_default_str();
-  app.add_option("--sample-tokens", f.sample_tokens, "bytes per sample")->capture_default_str();
-  // ---- safety flags ----
-  app.add_option("--on-nonfinite", f.on_nonfinite,
-                 "a NaN/inf loss or gradient norm: stop (error, exit 1) or skip the step (counted)")
-      ->check(CLI::IsMember({"stop", "skip"}))->capture_default_str();
-  app.add_flag("--overwrite", f.overwrite, "start over in an --out folder that already holds a run (removes it)");
-  // ---- end safety flags ----
+  app.add_option("--samples", f.samples, "samples to print at the end")->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--sample-tokens", f.sample_tokens, "bytes per sample")->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   examples::add_model_flags(app, f);
   CLI11_PARSE(app, argc, argv);
 
   try {
+    // Everything that can be checked before a model is built or a step runs.
+    train::TrainOptions& o = f.train;
+    o.block = f.gpt.block_size, o.seed = f.gpt.seed;
+    train::validate(o);
+    const std::string config = examples::model_config(f, f.model);
     if (f.threads > 0) set_num_threads(f.threads);
-    auto corpus = examples::load_corpus(f.data, f.seed);
-    auto model = models::make_model(f.model, examples::model_config(f, f.model));
+    auto corpus = examples::load_corpus(f.data, f.gpt.seed);
+    train::check_data(*corpus, o.block);
+    auto model = models::make_model(f.model, config);
     fmt::print("train_lm: {} model, {:.2f}M parameters, data {} (train {} bytes, val {}); unigram entropy {:.3f} nats\n",
                model->kind(), static_cast<double>(model->num_parameters()) / 1e6, corpus->source(),
                corpus->size(data::Split::train), corpus->size(data::Split::val), corpus->unigram_entropy());
-    train::TrainOptions o;
-    o.steps = f.steps, o.batch = f.batch, o.block = f.block, o.lr = f.lr, o.min_lr = f.min_lr, o.warmup = f.warmup;
-    o.weight_decay = f.weight_decay, o.grad_clip = f.grad_clip, o.eval_every = f.eval_every;
-    o.eval_batches = f.eval_batches, o.seed = f.seed, o.out_dir = f.out, o.resume = f.resume;
-    o.stop_at = f.stop_at;
-    o.on_nonfinite = f.on_nonfinite == "skip" ? train::OnNonfinite::skip : train::OnNonfinite::stop;
-    o.overwrite = f.overwrite;
     train::Trainer trainer(*model, *corpus, o);
-    if (f.resume) fmt::print("resumed from {}/ckpt.safetensors at step {}\n", f.out, trainer.step());
+    if (o.resume) fmt::print("resumed from {}/ckpt.safetensors at step {}\n", o.out_dir, trainer.step());
     Progress progress;
     trainer.run([&](const train::StepLog& s) { progress.step(s); },
                 [&](const train::EvalLog& e) { progress.eval(e); });

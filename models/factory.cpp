@@ -2,6 +2,7 @@
 
 #include <fmt/ranges.h>
 
+#include <nlohmann/json.hpp>
 #include <utility>
 
 #include "models/gpt.h"
@@ -22,6 +23,23 @@ Registry& registry() {
       {"mob", [](const std::string& j) { return std::make_unique<MoB>(mob_config_from_json(j)); }},
   };
   return r;
+}
+
+// The weights the trunk of a built-in config needs (trunk_parameters), or 0
+// when the config does not say (then its parser reports what is wrong). Only
+// non-negative integers are read, never converted from floats.
+double trunk_weights_claimed(const std::string& config_json) {
+  const nlohmann::json j = nlohmann::json::parse(config_json, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return 0;
+  auto size = [&](const char* key) -> int64_t {
+    auto it = j.find(key);
+    if (it == j.end() || !it->is_number_unsigned() || it->get<uint64_t>() > (1ull << 40)) return 0;
+    return static_cast<int64_t>(it->get<uint64_t>());
+  };
+  GPTConfig c{.n_embd = size("n_embd"), .block_size = size("block_size"), .vocab_size = size("vocab_size")};
+  auto tied = j.find("tied_head");
+  c.tied_head = tied == j.end() || !tied->is_boolean() || tied->get<bool>();
+  return trunk_parameters(c, j.contains("n_blocks") ? size("n_blocks") : size("n_layer"));  // MoB: n_blocks
 }
 
 }  // namespace
@@ -59,6 +77,14 @@ std::unique_ptr<LanguageModel> load_model(const std::string& path, bool allow_no
   auto kind = f.metadata.find("model_kind"), cfg = f.metadata.find("model_config");
   DG_CHECK(kind != f.metadata.end() && cfg != f.metadata.end(),
            "load_model: {} has no model_kind / model_config metadata (not a dyngrad training checkpoint)", path);
+  // A few bytes of config can ask for gigabytes: the file must hold at least
+  // the trunk's weights before anything is allocated.
+  double held = 0;
+  for (auto& [name, t] : f.tensors)
+    if (name.rfind("model.", 0) == 0) held += static_cast<double>(t.numel());
+  const double claimed = trunk_weights_claimed(cfg->second);
+  DG_CHECK(claimed <= held, "load_model: {}: model_config asks for {:.4g} weights in the trunk alone, but the file "
+           "holds {:.4g} (a truncated or mismatched checkpoint)", path, claimed, held);
   auto model = make_model(kind->second, cfg->second);
   nn::NamedTensors targets, weights;
   for (auto& [name, t] : model->state_dict()) targets.emplace(name, t);

@@ -8,6 +8,19 @@
 
 namespace dg::models {
 
+const config::Table<SampleOptions>& sample_options_table() {
+  using S = SampleOptions;
+  static const config::Table<S> t = {
+      config::integer<S>("max_new_tokens", "--tokens", &S::max_new_tokens, 0, INT64_MAX,
+                         "tokens to generate (past the context the window slides)"),
+      config::real<S>("temperature", "--temperature", &S::temperature, {0, config::kInf}, "0 = greedy"),
+      config::integer<S>("top_k", "--top-k", &S::top_k, 0, INT64_MAX, "keep the k most likely tokens (0 = all)"),
+      config::seed<S>("seed", "--seed", &S::seed, "sampling seed"),
+      config::integer<S>("stop_token", "", &S::stop_token, -1, INT64_MAX, "stop after this token (-1: never)"),
+  };
+  return t;
+}
+
 int64_t sample_token(const std::vector<double>& logits, double temperature, int64_t top_k, double u) {
   const int64_t V = static_cast<int64_t>(logits.size());
   DG_CHECK(V > 0, "sample: empty logits");
@@ -32,25 +45,30 @@ int64_t sample_token(const std::vector<double>& logits, double temperature, int6
 
 std::vector<int64_t> generate(LanguageModel& model, const std::vector<int64_t>& prompt, const SampleOptions& opt) {
   DG_CHECK(!prompt.empty(), "generate: the prompt is empty (give at least one token)");
-  DG_CHECK(static_cast<int64_t>(prompt.size()) <= model.block_size(),
-           "generate: prompt of {} tokens is longer than the model's block_size {}", prompt.size(), model.block_size());
-  DG_CHECK(opt.temperature >= 0 && opt.top_k >= 0, "generate: temperature {} and top_k {} must be >= 0",
-           opt.temperature, opt.top_k);
+  config::check_ranges(sample_options_table(), opt, "generate");
   model.eval();
   NoGradGuard no_grad;
   Generator gen(opt.seed);
-  auto state = model.start_decoding(1);
-  Tensor logits = model.decode(*state, from_vector<int64_t>(prompt, {1, static_cast<int64_t>(prompt.size())}));
+  const int64_t V = model.vocab_size(), context = model.block_size();
+  std::vector<int64_t> all = prompt;  // prompt and new tokens
+  std::unique_ptr<DecodeState> state;
+  // Decodes the last `context` tokens of `all` in a fresh state (the prompt,
+  // and every step once the context is full: the window slides).
+  auto restart = [&] {
+    const int64_t n = std::min<int64_t>(context, static_cast<int64_t>(all.size()));
+    state = model.start_decoding(1);
+    return model.decode(*state, from_vector<int64_t>(std::vector<int64_t>(all.end() - n, all.end()), {1, n}));
+  };
+  Tensor logits = restart();
   std::vector<int64_t> out;
-  const int64_t V = model.vocab_size();
   while (static_cast<int64_t>(out.size()) < opt.max_new_tokens) {
-    std::vector<double> all = logits.to_vector<double>();
-    std::vector<double> last(all.end() - V, all.end());
+    std::vector<double> row = logits.to_vector<double>();
+    std::vector<double> last(row.end() - V, row.end());
     const double u = rand({1}, {DType::f64}, &gen).item<double>();
     const int64_t tok = sample_token(last, opt.temperature, opt.top_k, u);
-    out.push_back(tok);
-    if (tok == opt.stop_token || state->position >= model.block_size()) break;
-    logits = model.decode(*state, from_vector<int64_t>({tok}, {1, 1}));
+    out.push_back(tok), all.push_back(tok);
+    if (tok == opt.stop_token || static_cast<int64_t>(out.size()) == opt.max_new_tokens) break;
+    logits = state->position < context ? model.decode(*state, from_vector<int64_t>({tok}, {1, 1})) : restart();
   }
   return out;
 }

@@ -6,11 +6,15 @@
 //   std::vector<int64_t> out = models::generate(model, data::encode("12+7="), opt);
 //
 // temperature 0 means greedy (argmax). top_k 0 keeps the whole vocabulary.
-// Generation stops at max_new_tokens, at the model's block_size (learned
-// positions end there), or after a token equal to stop_token (if >= 0).
+// Generation stops at max_new_tokens or after a token equal to stop_token
+// (if >= 0). The model sees at most its block_size last tokens (learned
+// positions end there): a longer prompt is cut to its end, and once the
+// context is full the window slides — each further token is predicted from a
+// fresh decode of the last block_size tokens (at positions 0..block_size-1).
 #include <cstdint>
 #include <vector>
 
+#include "models/config_table.h"
 #include "models/lm.h"
 
 namespace dg::models {
@@ -22,6 +26,8 @@ struct SampleOptions {
   uint64_t seed = 0;
   int64_t stop_token = -1;
 };
+// SampleOptions' fields: flags --tokens, --temperature, --top-k, --seed; ranges.
+const config::Table<SampleOptions>& sample_options_table();
 
 // Returns only the new tokens. The model is put in eval mode (and left so).
 std::vector<int64_t> generate(LanguageModel& model, const std::vector<int64_t>& prompt, const SampleOptions& opt);

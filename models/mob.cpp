@@ -1,7 +1,6 @@
 #include "models/mob.h"
 
 #include <cmath>
-#include <nlohmann/json.hpp>
 
 #include "models/routing.h"
 #include "nn/init.h"
@@ -9,59 +8,70 @@
 namespace dg::models {
 
 // ---------------------------------------------------------------- config
-namespace {
-
-template <class E>
-struct EnumNames {
-  std::vector<std::pair<E, const char*>> names;
-  const char* of(E e) const {
-    for (auto& [v, n] : names)
-      if (v == e) return n;
-    return "?";
-  }
-  E parse(const std::string& s, const char* field) const {
-    for (auto& [v, n] : names)
-      if (s == n) return v;
-    throw Error(fmt::format("MoB config: {} '{}' is not a known value", field, s));
-  }
-};
-const EnumNames<Halting> kHalting{{{Halting::ponder, "ponder"}, {Halting::bias, "bias"}}};
-const EnumNames<GateInit> kGateInit{{{GateInit::dense_path, "dense-path"}, {GateInit::uniform, "uniform"}}};
-const EnumNames<AttnScope> kScope{{{AttnScope::step, "step"}, {AttnScope::block, "block"}}};
-const EnumNames<BlockWeight> kWeight{{{BlockWeight::q, "q"}, {BlockWeight::straight_through, "straight-through"}}};
-const EnumNames<Explore> kExplore{{{Explore::none, "none"}, {Explore::gumbel, "gumbel"}, {Explore::epsilon, "epsilon"}}};
-
-}  // namespace
-
-std::string to_json(const MoBConfig& c) {
-  nlohmann::json j = nlohmann::json::parse(to_json(c.gpt));
-  j["n_blocks"] = c.n_blocks, j["max_depth"] = c.max_depth, j["halting"] = kHalting.of(c.halting);
-  j["gate_init"] = kGateInit.of(c.gate_init), j["attn_scope"] = kScope.of(c.attn_scope);
-  j["weight"] = kWeight.of(c.weight), j["explore"] = kExplore.of(c.explore), j["explore_param"] = c.explore_param;
-  j["return_bias"] = c.return_bias, j["prior"] = c.prior, j["kl"] = c.kl, j["eps"] = c.eps;
-  j["ponder_cost"] = c.ponder_cost, j["depth_target"] = c.depth_target, j["depth_weight"] = c.depth_weight;
-  j["balance"] = c.balance;
-  return j.dump();
+const config::Table<MoBConfig>& mob_fields() {
+  using M = MoBConfig;
+  using config::kInf;
+  static const config::Table<M> t = {
+      config::integer<M>("n_blocks", "--blocks", &M::n_blocks, 1, 1024, "number of blocks n"),
+      config::integer<M>("max_depth", "--max-depth", &M::max_depth, 1, 1024, "D_max: return forced at this step"),
+      config::choice<M>("halting", "--halting", &M::halting,
+                        config::EnumNames<Halting>{{{Halting::ponder, "ponder"}, {Halting::bias, "bias"}}},
+                        "ponder (learned) or bias (the literal scheme)"),
+      config::choice<M>("gate_init", "--gate-init", &M::gate_init,
+                        config::EnumNames<GateInit>{{{GateInit::dense_path, "dense-path"}, {GateInit::uniform, "uniform"}}},
+                        "initial gate"),
+      config::choice<M>("attn_scope", "--attn-scope", &M::attn_scope,
+                        config::EnumNames<AttnScope>{{{AttnScope::step, "step"}, {AttnScope::block, "block"}}},
+                        "attention among all active tokens (step) or those in the same block (block)"),
+      config::choice<M>("weight", "--weight", &M::weight,
+                        config::EnumNames<BlockWeight>{{{BlockWeight::q, "q"},
+                                                        {BlockWeight::straight_through, "straight-through"}}},
+                        "weight of a block's delta"),
+      config::choice<M>("explore", "--explore", &M::explore,
+                        config::EnumNames<Explore>{{{Explore::none, "none"}, {Explore::gumbel, "gumbel"},
+                                                    {Explore::epsilon, "epsilon"}}},
+                        "exploration in training"),
+      config::real<M>("explore_param", "--explore-param", &M::explore_param, {0, kInf},
+                      "Gumbel noise scale, or epsilon (at most 1)"),
+      config::real<M>("return_bias", "--return-bias", &M::return_bias, {-kInf, kInf, true, true},
+                      "beta: + beta*d on the return logit"),
+      config::real<M>("prior", "--prior", &M::prior, {0, 1, true, true}, "ponder: geometric prior lambda_p"),
+      config::real<M>("kl", "--kl", &M::kl, {0, kInf}, "ponder: KL weight kappa"),
+      config::real<M>("eps", "--eps", &M::eps, {0, 1}, "ponder: stop computing under this surviving mass"),
+      config::real<M>("ponder_cost", "--ponder-cost", &M::ponder_cost, {0, kInf}, "bias halting: cost per step"),
+      config::real<M>("depth_target", "--depth-target", &M::depth_target, {0, kInf},
+                      "D* of the optional depth budget (at most --max-depth)"),
+      config::real<M>("depth_weight", "--depth-weight", &M::depth_weight, {0, kInf},
+                      "weight of (E[steps] - D*)^2 (0: off)"),
+      config::real<M>("balance", "--balance", &M::balance, {0, kInf}, "load-balance loss weight"),
+  };
+  return t;
 }
 
-MoBConfig mob_config_from_json(const std::string& text) {
-  MoBConfig c;
-  c.gpt = gpt_config_from_json(text);
-  nlohmann::json j = nlohmann::json::parse(text);
-  try {
-    c.n_blocks = j.at("n_blocks").get<int64_t>(), c.max_depth = j.at("max_depth").get<int64_t>();
-    c.halting = kHalting.parse(j.at("halting").get<std::string>(), "halting");
-    c.gate_init = kGateInit.parse(j.at("gate_init").get<std::string>(), "gate_init");
-    c.attn_scope = kScope.parse(j.at("attn_scope").get<std::string>(), "attn_scope");
-    c.weight = kWeight.parse(j.at("weight").get<std::string>(), "weight");
-    c.explore = kExplore.parse(j.at("explore").get<std::string>(), "explore");
-    c.explore_param = j.at("explore_param").get<double>(), c.return_bias = j.at("return_bias").get<double>();
-    c.prior = j.at("prior").get<double>(), c.kl = j.at("kl").get<double>(), c.eps = j.at("eps").get<double>();
-    c.ponder_cost = j.at("ponder_cost").get<double>(), c.depth_target = j.at("depth_target").get<double>();
-    c.depth_weight = j.at("depth_weight").get<double>(), c.balance = j.at("balance").get<double>();
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(fmt::format("MoB config: missing or bad field ({})", e.what()));
-  }
+const config::Table<MoBConfig>& mob_config_table() {
+  static const config::Table<MoBConfig> t = config::nested(gpt_config_table(), &MoBConfig::gpt) + mob_fields();
+  return t;
+}
+
+std::string to_json(const MoBConfig& c) {
+  MoBConfig w = c;
+  w.gpt.n_layer = c.n_blocks;  // as every MoB checkpoint has it (and bench/torch_models.py writes it)
+  return config::to_json(mob_config_table(), w).dump();
+}
+
+void validate(const MoBConfig& c, const std::string& where) {
+  DG_CHECK(c.explore != Explore::epsilon || c.explore_param <= 1,
+           "{}: explore_param (--explore-param) is epsilon with explore epsilon and must be in [0, 1], got {}", where,
+           c.explore_param);
+  DG_CHECK(c.depth_target <= static_cast<double>(c.max_depth),
+           "{}: depth_target (--depth-target) {} must be at most max_depth (--max-depth) {}", where, c.depth_target,
+           c.max_depth);
+  validate(c.gpt, c.n_blocks, where);
+}
+
+MoBConfig mob_config_from_json(const std::string& text, const std::string& where) {
+  MoBConfig c = config::from_json_text(mob_config_table(), text, where);
+  validate(c, where);
   return c;
 }
 
@@ -74,8 +84,8 @@ Tensor ids(const std::vector<int64_t>& v) { return from_vector<int64_t>(v, {stat
 
 MoB::MoB(const MoBConfig& cfg) : mcfg_(cfg), trunk_(cfg.gpt, cfg.n_blocks), explore_gen_(cfg.gpt.seed + 2) {
   for (auto& [name, m] : trunk_.modules()) register_module(name, m);
-  DG_CHECK(cfg.n_blocks >= 1, "MoB: n_blocks must be >= 1, got {}", cfg.n_blocks);
-  DG_CHECK(cfg.max_depth >= 1, "MoB: max_depth must be >= 1, got {}", cfg.max_depth);
+  config::check_ranges(mob_fields(), cfg, "MoB config");
+  validate(cfg);
   const int64_t n = cfg.n_blocks, D = cfg.max_depth, C = cfg.gpt.n_embd;
   Generator gen(cfg.gpt.seed + 1);
   nn::LayerOptions opt{cfg.gpt.dtype, &gen};
@@ -94,11 +104,7 @@ MoB::MoB(const MoBConfig& cfg) : mcfg_(cfg), trunk_(cfg.gpt, cfg.n_blocks), expl
     policy_ = make_bias_policy({cfg.ponder_cost, cfg.depth_target, cfg.depth_weight}, chooser);
 }
 
-std::string MoB::config_json() const {
-  MoBConfig c = mcfg_;
-  c.gpt.n_layer = c.n_blocks;  // as every MoB checkpoint has it (and bench/torch_models.py writes it)
-  return to_json(c);
-}
+std::string MoB::config_json() const { return to_json(mcfg_); }
 
 Tensor MoB::gate_logits(const Tensor& x, int64_t d) const {
   Tensor logits = gate->forward(gate_ln->forward(x)) + select(step_bias, 0, d);

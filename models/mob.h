@@ -71,8 +71,16 @@ struct MoBConfig {
   double depth_weight = 0.0;
   double balance = 0.0;        // load-balance loss weight
 };
-std::string to_json(const MoBConfig& c);
-MoBConfig mob_config_from_json(const std::string& json);
+// MoB's own fields (flags --blocks, --max-depth, ...), and the whole config's
+// (the GPT fields under the same keys, then these).
+const config::Table<MoBConfig>& mob_fields();
+const config::Table<MoBConfig>& mob_config_table();
+std::string to_json(const MoBConfig& c);  // n_layer written as n_blocks
+// Parses what to_json wrote and validates it; a dg::Error names the key.
+MoBConfig mob_config_from_json(const std::string& json, const std::string& where = "MoB config");
+// The checks across fields (explore_param of epsilon at most 1, depth_target
+// at most max_depth, the trunk's size); a dg::Error prefixed by `where`.
+void validate(const MoBConfig& c, const std::string& where = "MoB config");
 
 class MoB : public LanguageModel {
  public:

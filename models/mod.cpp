@@ -1,7 +1,6 @@
 #include "models/mod.h"
 
 #include <cmath>
-#include <nlohmann/json.hpp>
 
 #include "models/routing.h"
 #include "nn/loss.h"
@@ -9,49 +8,42 @@
 namespace dg::models {
 
 // ---------------------------------------------------------------- config
-namespace {
-
-const char* name_of(RouterWeight w) {
-  return w == RouterWeight::raw ? "raw" : w == RouterWeight::sigmoid ? "sigmoid" : "none";
+const config::Table<MoDConfig>& mod_fields() {
+  using M = MoDConfig;
+  static const config::Table<M> t = {
+      config::real<M>("capacity", "--capacity", &M::capacity, {0, 1, true, false},
+                      "share of tokens a routed block processes"),
+      config::integer<M>("mod_every", "--mod-every", &M::mod_every, 1, 1024, "route every N-th block"),
+      config::choice<M>("router_weight", "--router-weight", &M::router_weight,
+                        config::EnumNames<RouterWeight>{{{RouterWeight::raw, "raw"},
+                                                         {RouterWeight::sigmoid, "sigmoid"},
+                                                         {RouterWeight::none, "none"}}},
+                        "how the router's score scales a routed block's delta"),
+      config::choice<M>("causal", "--causal", &M::causal,
+                        config::EnumNames<CausalMethod>{{{CausalMethod::aux_loss, "aux_loss"},
+                                                         {CausalMethod::predictor, "predictor"},
+                                                         {CausalMethod::both, "both"}}},
+                        "causal routing for sampling"),
+      config::integer<M>("predictor_hidden", "--predictor-hidden", &M::predictor_hidden, 1, 65536,
+                         "hidden width of the causal predictor"),
+      config::real<M>("aux_weight", "--aux-weight", &M::aux_weight, {0, config::kInf},
+                      "weight of the router's BCE against top-k membership"),
+      config::real<M>("predictor_weight", "--predictor-weight", &M::predictor_weight, {0, config::kInf},
+                      "weight of the predictor's BCE against top-k membership"),
+  };
+  return t;
 }
-const char* name_of(CausalMethod m) {
-  return m == CausalMethod::aux_loss ? "aux_loss" : m == CausalMethod::predictor ? "predictor" : "both";
+
+const config::Table<MoDConfig>& mod_config_table() {
+  static const config::Table<MoDConfig> t = config::nested(gpt_config_table(), &MoDConfig::gpt) + mod_fields();
+  return t;
 }
 
-}  // namespace
+std::string to_json(const MoDConfig& c) { return config::to_json(mod_config_table(), c).dump(); }
 
-std::string to_json(const MoDConfig& c) {
-  nlohmann::json j = nlohmann::json::parse(to_json(c.gpt));
-  j["capacity"] = c.capacity;
-  j["mod_every"] = c.mod_every;
-  j["router_weight"] = name_of(c.router_weight);
-  j["causal"] = name_of(c.causal);
-  j["predictor_hidden"] = c.predictor_hidden;
-  j["aux_weight"] = c.aux_weight;
-  j["predictor_weight"] = c.predictor_weight;
-  return j.dump();
-}
-
-MoDConfig mod_config_from_json(const std::string& text) {
-  MoDConfig c;
-  c.gpt = gpt_config_from_json(text);
-  nlohmann::json j = nlohmann::json::parse(text);
-  try {
-    c.capacity = j.at("capacity").get<double>();
-    c.mod_every = j.at("mod_every").get<int64_t>();
-    const std::string w = j.at("router_weight").get<std::string>(), m = j.at("causal").get<std::string>();
-    DG_CHECK(w == "raw" || w == "sigmoid" || w == "none", "MoD config: router_weight '{}' is not raw, sigmoid or none",
-             w);
-    c.router_weight = w == "raw" ? RouterWeight::raw : w == "sigmoid" ? RouterWeight::sigmoid : RouterWeight::none;
-    DG_CHECK(m == "aux_loss" || m == "predictor" || m == "both", "MoD config: causal '{}' is not aux_loss, predictor or both",
-             m);
-    c.causal = m == "aux_loss" ? CausalMethod::aux_loss : m == "predictor" ? CausalMethod::predictor : CausalMethod::both;
-    c.predictor_hidden = j.at("predictor_hidden").get<int64_t>();
-    c.aux_weight = j.at("aux_weight").get<double>();
-    c.predictor_weight = j.at("predictor_weight").get<double>();
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(fmt::format("MoD config: missing or bad field ({})", e.what()));
-  }
+MoDConfig mod_config_from_json(const std::string& text, const std::string& where) {
+  MoDConfig c = config::from_json_text(mod_config_table(), text, where);
+  validate(c.gpt, c.gpt.n_layer, where);
   return c;
 }
 
@@ -71,9 +63,7 @@ Tensor Router::predictor_logits(const Tensor& x) const {
 // ---------------------------------------------------------------- model
 MoD::MoD(const MoDConfig& cfg) : mcfg_(cfg), trunk_(cfg.gpt, cfg.gpt.n_layer) {
   for (auto& [name, m] : trunk_.modules()) register_module(name, m);
-  DG_CHECK(cfg.capacity > 0 && cfg.capacity <= 1, "MoD: capacity must be in (0, 1], got {}", cfg.capacity);
-  DG_CHECK(cfg.mod_every >= 1, "MoD: mod_every must be >= 1, got {}", cfg.mod_every);
-  DG_CHECK(cfg.predictor_hidden >= 1, "MoD: predictor_hidden must be >= 1, got {}", cfg.predictor_hidden);
+  config::check_ranges(mod_fields(), cfg, "MoD config");
   Generator gen(cfg.gpt.seed + 1);
   nn::LayerOptions opt{cfg.gpt.dtype, &gen};
   routers.resize(cfg.gpt.n_layer);

@@ -42,8 +42,13 @@ struct MoDConfig {
   double aux_weight = 0.01;         // BCE of router logits vs top-k membership
   double predictor_weight = 0.01;   // BCE of the predictor vs membership
 };
+// MoD's own fields (flags --capacity, --mod-every, ...), and the whole config's
+// (the GPT fields under the same keys, then these).
+const config::Table<MoDConfig>& mod_fields();
+const config::Table<MoDConfig>& mod_config_table();
 std::string to_json(const MoDConfig& c);
-MoDConfig mod_config_from_json(const std::string& json);
+// Parses what to_json wrote and validates it; a dg::Error names the key.
+MoDConfig mod_config_from_json(const std::string& json, const std::string& where = "MoD config");
 
 // Router of one routed block: r = x·w (a Linear C -> 1 without bias), and the
 // causal predictor MLP (C -> hidden -> 1) on the detached residual.

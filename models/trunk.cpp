@@ -1,50 +1,56 @@
 #include "models/trunk.h"
 
 #include <cmath>
-#include <nlohmann/json.hpp>
 
 #include "nn/init.h"
 
 namespace dg::models {
 
 // ---------------------------------------------------------------- config
-std::string to_json(const GPTConfig& c) {
-  nlohmann::json j = {{"n_layer", c.n_layer},       {"n_head", c.n_head},     {"n_embd", c.n_embd},
-                      {"block_size", c.block_size}, {"vocab_size", c.vocab_size}, {"dropout", c.dropout},
-                      {"tied_head", c.tied_head},   {"seed", c.seed},         {"dtype", std::string(dtype_name(c.dtype))}};
-  return j.dump();
+const config::EnumNames<DType>& dtype_names() {
+  static const config::EnumNames<DType> names{{{DType::f32, "f32"}, {DType::f64, "f64"}}};
+  return names;
 }
 
-namespace {
-
-template <class T>
-T field(const nlohmann::json& j, const char* name, const char* who) {
-  DG_CHECK(j.contains(name), "{}: config has no field '{}'", who, name);
-  try {
-    return j.at(name).get<T>();
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(fmt::format("{}: config field '{}' has the wrong type ({})", who, name, e.what()));
-  }
+const config::Table<GPTConfig>& gpt_config_table() {
+  using G = GPTConfig;
+  static const config::Table<G> t = {
+      config::integer<G>("n_layer", "--layers", &G::n_layer, 1, 1024, "dense/MoD: transformer blocks"),
+      config::integer<G>("n_head", "--heads", &G::n_head, 1, 1024, "attention heads (must divide --embd)"),
+      config::integer<G>("n_embd", "--embd", &G::n_embd, 1, 65536, "channels C"),
+      config::integer<G>("block_size", "--block", &G::block_size, 1, 1 << 20,
+                         "context length (train_lm: also the sequence length T)"),
+      config::integer<G>("vocab_size", "", &G::vocab_size, 1, 1 << 24, "vocabulary size"),
+      config::real<G>("dropout", "--dropout", &G::dropout, {0, 1, false, true}, "dropout probability"),
+      config::boolean<G>("tied_head", "", &G::tied_head, "LM head tied to the token embedding"),
+      config::seed<G>("seed", "--seed", &G::seed, "seed of the weights (train_lm: also the data order and corpus)"),
+      config::choice<G>("dtype", "", &G::dtype, dtype_names(), "parameter dtype"),
+  };
+  return t;
 }
 
-}  // namespace
+std::string to_json(const GPTConfig& c) { return config::to_json(gpt_config_table(), c).dump(); }
 
-GPTConfig gpt_config_from_json(const std::string& text) {
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  DG_CHECK(j.is_object(), "GPT config: not a JSON object: {}", text.substr(0, 200));
-  GPTConfig c;
-  c.n_layer = field<int64_t>(j, "n_layer", "GPT config");
-  c.n_head = field<int64_t>(j, "n_head", "GPT config");
-  c.n_embd = field<int64_t>(j, "n_embd", "GPT config");
-  c.block_size = field<int64_t>(j, "block_size", "GPT config");
-  c.vocab_size = field<int64_t>(j, "vocab_size", "GPT config");
-  c.dropout = field<double>(j, "dropout", "GPT config");
-  c.tied_head = field<bool>(j, "tied_head", "GPT config");
-  c.seed = field<uint64_t>(j, "seed", "GPT config");
-  std::string dt = field<std::string>(j, "dtype", "GPT config");
-  DG_CHECK(dt == "f32" || dt == "f64", "GPT config: dtype must be f32 or f64, got '{}'", dt);
-  c.dtype = dt == "f32" ? DType::f32 : DType::f64;
+GPTConfig gpt_config_from_json(const std::string& text, const std::string& where) {
+  GPTConfig c = config::from_json_text(gpt_config_table(), text, where);
+  validate(c, c.n_layer, where);
   return c;
+}
+
+double trunk_parameters(const GPTConfig& c, int64_t n_blocks) {
+  const double C = static_cast<double>(c.n_embd), V = static_cast<double>(c.vocab_size);
+  const double per_block = 12 * C * C + 13 * C;  // qkv, proj, fc, proj (+ biases), two LayerNorms
+  return V * C + static_cast<double>(c.block_size) * C + static_cast<double>(n_blocks) * per_block + 2 * C +
+         (c.tied_head ? 0 : V * C);
+}
+
+void validate(const GPTConfig& c, int64_t n_blocks, const std::string& where) {
+  DG_CHECK(c.n_head > 0 && c.n_embd % c.n_head == 0, "{}: n_head (--heads) {} must divide n_embd (--embd) {}", where,
+           c.n_head, c.n_embd);
+  const double p = trunk_parameters(c, n_blocks);
+  DG_CHECK(p <= kMaxParameters, "{}: {} blocks of n_embd {} with vocab_size {} and block_size {} need {:.3g} "
+           "parameters, more than the {:.3g} allowed", where, n_blocks, c.n_embd, c.vocab_size, c.block_size, p,
+           kMaxParameters);
 }
 
 double block_flops_per_token(int64_t C, int64_t T) {
@@ -75,10 +81,12 @@ Tensor lm_loss(const Tensor& logits, const Tensor& targets) {
 
 // ---------------------------------------------------------------- trunk
 Trunk::Trunk(const GPTConfig& c, int64_t n_blocks) : cfg(c) {
-  DG_CHECK(n_blocks >= 0 && c.n_head > 0 && c.n_embd > 0 && c.block_size > 0 && c.vocab_size > 0,
-           "GPT: invalid config {} ({} blocks)", to_json(c), n_blocks);
-  DG_CHECK(c.n_embd % c.n_head == 0, "GPT: n_embd {} is not divisible by n_head {}", c.n_embd, c.n_head);
-  DG_CHECK(c.dropout >= 0 && c.dropout < 1, "GPT: dropout must be in [0, 1), got {}", c.dropout);
+  // The table's ranges (a config made in code never went through them), then the cross-field checks.
+  GPTConfig ranges = c;
+  ranges.n_layer = 1;  // not read here (MoB leaves it unset)
+  config::check_ranges(gpt_config_table(), ranges, "GPT config");
+  DG_CHECK(n_blocks >= 0, "GPT: {} blocks", n_blocks);
+  validate(c, n_blocks);
   Generator gen(c.seed);
   nn::LayerOptions opt{c.dtype, &gen};
   wte = std::make_shared<nn::Embedding>(c.vocab_size, c.n_embd, opt);

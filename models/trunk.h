@@ -29,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "models/config_table.h"
 #include "models/lm.h"
 #include "nn/block.h"
 
@@ -45,9 +46,22 @@ struct GPTConfig {
   uint64_t seed = 0;  // initial weights
   DType dtype = DType::f32;
 };
+// The GPT config's fields (models/config_table.h): JSON keys, flags, ranges.
+const config::Table<GPTConfig>& gpt_config_table();
+const config::EnumNames<DType>& dtype_names();  // f32 | f64
 std::string to_json(const GPTConfig& c);
-// Parses what to_json wrote; a dg::Error names the missing or bad field.
-GPTConfig gpt_config_from_json(const std::string& json);
+// Parses what to_json wrote, then validate(c, c.n_layer); a dg::Error names
+// the missing, unknown or bad key, prefixed by `where`.
+GPTConfig gpt_config_from_json(const std::string& json, const std::string& where = "GPT config");
+
+// Sizes no model here is meant to exceed: a config asking for more
+// parameters than this is refused before anything is allocated.
+inline constexpr double kMaxParameters = 2e9;
+// Parameters of a trunk of n_blocks blocks (embeddings, blocks, ln_f, head).
+double trunk_parameters(const GPTConfig& c, int64_t n_blocks);
+// The checks across fields: n_head divides n_embd, and the trunk of
+// n_blocks blocks stays within kMaxParameters. A dg::Error prefixed by `where`.
+void validate(const GPTConfig& c, int64_t n_blocks, const std::string& where = "GPT config");
 
 // Forward FLOPs per token of a dense stack of L blocks at sequence length T
 // (multiply-add = 2): per block 24 C^2 (qkv 6C^2, proj 2C^2, mlp 16C^2) plus

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <nlohmann/json.hpp>
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
@@ -29,6 +30,25 @@ std::map<std::string, Tensor> with_prefix(const NamedTensors& all, const std::st
   for (auto& [name, t] : all)
     if (name.rfind(prefix, 0) == 0) out.emplace(name.substr(prefix.size()), t);
   return out;
+}
+
+// Whether the file's value `got` of metadata `key` matches `want`: equal
+// strings, or two JSON objects (a model config) equal key by key whatever
+// their key order and number spelling (2 and 2.0); a dg::Error naming the
+// first differing key and both values when they are objects that differ.
+bool same_value(const std::string& path, const std::string& key, const std::string& got, const std::string& want) {
+  if (got == want) return true;
+  const nlohmann::json a = nlohmann::json::parse(got, nullptr, false), b = nlohmann::json::parse(want, nullptr, false);
+  if (!a.is_object() || !b.is_object()) return false;
+  auto shown = [](const nlohmann::json& j, const std::string& k) {
+    return j.contains(k) ? excerpt(j.at(k).dump(), 64) : std::string("(missing)");
+  };
+  for (const nlohmann::json* j : {&a, &b})
+    for (auto& [k, v] : j->items())
+      DG_CHECK(a.contains(k) && b.contains(k) && a.at(k) == b.at(k),
+               "checkpoint {}: {} differs at key '{}': {} in the file but {} in this run", path, key, excerpt(k, 64),
+               shown(a, k), shown(b, k));
+  return true;
 }
 
 }  // namespace
@@ -86,7 +106,7 @@ Metadata load_checkpoint(const std::string& path, Module& model, Optimizer* opt,
   for (auto& [key, want] : expect) {
     auto it = f.metadata.find(key);
     DG_CHECK(it != f.metadata.end(), "checkpoint {}: metadata has no '{}' (expected '{}')", path, key, want);
-    DG_CHECK(it->second == want, "checkpoint {}: '{}' is '{}' in the file but '{}' in this run", path, key,
+    DG_CHECK(same_value(path, key, it->second, want), "checkpoint {}: '{}' is '{}' in the file but '{}' in this run", path, key,
              excerpt(it->second, 400), excerpt(want, 400));
   }
   const uint64_t step = parse_u64(f.metadata, "step", path);

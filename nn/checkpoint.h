@@ -31,8 +31,9 @@ void save_checkpoint(const std::string& path, const Module& model, const Optimiz
                      const Metadata& metadata = {});
 
 // Loads into model (+ optimizer) after validating the file: every metadata
-// entry in `expect` must be present with the same value (a one-line dg::Error
-// naming the file, the key and both values otherwise), and the model's and
+// entry in `expect` must be present with the same value — JSON objects (the
+// model config) compared parsed, key by key — (a one-line dg::Error naming the
+// file, the key and both values otherwise), and the model's and
 // optimizer's tensors must match strictly. Nothing is modified unless all
 // checks pass. A tensor holding NaN or infinity is an error naming the file
 // and the tensor unless allow_nonfinite. Returns the file's metadata (with "step").

@@ -1,6 +1,8 @@
 // The dense GPT: parameter names and counts, FLOPs, incremental decoding equal
 // to the full forward, causality, sampling, errors.
+#include <algorithm>
 #include <cmath>
+#include <nlohmann/json.hpp>
 
 #include "models/generate.h"
 #include "models/gpt.h"
@@ -124,7 +126,7 @@ TEST(GPT, ErrorsNameTheProblem) {
   EXPECT_DG_ERROR(m.forward(zeros({2, 3})), "GPT", "i64");
   GPTConfig bad = tiny();
   bad.n_head = 3;
-  EXPECT_DG_ERROR(GPT{bad}, "n_embd 16 is not divisible by n_head 3");
+  EXPECT_DG_ERROR(GPT{bad}, "n_head (--heads) 3 must divide n_embd (--embd) 16");
   auto state = m.start_decoding(1);
   m.decode(*state, tokens(1, 12, 2));
   EXPECT_DG_ERROR(m.decode(*state, tokens(1, 1, 2)), "GPT::decode");
@@ -134,8 +136,34 @@ TEST(GPT, ConfigJsonRoundTripAndErrors) {
   GPTConfig c = tiny(false, DType::f64);
   GPTConfig d = models::gpt_config_from_json(models::to_json(c));
   EXPECT_EQ(models::to_json(d), models::to_json(c));
-  EXPECT_DG_ERROR(models::gpt_config_from_json("{\"n_layer\": 2}"), "GPT config", "n_head");
-  EXPECT_DG_ERROR(models::gpt_config_from_json("[1]"), "not a JSON object");
+  EXPECT_DG_ERROR(models::gpt_config_from_json("{\"n_layer\": 2}"), "GPT config", "missing key 'n_head'");
+  EXPECT_DG_ERROR(models::gpt_config_from_json("[1]"), "expected a JSON object");
+}
+
+// Integers are integers, in range; unknown keys and wrong types name the key.
+TEST(GPT, ConfigNumbersAreCheckedNotConverted) {
+  auto with = [](const std::string& key, nlohmann::json v) {
+    nlohmann::json j = nlohmann::json::parse(models::to_json(tiny()));
+    j[key] = v;
+    return j.dump();
+  };
+  EXPECT_DG_ERROR(models::gpt_config_from_json(with("n_layer", 1e300)), "'n_layer' must be an integer in [1, 1024]",
+                  "1e+300");
+  EXPECT_DG_ERROR(models::gpt_config_from_json(with("n_layer", 1.9)), "'n_layer' must be an integer", "1.9");
+  EXPECT_DG_ERROR(models::gpt_config_from_json(with("n_layer", 0)), "'n_layer' must be an integer in [1, 1024], got 0");
+  EXPECT_DG_ERROR(models::gpt_config_from_json(with("seed", -1)), "'seed' must be an integer in [0, 2^64 - 1], got -1");
+  EXPECT_DG_ERROR(models::gpt_config_from_json(with("n_embd", "16")), "'n_embd' must be an integer", "\"16\"");
+  EXPECT_DG_ERROR(models::gpt_config_from_json(with("n_embd", 100000)), "'n_embd' must be an integer in [1, 65536]");
+  EXPECT_DG_ERROR(models::gpt_config_from_json(with("dropout", 1.0)), "'dropout' must be a number in [0, 1)");
+  EXPECT_DG_ERROR(models::gpt_config_from_json(with("dtype", "f16")), "'dtype' must be one of f32 | f64", "f16");
+  EXPECT_DG_ERROR(models::gpt_config_from_json(with("tied_head", 1)), "'tied_head' must be true or false");
+  EXPECT_DG_ERROR(models::gpt_config_from_json(with("n_layers", 2)), "unknown key 'n_layers'", "n_layer");
+  EXPECT_DG_ERROR(models::gpt_config_from_json(with("n_head", 3)), "n_head (--heads) 3 must divide n_embd");
+  // Within every field's range, but too many parameters in all.
+  nlohmann::json big = nlohmann::json::parse(with("n_embd", 65536));
+  big["n_head"] = 1;
+  EXPECT_DG_ERROR(models::gpt_config_from_json(big.dump()), "parameters, more than the 2e+09 allowed");
+  EXPECT_EQ(models::gpt_config_from_json(with("seed", 18446744073709551615ull)).seed, 18446744073709551615ull);
 }
 
 TEST(Generate, SamplingRulesAndDeterminism) {
@@ -151,9 +179,30 @@ TEST(Generate, SamplingRulesAndDeterminism) {
   auto a = models::generate(m, {65, 66, 67}, opt), b = models::generate(m, {65, 66, 67}, opt);
   EXPECT_EQ(a, b);
   EXPECT_EQ(a.size(), 8u);
-  // Stops at block_size: 3 prompt + 9 new tokens fill the 12 positions, and
-  // the last position's logits give a 10th.
-  opt.max_new_tokens = 100;
-  EXPECT_EQ(models::generate(m, {65, 66, 67}, opt).size(), 10u);
+  opt.max_new_tokens = 30;  // past block_size 12: the window slides
+  EXPECT_EQ(models::generate(m, {65, 66, 67}, opt).size(), 30u);
   EXPECT_DG_ERROR(models::generate(m, {}, opt), "generate", "empty");
+}
+
+// Past the context, each token is the one a full forward on the last
+// block_size tokens predicts (greedy, f64): the window slides, the prompt
+// included when it is longer than the context.
+TEST(Generate, SlidingWindowEqualsFullForwardOnTheLastBlock) {
+  GPT m(tiny(true, DType::f64));
+  const int64_t context = m.block_size();
+  for (std::vector<int64_t> prompt : {std::vector<int64_t>{65, 66, 67}, std::vector<int64_t>(20, 70)}) {
+    models::SampleOptions opt{.max_new_tokens = 2 * context + 5, .temperature = 0.0};
+    std::vector<int64_t> out = models::generate(m, prompt, opt);
+    ASSERT_EQ(static_cast<int64_t>(out.size()), opt.max_new_tokens);
+    std::vector<int64_t> all = prompt;
+    for (int64_t tok : out) {
+      const int64_t n = std::min<int64_t>(context, static_cast<int64_t>(all.size()));
+      NoGradGuard ng;
+      Tensor logits = m.forward(from_vector<int64_t>(std::vector<int64_t>(all.end() - n, all.end()), {1, n}));
+      std::vector<double> row = logits.to_vector<double>();
+      std::vector<double> last(row.end() - m.vocab_size(), row.end());
+      EXPECT_EQ(tok, std::max_element(last.begin(), last.end()) - last.begin()) << "after " << all.size();
+      all.push_back(tok);
+    }
+  }
 }

@@ -126,5 +126,5 @@ TEST(Training, FlopScheduleEndsAtTheBudget) {
   t2.run();
   EXPECT_EQ(t2.step(), 5);
   o.flop_budget = 0, o.flop_schedule = true;
-  EXPECT_DG_ERROR(Trainer(model2, corpus, o), "a FLOP schedule needs a FLOP budget");
+  EXPECT_DG_ERROR(Trainer(model2, corpus, o), "--flop-schedule needs a --flop-budget");
 }

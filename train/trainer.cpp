@@ -32,19 +32,68 @@ nlohmann::json eval_json(const EvalResult& r) {
 
 }  // namespace
 
+const config::Table<TrainOptions>& train_options_table() {
+  using O = TrainOptions;
+  using config::kInf;
+  static const config::Table<O> t = {
+      config::integer<O>("steps", "--steps", &O::steps, 0, INT64_MAX, "training steps (total, also when resuming)"),
+      config::integer<O>("batch", "--batch", &O::batch, 1, 1 << 20, "sequences per step (B)"),
+      config::integer<O>("block", "", &O::block, 1, 1 << 20, "sequence length T"),
+      config::real<O>("lr", "--lr", &O::lr, {0, kInf, true}, "peak learning rate (AdamW)"),
+      config::real<O>("min_lr", "--min-lr", &O::min_lr, {0, kInf}, "learning rate at the end of the cosine decay"),
+      config::integer<O>("warmup", "--warmup", &O::warmup, 0, INT64_MAX, "linear warmup steps (at most --steps)"),
+      config::real<O>("weight_decay", "--weight-decay", &O::weight_decay, {0, kInf},
+                      "AdamW decoupled weight decay on 2-D weights"),
+      config::real<O>("beta1", "--beta1", &O::beta1, {0, 1, false, true}, "AdamW beta1"),
+      config::real<O>("beta2", "--beta2", &O::beta2, {0, 1, false, true}, "AdamW beta2"),
+      config::real<O>("grad_clip", "--grad-clip", &O::grad_clip, {0, kInf}, "clip the global gradient norm (0: off)"),
+      config::integer<O>("eval_every", "--eval-every", &O::eval_every, 0, INT64_MAX,
+                         "evaluate (and checkpoint) every N steps; 0: only at the end"),
+      config::integer<O>("eval_batches", "--eval-batches", &O::eval_batches, 1, 1 << 20,
+                         "validation batches per evaluation"),
+      config::seed<O>("seed", "", &O::seed, "seed of the data order"),
+      config::text<O>("out_dir", "--out", &O::out_dir, "output folder: metrics.jsonl, ckpt.safetensors"),
+      config::boolean<O>("resume", "--resume", &O::resume, "continue from <out>/ckpt.safetensors (same model flags)"),
+      config::real<O>("flop_budget", "--flop-budget", &O::flop_budget, {0, kInf},
+                      "stop once training FLOPs reach it (0: off)"),
+      config::boolean<O>("flop_schedule", "--flop-schedule", &O::flop_schedule,
+                         "run warmup + cosine on the share of --flop-budget spent"),
+      config::integer<O>("stop_at", "--stop-at", &O::stop_at, 0, INT64_MAX,
+                         "stop (with a checkpoint) at this step; the schedule still spans --steps (0: off)"),
+      config::choice<O>("on_nonfinite", "--on-nonfinite", &O::on_nonfinite,
+                        config::EnumNames<OnNonfinite>{{{OnNonfinite::stop, "stop"}, {OnNonfinite::skip, "skip"}}},
+                        "a NaN/inf loss or gradient norm: stop (error, exit 1) or skip the step (counted)"),
+      config::boolean<O>("overwrite", "--overwrite", &O::overwrite,
+                         "start over in an --out folder that already holds a run (removes it)"),
+      // New options: one row each here (and the member in TrainOptions).
+  };
+  return t;
+}
+
+void validate(const TrainOptions& o, bool check_warmup) {
+  config::check_ranges(train_options_table(), o, "train");
+  DG_CHECK(o.min_lr <= o.lr, "train: --min-lr {} must be at most --lr {}", o.min_lr, o.lr);
+  DG_CHECK(!check_warmup || o.warmup <= o.steps, "train: --warmup {} must be at most --steps {}", o.warmup, o.steps);
+  DG_CHECK(!o.flop_schedule || o.flop_budget > 0, "train: --flop-schedule needs a --flop-budget above 0");
+}
+
+void check_data(const data::Corpus& corpus, int64_t block) {
+  for (data::Split s : {data::Split::train, data::Split::val})
+    DG_CHECK(corpus.size(s) >= block + 1,
+             "data {}: the {} split has {} bytes, fewer than one window of --block {} plus 1 ({} bytes needed)",
+             corpus.source(), s == data::Split::train ? "training" : "validation", corpus.size(s), block, block + 1);
+}
+
 Trainer::Trainer(models::LanguageModel& model, const data::Corpus& corpus, TrainOptions opt)
     : model_(model),
       corpus_(corpus),
       o_(std::move(opt)),
       schedule_{o_.lr, o_.min_lr, o_.warmup, o_.steps, o_.flop_schedule ? o_.flop_budget : 0.0},
       data_gen_(o_.seed) {
-  DG_CHECK(o_.steps >= 0 && o_.batch > 0 && o_.block > 0, "train: steps {} batch {} block {} must be positive",
-           o_.steps, o_.batch, o_.block);
+  validate(o_, /*check_warmup=*/false);
   DG_CHECK(o_.block <= model.block_size(), "train: --block {} exceeds the model's block_size {}", o_.block,
            model.block_size());
-  DG_CHECK(!o_.flop_schedule || o_.flop_budget > 0, "train: a FLOP schedule needs a FLOP budget");
-  DG_CHECK(o_.warmup >= 0 && o_.lr > 0 && o_.min_lr >= 0, "train: lr {} / min_lr {} / warmup {} out of range", o_.lr,
-           o_.min_lr, o_.warmup);
+  check_data(corpus, o_.block);
   opt_ = std::make_unique<nn::AdamW>(nn::decay_groups(model.parameters(), o_.weight_decay), o_.lr, o_.beta1,
                                      o_.beta2, 1e-8);
   DG_CHECK(!(o_.resume && o_.overwrite), "train: --resume and --overwrite exclude each other");

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "data/corpus.h"
+#include "models/config_table.h"
 #include "models/lm.h"
 #include "nn/optim.h"
 #include "train/evaluate.h"
@@ -47,7 +48,6 @@ struct TrainOptions {
   // (an estimate; train/schedule.h). At most 4 * steps steps.
   bool flop_schedule = false;
   int64_t stop_at = 0;          // stop (checkpointed) at this step, keeping the schedule of `steps` (0: off)
-  // ---- safety (divergence, existing runs) ----
   // A non-finite loss, LM loss or gradient norm: `stop` throws a dg::Error
   // (step, value, first parameter with a non-finite grad; the last good
   // checkpoint is kept); `skip` drops the step (no optimizer or moment
@@ -57,7 +57,18 @@ struct TrainOptions {
   // (ckpt.safetensors or metrics.jsonl) is an error unless overwrite, which
   // removes our files there (checkpoint, metrics, routing trace, temp files).
   bool overwrite = false;
+  // New options go here, each with its row in train_options_table() (train/trainer.cpp).
 };
+
+// TrainOptions' fields: JSON keys, flags (--steps, --batch, --lr, ...), ranges.
+const config::Table<TrainOptions>& train_options_table();
+// The table's ranges and the checks across fields: --min-lr at most --lr, a
+// FLOP schedule only with a FLOP budget, and (check_warmup) --warmup at most
+// --steps. A one-line dg::Error naming the flags.
+void validate(const TrainOptions& o, bool check_warmup = true);
+// The corpus has a training and a validation split of at least one window
+// (block + 1 bytes) each; a dg::Error naming --block and the split otherwise.
+void check_data(const data::Corpus& corpus, int64_t block);
 
 // One optimisation step, for progress displays and logs.
 struct StepLog {
@@ -81,6 +92,7 @@ struct EvalLog {
 
 class Trainer {
  public:
+  // Checks opt (validate, without the warmup order) and the data first.
   Trainer(models::LanguageModel& model, const data::Corpus& corpus, TrainOptions opt);
 
   using StepFn = std::function<void(const StepLog&)>;
@@ -91,7 +103,9 @@ class Trainer {
 
   EvalResult evaluate_now();
   void save(const std::string& path) const;
-  void load(const std::string& path);  // checks model kind and config
+  // Checks the model kind, and the file's model config against the model's,
+  // key by key (a dg::Error naming the first differing key and both values).
+  void load(const std::string& path);
 
   int64_t step() const { return step_; }
   double train_flops() const { return train_flops_; }

@@ -7,7 +7,7 @@ set -euo pipefail
 BIN="$1/examples/compare_routing"
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
-"$BIN" --steps 12 --evals 2 --eval-batches 1 --batch 4 --block 32 --no-plot --threads 1 --out "$OUT" > "$OUT/log.txt"
+"$BIN" --steps 12 --warmup 2 --evals 2 --eval-batches 1 --batch 4 --block 32 --no-plot --threads 1 --out "$OUT" > "$OUT/log.txt"
 python3 - "$OUT" <<'PY'
 import json, os, sys
 out = sys.argv[1]

@@ -11,7 +11,7 @@ MODEL=$2
 BIN="$BUILD/examples/train_lm"
 DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"' EXIT
-ARGS=(--model "$MODEL" --steps 20 --batch 4 --block 32 --embd 32 --heads 2 --layers 2 --blocks 2 --max-depth 3
+ARGS=(--model "$MODEL" --steps 20 --warmup 5 --batch 4 --block 32 --embd 32 --heads 2 --layers 2 --blocks 2 --max-depth 3
       --eval-every 10 --eval-batches 2 --samples 0 --threads 2 --seed 7)
 "$BIN" "${ARGS[@]}" --out "$DIR/straight" >/dev/null
 "$BIN" "${ARGS[@]}" --stop-at 10 --out "$DIR/split" >/dev/null
