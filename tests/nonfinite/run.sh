@@ -12,7 +12,7 @@ SAMPLE="$BUILD/examples/sample_lm"
 DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"' EXIT
 ARGS=(--model mob --steps 40 --batch 4 --block 32 --embd 32 --heads 2 --blocks 2 --max-depth 3
-      --eval-every 2 --eval-batches 1 --samples 0 --threads 1 --lr 1e3)
+      --warmup 5 --eval-every 2 --eval-batches 1 --samples 0 --threads 1 --lr 1e3)
 for clip in 1 0; do
   if "$TRAIN" "${ARGS[@]}" --grad-clip "$clip" --out "$DIR/clip$clip" >"$DIR/log" 2>&1; then
     echo "--lr 1e3 --grad-clip $clip: train_lm exited 0"; exit 1
