@@ -8,4 +8,8 @@ cd "$(dirname "$0")/.."
 bash tools/setup.sh --no-torch
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build --target train_lm sample_lm
-./build/examples/train_lm --out runs/main "$@"
+# runs/main is the demo's own folder: a rerun starts it over (--overwrite),
+# unless the arguments ask to --resume it.
+fresh=(--overwrite)
+for a in "$@"; do [ "$a" = "--resume" ] && fresh=(); done
+./build/examples/train_lm --out runs/main "${fresh[@]}" "$@"
