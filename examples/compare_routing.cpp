@@ -93,6 +93,7 @@ int main(int argc, char** argv) {
   try {
     // Everything that can be checked before a model is built or a step runs.
     f.train.steps = f.steps, f.train.block = f.gpt.block_size, f.train.seed = f.gpt.seed;
+    examples::fit_default_warmup(app, f.train);
     train::validate(f.train);
     if (f.threads > 0) set_num_threads(f.threads);
     if (f.runs.empty()) f.runs = default_runs(f);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "models/config_table.h"
+#include "train/trainer.h"
 
 namespace dg::examples {
 
@@ -51,6 +52,12 @@ void add_flags(CLI::App& app, const config::Table<C>& t, C& c, const std::vector
         ->type_name(flag_type(f))
         ->default_str(now.is_string() ? now.get<std::string>() : now.dump());
   }
+}
+
+// The default --warmup (100) is cut to --steps for a short run; a --warmup the
+// user gave stays as given, and train::validate refuses it above --steps.
+inline void fit_default_warmup(const CLI::App& app, train::TrainOptions& o) {
+  if (app.count("--warmup") == 0) o.warmup = std::min(o.warmup, o.steps);
 }
 
 }  // namespace dg::examples

@@ -161,6 +161,7 @@ int main(int argc, char** argv) {
     // Everything that can be checked before a model is built or a step runs.
     train::TrainOptions& o = f.train;
     o.block = f.gpt.block_size, o.seed = f.gpt.seed;
+    examples::fit_default_warmup(app, o);
     train::validate(o);
     const std::string config = examples::model_config(f, f.model);
     if (f.threads > 0) set_num_threads(f.threads);

@@ -39,6 +39,9 @@ expect_error "--eval-batches must be an integer in [1, 1048576], got 0" "$TRAIN"
 expect_error "--kl must be a number >= 0, got -5" "$TRAIN" "${TINY[@]}" --kl -5
 expect_error "--min-lr 0.5 must be at most --lr 0.1" "$TRAIN" "${TINY[@]}" --lr 0.1 --min-lr 0.5
 expect_error "--warmup 10 must be at most --steps 2" "$TRAIN" "${TINY[@]}" --warmup 10
+# The default --warmup (100) is cut to a short run's --steps instead of refused.
+"$TRAIN" "${TINY[@]:0:2}" "${TINY[@]:4}" --out "$DIR/short" >"$DIR/short.log" 2>&1 \
+  || { echo "FAIL: a 2-step run with the default --warmup was refused:"; cat "$DIR/short.log"; failures=$((failures + 1)); }
 expect_error "--capacity must be a number in (0, 1], got 1.5" "$TRAIN" "${TINY[@]}" --model mod --capacity 1.5
 expect_error "--max-depth must be an integer in [1, 1024], got 0" "$TRAIN" "${TINY[@]}" --max-depth 0
 expect_error "--layers must be an integer in [1, 1024], got 1e+300" "$TRAIN" "${TINY[@]}" --layers 1e300
@@ -53,7 +56,7 @@ head -c 300 "$SRC/README.md" > "$DIR/short.txt"
 expect_error "the validation split has 30 bytes, fewer than one window of --block 64 plus 1" \
   "$TRAIN" "${TINY[@]}" --data "$DIR/short.txt" --block 64
 expect_error "--batch must be an integer in [1, 1048576], got 0" "$COMPARE" --batch 0 --no-plot --out "$DIR/c0"
-expect_error "--warmup 100 must be at most --steps 12" "$COMPARE" --steps 12 --no-plot --out "$DIR/c1"
+expect_error "--warmup 100 must be at most --steps 12" "$COMPARE" --steps 12 --warmup 100 --no-plot --out "$DIR/c1"
 expect_error "--tokens must be an integer >= 0, got -3" "$SAMPLE" "$SRC/tests/data/legacy/dense/ckpt.safetensors" --tokens -3
 
 # compare_routing --layers 1: dense-1, mod and mob (no dense-L/2 of 0 layers, no duplicate name).
