@@ -53,15 +53,18 @@ bool same_value(const std::string& path, const std::string& key, const std::stri
 
 }  // namespace
 
-std::string first_nonfinite(const NamedTensors& tensors) {
+bool all_finite(const Tensor& t) {
+  if (!is_floating(t.dtype()) || t.numel() == 0) return true;
   NoGradGuard no_grad;
-  for (auto& [name, t] : tensors) {
-    if (!is_floating(t.dtype()) || t.numel() == 0) continue;
-    // A sum in f64 of f32/f64 values is non-finite iff some value is (no f32
-    // sum overflows f64; f64 sums of huge finite values could, and then the
-    // weights are unusable anyway).
-    if (!std::isfinite(sum(to_dtype(t, DType::f64)).item<double>())) return name;
-  }
+  // A sum in f64 of f32/f64 values is non-finite iff some value is (no f32
+  // sum overflows f64; f64 sums of huge finite values could, and then the
+  // weights are unusable anyway).
+  return std::isfinite(sum(to_dtype(t, DType::f64)).item<double>());
+}
+
+std::string first_nonfinite(const NamedTensors& tensors) {
+  for (auto& [name, t] : tensors)
+    if (!all_finite(t)) return name;
   return "";
 }
 

@@ -20,8 +20,10 @@
 
 namespace dg::nn {
 
+// Whether t holds no NaN and no infinity (integer and bool tensors always do).
+bool all_finite(const Tensor& t);
 // The name of the first tensor (map order) holding a NaN or an infinity, or
-// "" when all are finite. Integer and bool tensors are always finite.
+// "" when all are finite.
 std::string first_nonfinite(const NamedTensors& tensors);
 
 // Writes model (+ optimizer, when given) with `step` and `metadata`. Refuses

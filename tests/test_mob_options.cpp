@@ -46,6 +46,13 @@ std::vector<std::vector<std::pair<int32_t, int32_t>>> routes(const RoutingTrace&
 }
 
 // Gate weights zero: every token sees the same probabilities (softmax of the step bias).
+// Gate weights N(0, scale^2) (f64), so the choices vary between tokens.
+void randomise_gate_weight(MoB& m, double scale, uint64_t seed) {
+  NoGradGuard ng;
+  Generator g(seed);
+  copy_(m.gate->weight, randn(m.gate->weight.shape(), {DType::f64}, &g) * scale);
+}
+
 void zero_gate(MoB& m) {
   NoGradGuard ng;
   fill_(m.gate->weight, 0.0);
@@ -71,11 +78,7 @@ TEST(MoBOptions, ParameterGradcheckOfTheWholeModelF64) {
   c.n_blocks = 2;
   c.max_depth = 3;
   MoB m(c);
-  {
-    NoGradGuard ng;
-    Generator g(21);
-    copy_(m.gate->weight, randn(m.gate->weight.shape(), {DType::f64}, &g) * 2.0);
-  }
+  randomise_gate_weight(m, 2.0, 21);
   m.train();
   Tensor idx = tokens(2, 4, 22, 16), tgt = tokens(2, 4, 23, 16);
   m.loss(idx, tgt);
@@ -253,11 +256,7 @@ TEST(MoBOptions, BiasPolicyReportsTheTraceDepth) {
   c.halting = Halting::bias;
   c.return_bias = 0.4;
   MoB m(c);
-  {
-    NoGradGuard ng;
-    Generator g(41);
-    copy_(m.gate->weight, randn(m.gate->weight.shape(), {DType::f64}, &g) * 3.0);
-  }
+  randomise_gate_weight(m, 3.0, 41);
   m.train();
   LossOutput out = m.loss(tokens(4, 8, 9), tokens(4, 8, 10));
   const TraceSummary s = m.last_trace().summary();

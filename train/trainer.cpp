@@ -153,17 +153,12 @@ bool Trainer::nonfinite_step(double loss, double lm, double gnorm) {
   }
   const char* what = !std::isfinite(loss) ? "the loss" : !std::isfinite(lm) ? "the LM loss" : "the gradient norm";
   const double value = !std::isfinite(loss) ? loss : !std::isfinite(lm) ? lm : gnorm;
-  std::string first_bad;
-  {
-    NoGradGuard no_grad;
-    for (auto& [name, p] : model_.named_parameters()) {
-      Tensor g = p.grad();
-      if (g.defined() && !std::isfinite(sum(to_dtype(g, DType::f64)).item<double>())) {
-        first_bad = fmt::format("; first non-finite gradient: '{}'", name);
-        break;
-      }
+  std::string first_bad;  // in parameter order
+  for (auto& [name, p] : model_.named_parameters())
+    if (p.grad().defined() && !nn::all_finite(p.grad())) {
+      first_bad = fmt::format("; first non-finite gradient: '{}'", name);
+      break;
     }
-  }
   throw Error(fmt::format("train: step {}: {} is {} (diverged{}); stopped, the last good checkpoint {} is kept "
                           "(--on-nonfinite skip skips such steps instead)",
                           step_ + 1, what, value, first_bad,
