@@ -223,6 +223,16 @@ class Backend {
 Backend& backend_for(Device d);
 inline Backend& backend_of(const Tensor& t) { return backend_for(t.device()); }
 
+// Devices of a type this process can use: 1 for the CPU and the guarded test
+// device; for CUDA, the GPUs
+// visible (0 in a build without the CUDA backend, or without a driver or GPU).
+int device_count(DeviceType type);
+// "cpu", "cuda" (= cuda:0), "cuda:N" or "guarded" (the test device of
+// tensor/guarded_backend.h) as a Device; any other text is a
+// dg::Error naming the text and the accepted forms. The device need not exist
+// (backend_for says so when it is used).
+Device parse_device(std::string_view text);
+
 // Threads used by CPU kernels: DG_NUM_THREADS, or all cores by default.
 void set_num_threads(int n);
 int num_threads();

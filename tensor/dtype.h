@@ -67,13 +67,16 @@ decltype(auto) visit_floating(DType t, std::string_view op, F&& f) {
   return f(float{});
 }
 
-enum class DeviceType : uint8_t { cpu, cuda };
+// guarded: a test device (tensor/guarded_backend.h), the CPU's kernels on
+// memory the host cannot read, which proves code device-agnostic without a GPU.
+enum class DeviceType : uint8_t { cpu, cuda, guarded };
 
 struct Device {
   DeviceType type = DeviceType::cpu;
   int index = 0;
   static constexpr Device cpu() { return {DeviceType::cpu, 0}; }
   static constexpr Device cuda(int i = 0) { return {DeviceType::cuda, i}; }
+  static constexpr Device guarded() { return {DeviceType::guarded, 0}; }
   bool is_cpu() const { return type == DeviceType::cpu; }
   friend constexpr bool operator==(Device a, Device b) { return a.type == b.type && a.index == b.index; }
 };
@@ -89,6 +92,11 @@ template <>
 struct fmt::formatter<dg::Device> : fmt::formatter<std::string_view> {
   template <class Ctx>
   auto format(dg::Device d, Ctx& ctx) const {
-    return d.is_cpu() ? fmt::format_to(ctx.out(), "cpu") : fmt::format_to(ctx.out(), "cuda:{}", d.index);
+    switch (d.type) {
+      case dg::DeviceType::cpu: return fmt::format_to(ctx.out(), "cpu");
+      case dg::DeviceType::cuda: return fmt::format_to(ctx.out(), "cuda:{}", d.index);
+      case dg::DeviceType::guarded: return fmt::format_to(ctx.out(), "guarded:{}", d.index);
+    }
+    return fmt::format_to(ctx.out(), "?");
   }
 };
