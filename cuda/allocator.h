@@ -24,8 +24,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cmath>
-#include <cstdint>
 #include <cstddef>
 #include <functional>
 #include <mutex>
@@ -49,18 +47,13 @@ inline size_t size_class(size_t n) {
 }
 
 // "512 B", "1.50 KiB", "10.2 GiB": three significant digits above 1 KiB.
-// (Integer formatting only: fmt's floating-point code draws nvcc warnings.)
 inline std::string format_bytes(size_t n) {
   if (n < 1024) return fmt::format("{} B", n);
   const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
   double v = static_cast<double>(n) / 1024;
+  int u = 0;
   while (v >= 1024 && u < 3) v /= 1024, ++u;
-  const int decimals = v < 10 ? 2 : v < 100 ? 1 : 0;
-  const int64_t scale = decimals == 2 ? 100 : decimals == 1 ? 10 : 1;
-  const int64_t q = std::llround(v * static_cast<double>(scale));
-  if (decimals == 0) return fmt::format("{} {}", q, units[u]);
-  return fmt::format("{}.{:0{}} {}", q / scale, q % scale, decimals, units[u]);
+  return fmt::format("{:.{}f} {}", v, v < 10 ? 2 : v < 100 ? 1 : 0, units[u]);
 }
 
 class CachingAllocator {

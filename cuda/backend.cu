@@ -36,7 +36,7 @@ struct CudaBackend::Impl {
 
   explicit Impl(int i)
       : index(i),
-        allocator(fmt::format("cuda:{}", i), [i](size_t n) { return device_malloc(i, n); },
+        allocator(fmt::format("{}", Device::cuda(i)), [i](size_t n) { return device_malloc(i, n); },
                   [i](void* p) {
                     // cudaFree waits for the device, so no queued kernel still uses p.
                     DG_CUDA_CHECK(cudaSetDevice(i), "cuda: select device");
@@ -158,10 +158,9 @@ Backend* cuda_backend(int index) {
 }
 
 CudaBackend& backend_of_cuda(const Tensor& t) {
-  // (The messages avoid formatting a Device: that draws nvcc warnings.)
-  DG_ASSERT(t.device().type == DeviceType::cuda, "cuda kernel given a tensor that is not on a CUDA device");
+  DG_ASSERT(t.device().type == DeviceType::cuda, "cuda kernel given a tensor on {}", t.device());
   Backend* b = cuda_backend(t.device().index);
-  DG_ASSERT(b != nullptr, "cuda kernel given a tensor on cuda:{}, which does not exist", t.device().index);
+  DG_ASSERT(b != nullptr, "cuda kernel given a tensor on {}, which does not exist", t.device());
   auto& cb = static_cast<CudaBackend&>(*b);
   DG_CUDA_CHECK(cudaSetDevice(cb.index()), "cuda: select device");
   return cb;
