@@ -30,7 +30,9 @@ template <class T>
 AdamWCoeffs<T> adamw_coeffs(double lr, double beta1, double beta2, double eps, double weight_decay, int64_t step) {
   const double t = static_cast<double>(step);
   const double bc1 = 1.0 - std::pow(beta1, t), bc2 = 1.0 - std::pow(beta2, t);
-  return {T(1.0 - lr * weight_decay), T(beta1), T(1.0 - beta1), T(beta2), T(1.0 - beta2), T(-(lr / bc1)),
+  // 1 - lr*wd as an explicit fma: GCC with -march=native contracts it anyway;
+  // spelled out, every compiler (nvcc's host pass too) gets the same scalar.
+  return {T(std::fma(-lr, weight_decay, 1.0)), T(beta1), T(1.0 - beta1), T(beta2), T(1.0 - beta2), T(-(lr / bc1)),
           T(std::sqrt(bc2)), T(eps)};
 }
 
