@@ -1,10 +1,12 @@
 #pragma once
-// Shared helpers of the CUDA kernels: error checks, the stream of a tensor's
-// device, launch sizes, and the offset calculator for strided inputs.
+// Shared helpers of the CUDA kernels: error checks, the stream and cuBLAS
+// handle of a tensor's device, launch sizes, and the offset calculator for
+// strided inputs.
 //
 //   DG_CUDA_CHECK(cudaMemsetAsync(p, 0, n, stream_of(t)), "fill");
 //   OffsetCalc<2> oc(out.shape(), {x.strides(), out.strides()});   // host side
 //   ... in a kernel: auto off = oc.get(i);  x[off[0]] ... o[off[1]]
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <array>
@@ -28,10 +30,22 @@ namespace dg::cuda {
 // After a kernel launch: reports launch errors (bad configuration) at once.
 #define DG_CUDA_LAUNCHED(what) DG_CUDA_CHECK(cudaGetLastError(), what)
 
+// The same for cuBLAS calls.
+[[noreturn]] void throw_cublas_error(cublasStatus_t status, const char* what, const char* file, int line);
+#define DG_CUBLAS_CHECK(expr, what)                                                \
+  do {                                                                             \
+    cublasStatus_t dg_status_ = (expr);                                            \
+    if (dg_status_ != CUBLAS_STATUS_SUCCESS) [[unlikely]]                          \
+      ::dg::cuda::throw_cublas_error(dg_status_, what, __FILE__, __LINE__);        \
+  } while (0)
+
 // The stream every kernel of a tensor's device runs on (one per device), with
 // that device made current. Defined in backend.cu.
 cudaStream_t stream_of(const Tensor& t);
 CudaBackend& backend_of_cuda(const Tensor& t);
+// The cuBLAS handle of a tensor's device (created on first use, bound to its
+// stream), with that device made current.
+cublasHandle_t cublas_handle(const Tensor& t);
 
 inline constexpr int kThreads = 256;
 // Blocks for n elements at kThreads per block (at least 1, capped so the grid
@@ -67,6 +81,14 @@ struct OffsetCalc {
         ++nd;
       }
     }
+  }
+  // Every operand contiguous (then all dims coalesce into one of stride 1):
+  // each operand's offset is the linear index.
+  bool is_linear() const {
+    if (nd > 1) return false;
+    for (int t = 0; t < N && nd == 1; ++t)
+      if (strides[t][0] != 1) return false;
+    return true;
   }
   __host__ __device__ std::array<int64_t, N> get(int64_t linear) const {
     std::array<int64_t, N> off{};

@@ -22,15 +22,11 @@
 // Binary functor: f(a, b); comparisons and logical ops return bool.
 #include <cmath>
 #include <cstdint>
+#include <string_view>
 #include <type_traits>
 
 #include "tensor/backend.h"
-
-#ifdef __CUDACC__
-#define DG_HOST_DEVICE __host__ __device__
-#else
-#define DG_HOST_DEVICE
-#endif
+#include "tensor/host_device.h"
 
 namespace dg::fn {
 
@@ -325,6 +321,21 @@ DG_HOST_DEVICE decltype(auto) visit_unary(UnaryOp op, UnaryParams p, F&& f) {
   return f(Neg{});
 }
 
+// Calls body(functor, T{}) with the functor of `op` and the type of dtype dt,
+// when the op accepts dt; another dtype reaching a kernel is a bug (the
+// autograd ops check it and name the op), reported naming `kernel`.
+template <class Body>
+void visit_unary_dtype(std::string_view kernel, UnaryOp op, UnaryParams p, DType dt, Body&& body) {
+  visit_unary(op, p, [&](auto f) {
+    using F = decltype(f);
+    visit_dtype(dt, [&](auto tag) {
+      using T = decltype(tag);
+      if constexpr (domain_accepts<T>(F::kDomain)) body(f, tag);
+      else DG_ASSERT(false, "{}: {} does not accept {}", kernel, unary_op_name(op), dtype_name(dt));
+    });
+  });
+}
+
 // The static traits of a unary op, at run time.
 struct UnaryTraits {
   Domain domain;
@@ -336,6 +347,13 @@ inline UnaryTraits unary_traits(UnaryOp op) {
     using F = decltype(fn);
     return UnaryTraits{F::kDomain, F::kBoolOut, F::kD2};
   });
+}
+
+// ---------------------------------------------------------------- fills
+
+// Element i of Backend::arange: an explicit fma, so every compiler rounds it alike.
+DG_HOST_DEVICE inline double arange_at(int64_t i, double start, double step) {
+  return std::fma(static_cast<double>(i), step, start);
 }
 
 // ---------------------------------------------------------------- binary
@@ -421,6 +439,19 @@ DG_HOST_DEVICE decltype(auto) visit_binary(BinaryOp op, F&& f) {
     case BinaryOp::logical_or: return f(LogicalOr{});
   }
   return f(Add{});
+}
+
+// Calls body(functor, T{}) for `op` on dtype dt, like visit_unary_dtype.
+template <class Body>
+void visit_binary_dtype(std::string_view kernel, BinaryOp op, DType dt, Body&& body) {
+  visit_binary(op, [&](auto f) {
+    using F = decltype(f);
+    visit_dtype(dt, [&](auto tag) {
+      using T = decltype(tag);
+      if constexpr (domain_accepts<T>(F::kDomain)) body(f, tag);
+      else DG_ASSERT(false, "{}: {} does not accept {}", kernel, binary_op_name(op), dtype_name(dt));
+    });
+  });
 }
 
 inline Domain binary_domain(BinaryOp op) {

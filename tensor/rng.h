@@ -7,7 +7,11 @@
 //   dg::Generator g(42);
 //   Tensor a = dg::randn({3}, {}, &g);
 #include <array>
+#include <cmath>
 #include <cstdint>
+#include <numbers>
+
+#include "tensor/host_device.h"
 
 namespace dg {
 
@@ -33,10 +37,7 @@ Generator& default_generator();
 void manual_seed(uint64_t seed);
 
 // Philox 4x32-10: four 32-bit random words for (key = seed, counter).
-#if defined(__CUDACC__)
-__host__ __device__
-#endif
-inline std::array<uint32_t, 4> philox4x32(uint64_t seed, uint64_t counter) {
+DG_HOST_DEVICE inline std::array<uint32_t, 4> philox4x32(uint64_t seed, uint64_t counter) {
   uint32_t c0 = static_cast<uint32_t>(counter), c1 = static_cast<uint32_t>(counter >> 32), c2 = 0, c3 = 0;
   uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
   for (int r = 0; r < 10; ++r) {
@@ -49,12 +50,33 @@ inline std::array<uint32_t, 4> philox4x32(uint64_t seed, uint64_t counter) {
 }
 
 // Uniform double in [0, 1) from two random words (53 bits).
-#if defined(__CUDACC__)
-__host__ __device__
-#endif
-inline double uniform_from_bits(uint32_t hi, uint32_t lo) {
+DG_HOST_DEVICE inline double uniform_from_bits(uint32_t hi, uint32_t lo) {
   uint64_t bits = (static_cast<uint64_t>(hi) << 21) ^ (lo >> 11);
   return static_cast<double>(bits & ((uint64_t{1} << 53) - 1)) * (1.0 / 9007199254740992.0);
+}
+
+// The value of element `counter` of each random fill (Backend::fill_uniform,
+// fill_normal, fill_bernoulli): one formula for every backend. The affine
+// steps are explicit fma calls, so no compiler contracts them differently;
+// uniform and bernoulli then use only exactly rounded operations and give the
+// same bits everywhere. normal also calls log and cos, whose last bit may
+// differ between libm and CUDA for a few f64 values (f32 results, rounded
+// from the double, practically never differ).
+DG_HOST_DEVICE inline double uniform_at(uint64_t seed, uint64_t counter, double lo, double hi) {
+  auto r = philox4x32(seed, counter);
+  return std::fma(hi - lo, uniform_from_bits(r[0], r[1]), lo);
+}
+
+// Box-Muller on two uniforms; u1 in (0, 1] so the log is finite.
+DG_HOST_DEVICE inline double normal_at(uint64_t seed, uint64_t counter, double mean, double stddev) {
+  auto r = philox4x32(seed, counter);
+  double u1 = 1.0 - uniform_from_bits(r[0], r[1]), u2 = uniform_from_bits(r[2], r[3]);
+  return std::fma(stddev * std::sqrt(-2.0 * std::log(u1)), std::cos(2.0 * std::numbers::pi * u2), mean);
+}
+
+DG_HOST_DEVICE inline double bernoulli_at(uint64_t seed, uint64_t counter, double p) {
+  auto r = philox4x32(seed, counter);
+  return uniform_from_bits(r[0], r[1]) < p ? 1.0 : 0.0;
 }
 
 }  // namespace dg

@@ -139,20 +139,6 @@ void blocked_map(const std::array<const Tensor*, NIn>& in, const Tensor& out, Ru
   });
 }
 
-// Calls body(fn, T{}) for the functor of op and x's dtype, when the op accepts
-// that dtype (the autograd ops check it and name the op; here it is a bug).
-template <class Body>
-void dispatch_unary(const char* kernel, UnaryOp op, UnaryParams p, DType dt, Body&& body) {
-  fn::visit_unary(op, p, [&](auto f) {
-    using F = decltype(f);
-    visit_dtype(dt, [&](auto tag) {
-      using T = decltype(tag);
-      if constexpr (fn::domain_accepts<T>(F::kDomain)) body(f, tag);
-      else DG_ASSERT(false, "cpu {}: {} does not accept {}", kernel, unary_op_name(op), dtype_name(dt));
-    });
-  });
-}
-
 // --- binary: o[i] = f(a[i], b[i]) with fast paths for contiguous runs, a
 // scalar operand (stride 0) and the in-place case o == a.
 template <class F, class T, class O>
@@ -180,7 +166,7 @@ void binary_run(const F& fn, const T* a, int64_t ia, const T* b, int64_t ib, O* 
 
 void CpuBackend::unary(UnaryOp op, const Tensor& x, const Tensor& out, UnaryParams p) {
   DG_ASSERT(x.shape() == out.shape(), "cpu unary: {} vs {}", x.shape(), out.shape());
-  dispatch_unary("unary", op, p, x.dtype(), [&](auto f, auto tag) {
+  fn::visit_unary_dtype("cpu unary", op, p, x.dtype(), [&](auto f, auto tag) {
     using F = decltype(f);
     using T = decltype(tag);
     using O = std::conditional_t<F::kBoolOut, bool, T>;
@@ -192,7 +178,7 @@ void CpuBackend::unary_grad(UnaryOp op, const Tensor& g, const Tensor& x, const 
                             UnaryParams p) {
   DG_ASSERT(g.shape() == out.shape() && x.shape() == out.shape() && y.shape() == out.shape(),
             "cpu unary_grad: {} {} {} -> {}", g.shape(), x.shape(), y.shape(), out.shape());
-  dispatch_unary("unary_grad", op, p, x.dtype(), [&](auto f, auto tag) {
+  fn::visit_unary_dtype("cpu unary_grad", op, p, x.dtype(), [&](auto f, auto tag) {
     using F = decltype(f);
     using T = decltype(tag);
     if constexpr (F::kBoolOut) {
@@ -207,7 +193,7 @@ void CpuBackend::unary_grad(UnaryOp op, const Tensor& g, const Tensor& x, const 
 void CpuBackend::unary_grad2(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& out, UnaryParams p) {
   DG_ASSERT(x.shape() == out.shape() && y.shape() == out.shape(), "cpu unary_grad2: {} {} -> {}", x.shape(),
             y.shape(), out.shape());
-  dispatch_unary("unary_grad2", op, p, x.dtype(), [&](auto f, auto tag) {
+  fn::visit_unary_dtype("cpu unary_grad2", op, p, x.dtype(), [&](auto f, auto tag) {
     using F = decltype(f);
     using T = decltype(tag);
     if constexpr (F::kBoolOut) {
@@ -222,20 +208,13 @@ void CpuBackend::unary_grad2(UnaryOp op, const Tensor& x, const Tensor& y, const
 void CpuBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
   DG_ASSERT(a.shape() == out.shape() && b.shape() == out.shape() && a.dtype() == b.dtype(),
             "cpu binary: {} {} and {} {} -> {}", a.dtype(), a.shape(), b.dtype(), b.shape(), out.shape());
-  fn::visit_binary(op, [&](auto f) {
-    using F = decltype(f);
-    visit_dtype(a.dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      if constexpr (fn::domain_accepts<T>(F::kDomain)) {
-        using O = decltype(f.f(T{}, T{}));
-        const T *pa = a.data<T>(), *pb = b.data<T>();
-        O* po = out.data<O>();
-        strided_loop<3>(out.shape(), {a.strides(), b.strides(), out.strides()}, [&](auto off, int64_t n, auto inc) {
-          binary_run(f, pa + off[0], inc[0], pb + off[1], inc[1], po + off[2], inc[2], n);
-        });
-      } else {
-        DG_ASSERT(false, "cpu binary: {} does not accept {}", binary_op_name(op), a.dtype());
-      }
+  fn::visit_binary_dtype("cpu binary", op, a.dtype(), [&](auto f, auto tag) {
+    using T = decltype(tag);
+    using O = decltype(f.f(T{}, T{}));
+    const T *pa = a.data<T>(), *pb = b.data<T>();
+    O* po = out.data<O>();
+    strided_loop<3>(out.shape(), {a.strides(), b.strides(), out.strides()}, [&](auto off, int64_t n, auto inc) {
+      binary_run(f, pa + off[0], inc[0], pb + off[1], inc[1], po + off[2], inc[2], n);
     });
   });
 }

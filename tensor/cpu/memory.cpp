@@ -10,6 +10,7 @@
 
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/loops.h"
+#include "tensor/functors.h"
 
 namespace dg::cpu {
 
@@ -122,7 +123,7 @@ void CpuBackend::arange(const Tensor& out, double start, double step) {
   visit_dtype(out.dtype(), [&](auto tag) {
     using T = decltype(tag);
     T* o = out.data<T>();
-    for (int64_t i = 0; i < out.numel(); ++i) o[i] = static_cast<T>(start + static_cast<double>(i) * step);
+    for (int64_t i = 0; i < out.numel(); ++i) o[i] = static_cast<T>(fn::arange_at(i, start, step));
   });
 }
 

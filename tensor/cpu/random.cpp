@@ -1,7 +1,5 @@
-// Random fills: element i of the output uses Philox counter offset + i.
-#include <cmath>
-#include <numbers>
-
+// Random fills: element i of the output uses Philox counter offset + i; the
+// value formulas are in tensor/rng.h (shared with the CUDA backend).
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/rng.h"
 
@@ -24,26 +22,15 @@ void fill_random(const Tensor& out, F&& value_at) {
 }  // namespace
 
 void CpuBackend::fill_uniform(const Tensor& out, double lo, double hi, uint64_t seed, uint64_t offset) {
-  fill_random(out, [&](uint64_t i) {
-    auto r = philox4x32(seed, offset + i);
-    return lo + (hi - lo) * uniform_from_bits(r[0], r[1]);
-  });
+  fill_random(out, [&](uint64_t i) { return uniform_at(seed, offset + i, lo, hi); });
 }
 
 void CpuBackend::fill_normal(const Tensor& out, double mean, double std, uint64_t seed, uint64_t offset) {
-  // Box-Muller on two uniforms; u1 in (0, 1] so the log is finite.
-  fill_random(out, [&](uint64_t i) {
-    auto r = philox4x32(seed, offset + i);
-    double u1 = 1.0 - uniform_from_bits(r[0], r[1]), u2 = uniform_from_bits(r[2], r[3]);
-    return mean + std * std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
-  });
+  fill_random(out, [&](uint64_t i) { return normal_at(seed, offset + i, mean, std); });
 }
 
 void CpuBackend::fill_bernoulli(const Tensor& out, double p, uint64_t seed, uint64_t offset) {
-  fill_random(out, [&](uint64_t i) {
-    auto r = philox4x32(seed, offset + i);
-    return uniform_from_bits(r[0], r[1]) < p ? 1.0 : 0.0;
-  });
+  fill_random(out, [&](uint64_t i) { return bernoulli_at(seed, offset + i, p); });
 }
 
 }  // namespace dg::cpu
