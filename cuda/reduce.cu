@@ -14,8 +14,9 @@
 // Two shapes of kernel per family:
 //  - one block per output (cub::BlockReduce over a strided walk of the
 //    reduced elements): few outputs, or reduced elements contiguous in x;
-//  - one thread per output, a serial fold: many outputs whose neighbours are
-//    neighbours in x ("columns", reducing leading dims), so loads coalesce.
+//  - outputs whose neighbours are neighbours in x ("columns", reducing
+//    leading dims): 32 neighbouring outputs per warp, so loads coalesce (for
+//    arg-reductions with many outputs, one thread per output).
 // Top-k rows up to kShortRow elements are ranked in shared memory (one block
 // per row, O(D^2) comparisons); longer rows go through CUB's stable radix sort.
 #include <cub/block/block_reduce.cuh>
@@ -30,7 +31,8 @@ namespace dg::cuda {
 
 namespace {
 
-constexpr int64_t kManyOutputs = 1024;  // enough outputs for one thread each
+constexpr int64_t kManyOutputs = 1024;  // enough outputs for one thread each (arg-reductions)
+constexpr int kTileCols = 32, kTileRows = 8;  // column reductions: outputs x row groups per block
 constexpr int64_t kShortRow = 2048;     // top-k rows ranked in shared memory up to this length
 
 // Blocks for one block per output (grid-stride beyond the cap).
@@ -61,25 +63,42 @@ __global__ void reduce_block_kernel(const T* x, T* out, ReducePlan p) {
   }
 }
 
+// Columns: a block of (kTileCols, kTileRows) threads owns kTileCols
+// neighbouring outputs; a warp reads one reduced element of 32 neighbouring
+// outputs (coalesced), each of the kTileRows rows of threads every
+// kTileRows-th reduced element; the rows' partials are then combined in order.
 template <ReduceOp Op, class T>
-__global__ void reduce_thread_kernel(const T* x, T* out, ReducePlan p) {
+__global__ void reduce_columns_kernel(const T* x, T* out, ReducePlan p) {
   using F = ReduceFold<Op, T>;
   using Acc = typename F::Acc;
-  for (int64_t o = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; o < p.n_out; o += int64_t{gridDim.x} * blockDim.x) {
-    const T* xo = x + p.kept.offset(o);
+  __shared__ Acc part[kTileRows][kTileCols];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  for (int64_t base = blockIdx.x * int64_t{kTileCols}; base < p.n_out; base += int64_t{gridDim.x} * kTileCols) {
+    const int64_t o = base + tx;
     Acc acc = F::init();
-    for (int64_t r = 0; r < p.n_red; ++r) acc = F::step(acc, static_cast<Acc>(xo[p.reduced.offset(r)]));
-    out[o] = F::result(acc);
+    if (o < p.n_out) {
+      const T* xo = x + p.kept.offset(o);
+      for (int64_t r = ty; r < p.n_red; r += kTileRows) acc = F::step(acc, static_cast<Acc>(xo[p.reduced.offset(r)]));
+    }
+    part[ty][tx] = acc;
+    __syncthreads();
+    if (ty == 0 && o < p.n_out) {
+      for (int i = 1; i < kTileRows; ++i) acc = F::step(acc, part[i][tx]);
+      out[o] = F::result(acc);
+    }
+    __syncthreads();  // part is reused by the next tile
   }
 }
 
 template <ReduceOp Op, class T>
 void launch_reduce(const Tensor& x, const Tensor& out, const ReducePlan& p) {
   cudaStream_t s = stream_of(out);
-  if (p.columns && p.n_out >= kManyOutputs)
-    reduce_thread_kernel<Op, T><<<blocks_for(p.n_out), kThreads, 0, s>>>(dptr<const T>(x), dptr<T>(out), p);
-  else
+  if (p.columns) {
+    const unsigned tiles = blocks_per_output((p.n_out + kTileCols - 1) / kTileCols);
+    reduce_columns_kernel<Op, T><<<tiles, dim3(kTileCols, kTileRows), 0, s>>>(dptr<const T>(x), dptr<T>(out), p);
+  } else {
     reduce_block_kernel<Op, T><<<blocks_per_output(p.n_out), kThreads, 0, s>>>(dptr<const T>(x), dptr<T>(out), p);
+  }
   DG_CUDA_LAUNCHED("cuda reduce");
 }
 
