@@ -93,6 +93,19 @@ inline Strides contiguous_strides(const Shape& s) {
   return st;
 }
 
+// For kernels indexed along `dim` (index_select, gather, scatter_add, ...):
+// `strides` with the entry for `dim` replaced (the index supplies that
+// coordinate), and `shape` with dim collapsed to 1 (a loop over it then
+// covers every non-dim coordinate once, and the kernel walks dim itself).
+inline Strides with_stride(Strides st, int64_t dim, int64_t v) {
+  st[dim] = v;
+  return st;
+}
+inline Shape without_dim(Shape s, int64_t dim) {
+  s[dim] = 1;
+  return s;
+}
+
 // Wraps a possibly negative dim into [0, ndim); a dg::Error names `op` otherwise.
 inline int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op) {
   int64_t lo = ndim == 0 ? -1 : -ndim, hi = ndim == 0 ? 0 : ndim - 1;

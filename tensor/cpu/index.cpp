@@ -41,19 +41,6 @@ OuterInner split_at(const Shape& s, int64_t dim) {
   return r;
 }
 
-// `strides` with the entry for `dim` replaced (the index supplies that coordinate).
-Strides with_stride(Strides st, int64_t dim, int64_t v) {
-  st[dim] = v;
-  return st;
-}
-
-// `shape` with dim collapsed to 1: the loops over it then cover every non-dim
-// coordinate once, and the kernel walks dim itself.
-Shape without_dim(Shape s, int64_t dim) {
-  s[dim] = 1;
-  return s;
-}
-
 // Column chunk for in-place accumulation on contiguous (O, D, I) data: when
 // there are fewer outer rows than threads, the I columns are split too, so
 // that tasks = O * ceil(I / chunk) keeps every thread busy.
