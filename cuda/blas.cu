@@ -15,9 +15,6 @@
 // CUBLAS_COMPUTE_64F. beta = 0 never reads out (cuBLAS's rule), so NaN there
 // is ignored. Integer dtypes (no cuBLAS GEMM for them) run a plain kernel that
 // evaluates the same plan element by element (colmajor_dot).
-#include <mutex>
-
-#include "cuda/blas_handle.h"
 #include "cuda/common.cuh"
 #include "cuda/linalg_plan.h"
 #include "cuda/shape_text.h"
@@ -25,29 +22,6 @@
 #include "tensor/settings.h"
 
 namespace dg::cuda {
-
-// ---------------------------------------------------------------- handle
-
-void check_cublas(cublasStatus_t status, const char* call, const char* what) {
-  if (status == CUBLAS_STATUS_SUCCESS) [[likely]]
-    return;
-  throw Error(fmt::format("{}: {} failed: {} ({})", what, call, cublasGetStatusName(status),
-                          cublasGetStatusString(status)));
-}
-
-cublasHandle_t cublas_handle(const Tensor& t) {
-  constexpr int kMaxDevices = 64;
-  static std::mutex mutex;
-  static cublasHandle_t handles[kMaxDevices] = {};
-  const int dev = t.device().index;
-  DG_ASSERT(t.device().type == DeviceType::cuda && dev >= 0 && dev < kMaxDevices, "cublas_handle on device {} of type {}", dev,
-            static_cast<int>(t.device().type));
-  cudaStream_t stream = stream_of(t);  // makes the device current before cublasCreate
-  std::lock_guard<std::mutex> lock(mutex);
-  if (!handles[dev]) check_cublas(cublasCreate(&handles[dev]), "cublasCreate", "cuda matmul");
-  check_cublas(cublasSetStream(handles[dev], stream), "cublasSetStream", "cuda matmul");
-  return handles[dev];
-}
 
 namespace {
 
@@ -91,12 +65,13 @@ void cublas_gemm(const GemmPlan& p, const Tensor& a, const Tensor& b, const Tens
   const cublasComputeType_t compute =
       kDouble ? CUBLAS_COMPUTE_64F : (allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F);
   const T al = static_cast<T>(alpha), be = static_cast<T>(beta);  // scalars of the compute type
-  check_cublas(cublasGemmStridedBatchedEx_64(cublas_handle(out), op_of(p.transa), op_of(p.transb), p.m, p.n, p.k, &al,
+  DG_CUBLAS_CHECK(cublasGemmStridedBatchedEx_64(cublas_handle(out), op_of(p.transa), op_of(p.transb), p.m, p.n, p.k, &al,
                                              b.raw_data(), type, p.lda, p.stride_a, a.raw_data(), type, p.ldb,
                                              p.stride_b, &be, out.raw_data(), type, p.ldc, p.stride_c, p.batch,
                                              compute, CUBLAS_GEMM_DEFAULT),
-               "cublasGemmStridedBatchedEx_64",
-               fmt::format("cuda matmul {} {} -> {}", shape_text(a.shape()), shape_text(b.shape()), shape_text(out.shape())).c_str());
+                  fmt::format("matmul {} {} -> {}: cublasGemmStridedBatchedEx_64", shape_text(a.shape()),
+                              shape_text(b.shape()), shape_text(out.shape()))
+                      .c_str());
 }
 
 template <class T>
