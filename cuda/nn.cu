@@ -29,16 +29,18 @@ using kern::strided_max;
 using kern::strided_sum;
 
 // This thread's place in the row layout: its row, its index t among the n
-// threads of the row, and the row length it works on (0 past the last row, so
-// that every thread still takes part in the block's reductions).
+// threads of the row, and the row length it works on (0 past the last row,
+// where the thread only takes part in the block's reductions: not active).
 struct RowThread {
   int64_t row, t, n, C;
+  bool active;
   __device__ RowThread(int64_t N, int64_t C_) {
     row = int64_t{blockIdx.x} * blockDim.y + threadIdx.y;
     t = threadIdx.x;
     n = blockDim.x;
-    C = row < N ? C_ : 0;
-    if (row >= N) row = 0;
+    active = row < N;
+    C = active ? C_ : 0;
+    if (!active) row = 0;
   }
 };
 
@@ -80,7 +82,7 @@ __global__ void norm_kernel(const T* x, const T* w, const T* b, T eps, T* y, T* 
   const T sum_sq = row_allreduce(
       strided_sum<T>(r.C, r.t, r.n, [&](int64_t i) { return kern::centred_square(xr[i], mu); }), SumOp{});
   const T rs = kern::rstd_of(sum_sq, C, eps);
-  if (r.C > 0 && r.t == 0) {
+  if (r.active && r.t == 0) {
     if (with_mean) mean[r.row] = mu;
     rstd[r.row] = rs;
   }
@@ -152,7 +154,7 @@ __global__ void cross_entropy_kernel(const T* logits, const int64_t* target, int
   if (s != T(0))
     mean_x = kern::row_mean(
         row_allreduce(strided_sum<T>(r.C, r.t, r.n, [&](int64_t i) { return xr[i]; }), SumOp{}), V);
-  if (r.C == 0 || r.t != 0) return;
+  if (!r.active || r.t != 0) return;
   lse[r.row] = m + log_sum;
   const int64_t t = target[r.row * ts];  // in [0, V) or ignore_index: checked by the caller
   loss[r.row] = t == ignore_index ? T(0) : kern::cross_entropy_loss(log_sum, m, xr[t], mean_x, s);
