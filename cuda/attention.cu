@@ -85,17 +85,19 @@ __global__ void block_prefix_kernel(const int64_t* cu, int64_t S, int64_t rows, 
 template <class T, int DC>
 __global__ void attention_forward_kernel(AttnProblem p, const int64_t* prefix, const T* q, const T* k, const T* v,
                                          T* o, T* lse, T scale) {
+  constexpr int R = kRowsPerWarp;
   const auto [warp, lane, rows, bw, a] = place_block(p, prefix, false);
   if (bw.tile < 0) return;  // the whole block
-  const int64_t D = p.D, nq = std::min<int64_t>(rows, a.Tq - bw.row0);
+  const int64_t D = p.D, nq = std::min<int64_t>(rows, a.Tq - bw.row0), r0 = warp * R;
+  const int nr = kern::rows_of_warp(nq, r0, R);  // warp-uniform; 0: the warp only helps load
   T* Ks = shared_buffer<T>();
   T* Vs = Ks + kLanes * (D + 1);
   T* Qs = Vs + kLanes * D;
   T* Ws = Qs + rows * D;
   load_rows(Qs, D, q + a.q + bw.row0 * a.ld_in, a.ld_in, rows, static_cast<int>(nq), D);
 
-  kern::OnlineRow<T> st[kRowsPerWarp];
-  T acc[kRowsPerWarp][DC] = {};
+  kern::OnlineRow<T> st[R];
+  T acc[R][DC] = {};
   const int64_t kend = a.keys_for(bw.row0 + nq - 1);  // causal: later key tiles are skipped
   for (int64_t j0 = 0; j0 < kend; j0 += kLanes) {
     const int nk = static_cast<int>(std::min<int64_t>(kLanes, kend - j0));
@@ -103,26 +105,26 @@ __global__ void attention_forward_kernel(AttnProblem p, const int64_t* prefix, c
     load_rows(Ks, D + 1, k + a.k + j0 * a.ld_in, a.ld_in, nk, nk, D);
     load_rows(Vs, D, v + a.v + j0 * a.ld_in, a.ld_in, nk, nk, D);
     __syncthreads();
+    if (nr == 0) continue;
+    T s[R], alpha[R];
+    kern::dot_rows_scaled<T, R>(s, Qs + r0 * D, D, nr, Ks + lane * (D + 1), D, scale);  // lane j: key j0 + j
 #pragma unroll
-  #pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r) {
-      const int row = warp * kRowsPerWarp + r;
-      if (row >= nq) break;  // warp-uniform
-      const bool visible = lane < nk && j0 + lane < a.keys_for(bw.row0 + row);
-      const T s = visible ? kern::dot_scaled(Qs + row * D, Ks + lane * (D + 1), D, scale) : kern::neg_inf<T>();
-      const T alpha = kern::online_rescale(st[r], warp_allreduce(s, MaxOp{}));
-      const T w = kern::online_weight(st[r], s);
+    for (int r = 0; r < R; ++r) {
+      if (r >= nr) break;
+      if (lane >= nk || j0 + lane >= a.keys_for(bw.row0 + r0 + r)) s[r] = kern::neg_inf<T>();  // masked
+      alpha[r] = kern::online_rescale(st[r], warp_allreduce(s[r], MaxOp{}));
+      const T w = kern::online_weight(st[r], s[r]);
       st[r].l += warp_allreduce(w, SumOp{});
-      Ws[row * kLanes + lane] = w;
-      __syncwarp();
-      kern::accumulate_rows<T, DC>(acc[r], alpha, Ws + row * kLanes, Vs, D, nk, lane, D);
-      __syncwarp();
+      Ws[(r0 + r) * kLanes + lane] = w;
     }
+    __syncwarp();
+    kern::accumulate_rows<T, R, DC>(acc, alpha, Ws + r0 * kLanes, Vs, D, nk, nr, lane, D);
+    __syncwarp();
   }
 #pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r) {
-    const int64_t row = warp * kRowsPerWarp + r, i = bw.row0 + row;
-    if (row >= nq) break;
+  for (int r = 0; r < R; ++r) {
+    if (r >= nr) break;
+    const int64_t i = bw.row0 + r0 + r;
     kern::store_lane_dims<T, DC>(o + a.o + i * a.ld_out, acc[r], T(1) / st[r].l, lane, D);
     if (lane == 0) lse[a.lse + i] = kern::online_lse(st[r]);
   }
@@ -133,9 +135,11 @@ __global__ void attention_forward_kernel(AttnProblem p, const int64_t* prefix, c
 template <class T, int DC>
 __global__ void attention_dq_kernel(AttnProblem p, const int64_t* prefix, const T* q, const T* k, const T* v,
                                     const T* o, const T* go, const T* lse, T* gq, T* dl, T scale) {
+  constexpr int R = kRowsPerWarp;
   const auto [warp, lane, rows, bw, a] = place_block(p, prefix, false);
   if (bw.tile < 0) return;  // the whole block
-  const int64_t D = p.D, nq = std::min<int64_t>(rows, a.Tq - bw.row0);
+  const int64_t D = p.D, nq = std::min<int64_t>(rows, a.Tq - bw.row0), r0 = warp * R;
+  const int nr = kern::rows_of_warp(nq, r0, R);
   T* Ks = shared_buffer<T>();
   T* Vs = Ks + kLanes * (D + 1);
   T* Qs = Vs + kLanes * (D + 1);
@@ -145,12 +149,16 @@ __global__ void attention_dq_kernel(AttnProblem p, const int64_t* prefix, const 
   load_rows(dOs, D, go + a.o + bw.row0 * a.ld_out, a.ld_out, rows, static_cast<int>(nq), D);
   __syncthreads();
 
-  T row_dl[kRowsPerWarp], row_lse[kRowsPerWarp];
+  // Dl_i = dO_i . O_i (lane partials over its dims, then the warp's sum).
+  T row_dl[R], row_lse[R];
+  T ones[R];
 #pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r) {
-    const int64_t row = warp * kRowsPerWarp + r, i = bw.row0 + row;
+  for (int r = 0; r < R; ++r) ones[r] = T(1);
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
     row_dl[r] = row_lse[r] = T(0);
-    if (row >= nq) break;
+    if (r >= nr) break;
+    const int64_t row = r0 + r, i = bw.row0 + row;
     const T* orow = o + a.o + i * a.ld_out;
     row_dl[r] = warp_allreduce(
         kern::strided_sum<T>(D, lane, kLanes, [&](int64_t d) { return dOs[row * D + d] * orow[d]; }), SumOp{});
@@ -158,7 +166,7 @@ __global__ void attention_dq_kernel(AttnProblem p, const int64_t* prefix, const 
     if (lane == 0) dl[a.lse + i] = row_dl[r];
   }
 
-  T acc[kRowsPerWarp][DC] = {};
+  T acc[R][DC] = {};
   const int64_t kend = a.keys_for(bw.row0 + nq - 1);
   for (int64_t j0 = 0; j0 < kend; j0 += kLanes) {
     const int nk = static_cast<int>(std::min<int64_t>(kLanes, kend - j0));
@@ -166,28 +174,25 @@ __global__ void attention_dq_kernel(AttnProblem p, const int64_t* prefix, const 
     load_rows(Ks, D + 1, k + a.k + j0 * a.ld_in, a.ld_in, nk, nk, D);
     load_rows(Vs, D + 1, v + a.v + j0 * a.ld_in, a.ld_in, nk, nk, D);
     __syncthreads();
+    if (nr == 0) continue;
+    T s[R], dp[R];
+    kern::dot_rows_scaled<T, R>(s, Qs + r0 * D, D, nr, Ks + lane * (D + 1), D, scale);
+    kern::dot_rows_scaled<T, R>(dp, dOs + r0 * D, D, nr, Vs + lane * (D + 1), D, T(1));
 #pragma unroll
-  #pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r) {
-      const int row = warp * kRowsPerWarp + r;
-      if (row >= nq) break;
-      const bool visible = lane < nk && j0 + lane < a.keys_for(bw.row0 + row);
-      T ds = T(0);
-      if (visible) {
-        const T pr = kern::prob_from_lse(kern::dot_scaled(Qs + row * D, Ks + lane * (D + 1), D, scale), row_lse[r], true);
-        ds = kern::score_grad(pr, kern::dot_scaled(dOs + row * D, Vs + lane * (D + 1), D, T(1)), row_dl[r]);
-      }
-      dSs[row * kLanes + lane] = ds;
-      __syncwarp();
-      kern::accumulate_rows<T, DC>(acc[r], T(1), dSs + row * kLanes, Ks, D + 1, nk, lane, D);
-      __syncwarp();
+    for (int r = 0; r < R; ++r) {
+      if (r >= nr) break;
+      const bool visible = lane < nk && j0 + lane < a.keys_for(bw.row0 + r0 + r);
+      dSs[(r0 + r) * kLanes + lane] =
+          visible ? kern::score_grad(kern::prob_from_lse(s[r], row_lse[r], true), dp[r], row_dl[r]) : T(0);
     }
+    __syncwarp();
+    kern::accumulate_rows<T, R, DC>(acc, ones, dSs + r0 * kLanes, Ks, D + 1, nk, nr, lane, D);
+    __syncwarp();
   }
 #pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r) {
-    const int64_t row = warp * kRowsPerWarp + r, i = bw.row0 + row;
-    if (row >= nq) break;
-    kern::store_lane_dims<T, DC>(gq + a.q + i * a.ld_in, acc[r], scale, lane, D);
+  for (int r = 0; r < R; ++r) {
+    if (r >= nr) break;
+    kern::store_lane_dims<T, DC>(gq + a.q + (bw.row0 + r0 + r) * a.ld_in, acc[r], scale, lane, D);
   }
 }
 
@@ -196,9 +201,11 @@ __global__ void attention_dq_kernel(AttnProblem p, const int64_t* prefix, const 
 template <class T, int DC>
 __global__ void attention_dkv_kernel(AttnProblem p, const int64_t* prefix, const T* q, const T* k, const T* v,
                                      const T* go, const T* lse, const T* dl, T* gk, T* gv, T scale) {
+  constexpr int R = kRowsPerWarp;
   const auto [warp, lane, rows, bw, a] = place_block(p, prefix, true);
   if (bw.tile < 0) return;  // the whole block
-  const int64_t D = p.D, nk = std::min<int64_t>(rows, a.Tk - bw.row0);
+  const int64_t D = p.D, nk = std::min<int64_t>(rows, a.Tk - bw.row0), r0 = warp * R;
+  const int nr = kern::rows_of_warp(nk, r0, R);
   T* Qs = shared_buffer<T>();
   T* dOs = Qs + kLanes * (D + 1);
   T* Ks = dOs + kLanes * (D + 1);
@@ -210,7 +217,9 @@ __global__ void attention_dkv_kernel(AttnProblem p, const int64_t* prefix, const
   load_rows(Ks, D, k + a.k + bw.row0 * a.ld_in, a.ld_in, rows, static_cast<int>(nk), D);
   load_rows(Vs, D, v + a.v + bw.row0 * a.ld_in, a.ld_in, rows, static_cast<int>(nk), D);
 
-  T dk[kRowsPerWarp][DC] = {}, dv[kRowsPerWarp][DC] = {};
+  T ones[R], dk[R][DC] = {}, dv[R][DC] = {};
+#pragma unroll
+  for (int r = 0; r < R; ++r) ones[r] = T(1);
   // Queries before first_query_for(first key) see none of this block's keys.
   for (int64_t i0 = a.first_query_for(bw.row0); i0 < a.Tq; i0 += kLanes) {
     const int nq = static_cast<int>(std::min<int64_t>(kLanes, a.Tq - i0));
@@ -222,29 +231,27 @@ __global__ void attention_dkv_kernel(AttnProblem p, const int64_t* prefix, const
       dl_s[threadIdx.x] = threadIdx.x < nq ? dl[a.lse + i0 + threadIdx.x] : T(0);
     }
     __syncthreads();
+    if (nr == 0) continue;
+    T s[R], dp[R];  // lane i: query i0 + i against each of the warp's keys
+    kern::dot_rows_scaled<T, R>(s, Ks + r0 * D, D, nr, Qs + lane * (D + 1), D, scale);
+    kern::dot_rows_scaled<T, R>(dp, Vs + r0 * D, D, nr, dOs + lane * (D + 1), D, T(1));
 #pragma unroll
-  #pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r) {
-      const int row = warp * kRowsPerWarp + r;
-      if (row >= nk) break;
-      const bool visible = lane < nq && bw.row0 + row < a.keys_for(i0 + lane);
-      T pr = T(0), ds = T(0);
-      if (visible) {
-        pr = kern::prob_from_lse(kern::dot_scaled(Qs + lane * (D + 1), Ks + row * D, D, scale), lse_s[lane], true);
-        ds = kern::score_grad(pr, kern::dot_scaled(dOs + lane * (D + 1), Vs + row * D, D, T(1)), dl_s[lane]);
-      }
-      Ps[row * kLanes + lane] = pr;
-      dSs[row * kLanes + lane] = ds;
-      __syncwarp();
-      kern::accumulate_rows<T, DC>(dv[r], T(1), Ps + row * kLanes, dOs, D + 1, nq, lane, D);
-      kern::accumulate_rows<T, DC>(dk[r], T(1), dSs + row * kLanes, Qs, D + 1, nq, lane, D);
-      __syncwarp();
+    for (int r = 0; r < R; ++r) {
+      if (r >= nr) break;
+      const bool visible = lane < nq && bw.row0 + r0 + r < a.keys_for(i0 + lane);
+      const T pr = kern::prob_from_lse(s[r], lse_s[lane], visible);
+      Ps[(r0 + r) * kLanes + lane] = pr;
+      dSs[(r0 + r) * kLanes + lane] = visible ? kern::score_grad(pr, dp[r], dl_s[lane]) : T(0);
     }
+    __syncwarp();
+    kern::accumulate_rows<T, R, DC>(dv, ones, Ps + r0 * kLanes, dOs, D + 1, nq, nr, lane, D);
+    kern::accumulate_rows<T, R, DC>(dk, ones, dSs + r0 * kLanes, Qs, D + 1, nq, nr, lane, D);
+    __syncwarp();
   }
 #pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r) {
-    const int64_t row = warp * kRowsPerWarp + r, j = bw.row0 + row;
-    if (row >= nk) break;
+  for (int r = 0; r < R; ++r) {
+    if (r >= nr) break;
+    const int64_t j = bw.row0 + r0 + r;
     kern::store_lane_dims<T, DC>(gk + a.k + j * a.ld_in, dk[r], scale, lane, D);
     kern::store_lane_dims<T, DC>(gv + a.v + j * a.ld_in, dv[r], T(1), lane, D);
   }
@@ -312,19 +319,21 @@ void with_head_chunks(int64_t D, const F& f) {
 }
 
 template <class T>
-void run_attention_forward(CudaBackend& be, cudaStream_t st, const AttnProblem& p, const T* q, const T* k, const T* v,
-                       T* o, T* lse, T scale) {
+void run_attention_forward(CudaBackend& be, cudaStream_t st, const AttnProblem& p, const T* q, const T* k,
+                           const T* v, T* o, T* lse, T scale) {
   with_head_chunks(p.D, [&](auto dc) {
     const int W = warps_that_fit(be, p.D, sizeof(T), forward_smem);
     const Schedule sched(be, st, p, W * kRowsPerWarp, false);
-    launch_attention(attention_forward_kernel<T, decltype(dc)::value>, sched.blocks, W, forward_smem(p.D, W, sizeof(T)), st,
-                     "attention forward", p, static_cast<const int64_t*>(sched.prefix.ptr), q, k, v, o, lse, scale);
+    launch_attention(attention_forward_kernel<T, decltype(dc)::value>, sched.blocks, W,
+                     forward_smem(p.D, W, sizeof(T)), st, "attention forward", p,
+                     static_cast<const int64_t*>(sched.prefix.ptr), q, k, v, o, lse, scale);
   });
 }
 
 template <class T>
-void run_attention_backward(CudaBackend& be, cudaStream_t st, const AttnProblem& p, const T* q, const T* k, const T* v,
-                        const T* o, const T* go, const T* lse, T* gq, T* gk, T* gv, int64_t lse_count, T scale) {
+void run_attention_backward(CudaBackend& be, cudaStream_t st, const AttnProblem& p, const T* q, const T* k,
+                            const T* v, const T* o, const T* go, const T* lse, T* gq, T* gk, T* gv, int64_t lse_count,
+                            T scale) {
   with_head_chunks(p.D, [&](auto dc) {
     Scratch<T> dl(be, lse_count);
     const int Wq = warps_that_fit(be, p.D, sizeof(T), dq_smem);
@@ -372,7 +381,7 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, d
   visit_floating(q.dtype(), "attention", [&](auto tag) {
     using T = decltype(tag);
     run_attention_forward<T>(*this, stream_of(q), p, dptr<T>(q), dptr<T>(k), dptr<T>(v), dptr<T>(out), dptr<T>(lse),
-                         T(scale));
+                             T(scale));
   });
 }
 
@@ -386,7 +395,7 @@ void CudaBackend::attention_backward(const Tensor& q, const Tensor& k, const Ten
   visit_floating(q.dtype(), "attention_backward", [&](auto tag) {
     using T = decltype(tag);
     run_attention_backward<T>(*this, stream_of(q), p, dptr<T>(q), dptr<T>(k), dptr<T>(v), dptr<T>(out), dptr<T>(gout),
-                          dptr<T>(lse), dptr<T>(gq), dptr<T>(gk), dptr<T>(gv), lse.numel(), T(scale));
+                              dptr<T>(lse), dptr<T>(gq), dptr<T>(gk), dptr<T>(gv), lse.numel(), T(scale));
   });
 }
 
@@ -400,7 +409,7 @@ void CudaBackend::attention_varlen(const Tensor& q, const Tensor& k, const Tenso
   visit_floating(q.dtype(), "attention_varlen", [&](auto tag) {
     using T = decltype(tag);
     run_attention_forward<T>(*this, stream_of(q), p, dptr<T>(q), dptr<T>(k), dptr<T>(v), dptr<T>(out), dptr<T>(lse),
-                         T(scale));
+                             T(scale));
   });
 }
 
@@ -418,7 +427,7 @@ void CudaBackend::attention_varlen_backward(const Tensor& q, const Tensor& k, co
   visit_floating(q.dtype(), "attention_varlen_backward", [&](auto tag) {
     using T = decltype(tag);
     run_attention_backward<T>(*this, stream_of(q), p, dptr<T>(q), dptr<T>(k), dptr<T>(v), dptr<T>(out), dptr<T>(gout),
-                          dptr<T>(lse), dptr<T>(gq), dptr<T>(gk), dptr<T>(gv), lse.numel(), T(scale));
+                              dptr<T>(lse), dptr<T>(gq), dptr<T>(gk), dptr<T>(gv), lse.numel(), T(scale));
   });
 }
 
@@ -436,7 +445,7 @@ void CudaBackend::attention_qkv(const Tensor& qkv, const Tensor& cu_seqlens, int
     using T = decltype(tag);
     const T* base = dptr<T>(qkv);
     run_attention_forward<T>(*this, stream_of(qkv), p, base, base, base, dptr<T>(out), dptr<T>(lse), T(scale));
-  });
+                             });
 }
 
 void CudaBackend::attention_qkv_backward(const Tensor& qkv, const Tensor& cu_seqlens, int64_t H, const Tensor& out,
@@ -455,7 +464,7 @@ void CudaBackend::attention_qkv_backward(const Tensor& qkv, const Tensor& cu_seq
     const T* base = dptr<T>(qkv);
     T* gbase = dptr<T>(gqkv);
     run_attention_backward<T>(*this, stream_of(qkv), p, base, base, base, dptr<T>(out), dptr<T>(gout), dptr<T>(lse),
-                          gbase, gbase, gbase, lse.numel(), T(scale));
+                              gbase, gbase, gbase, lse.numel(), T(scale));
   });
 }
 

@@ -30,7 +30,8 @@ constexpr const char* kNoGpu =
     "no CUDA device: the kernels' math is checked by the host emulation of test_tile_math / test_row_math only";
 
 double max_rel_diff(const Tensor& a, const Tensor& b) {
-  const std::vector<double> x = to_dtype(a, DType::f64).to_vector<double>(), y = to_dtype(b, DType::f64).to_vector<double>();
+  const std::vector<double> x = to_dtype(a, DType::f64).to_vector<double>();
+  const std::vector<double> y = to_dtype(b, DType::f64).to_vector<double>();
   EXPECT_EQ(x.size(), y.size());
   double m = 0;
   for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
@@ -94,7 +95,8 @@ TEST(CudaNn, LayerNormAndRmsNormMatchCpu) {
         SCOPED_TRACE(testing::Message() << dtype_name(dt) << " C " << C << " affine " << affine);
         const int64_t N = 1000;
         const Tensor x = uniform({N, C}, dt, C, -3, 5), gy = uniform({N, C}, dt, C + 1);
-        const Tensor w = affine < 2 ? uniform({C}, dt, C + 2) : Tensor(), b = affine == 0 ? uniform({C}, dt, C + 3) : Tensor();
+        const Tensor w = affine < 2 ? uniform({C}, dt, C + 2) : Tensor();
+        const Tensor b = affine == 0 ? uniform({C}, dt, C + 3) : Tensor();
         auto on = [](const Tensor& t, Device d) { return t.defined() ? to_device(t, d) : Tensor(); };
         expect_cuda_matches_cpu([&](Device d) {
           Backend& be = backend_for(d);

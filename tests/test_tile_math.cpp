@@ -27,6 +27,7 @@ using kern::AttnProblem;
 using kern::AttnTile;
 using kern::kLanes;
 using kern::kRowsPerWarp;
+static_assert(kRowsPerWarp == 4, "the ones[] below list kRowsPerWarp entries");
 
 namespace {
 
@@ -47,7 +48,10 @@ T butterfly(Lanes v, Op op) {
 T lane_max(const Lanes& v) { return butterfly(v, [](T a, T b) { return a > b ? a : b; }); }
 T lane_sum(const Lanes& v) { return butterfly(v, [](T a, T b) { return a + b; }); }
 
-// load_rows: `rows` rows of D values to a buffer of row stride lds, zero past n.
+// load_rows: `rows` rows of D values to a buffer of row stride lds, zero past
+// n. (The kernels load only the n rows of a tile and leave the rest of its 32
+// stale: every lane computes its dot products, the masked ones are discarded.
+// Here those rows are zero, so that the emulation reads inside its buffers.)
 void load_rows(std::vector<T>& dst, int64_t lds, const T* src, int64_t ld, int64_t rows, int64_t n, int64_t D) {
   dst.assign(static_cast<size_t>(rows * lds), T(0));
   for (int64_t r = 0; r < n; ++r)
@@ -66,14 +70,24 @@ struct Schedule {
   }
 };
 
-// Per-lane accumulators of R rows: acc[r][lane][c].
-template <int DC>
-using Acc = std::vector<std::array<std::array<T, DC>, kLanes>>;
+constexpr int R = kRowsPerWarp;
 
-// attention_forward_kernel, block by block.
+// One lane's accumulators for the R rows of its warp (the kernels' T acc[R][DC]).
+template <int DC>
+struct LaneAcc {
+  T v[R][DC] = {};
+};
+// Per warp of a block, per lane.
+template <int DC>
+using BlockAcc = std::vector<std::array<LaneAcc<DC>, kLanes>>;
+
+// Per lane, its dot_rows_scaled results for the R rows of the warp.
+using LaneRows = std::array<std::array<T, R>, kLanes>;
+
+// attention_forward_kernel, block by block, warp by warp, lane by lane.
 template <int DC>
 void emulate_forward(const AttnProblem& p, int W, const T* q, const T* k, const T* v, T* o, T* lse, T scale) {
-  const int64_t rows = W * kRowsPerWarp, D = p.D;
+  const int64_t rows = W * R, D = p.D;
   const Schedule sched(p, rows, false);
   for (int64_t blk = 0; blk < std::max<int64_t>(sched.blocks, 1); ++blk) {
     const kern::BlockWork bw = kern::locate_block(p, blk, rows, sched.prefix.data(), false);
@@ -82,33 +96,41 @@ void emulate_forward(const AttnProblem& p, int W, const T* q, const T* k, const 
     const int64_t nq = std::min<int64_t>(rows, a.Tq - bw.row0);
     std::vector<T> Qs, Ks, Vs, Ws(static_cast<size_t>(rows * kLanes));
     load_rows(Qs, D, q + a.q + bw.row0 * a.ld_in, a.ld_in, rows, nq, D);
-    std::vector<kern::OnlineRow<T>> st(static_cast<size_t>(rows));
-    Acc<DC> acc(static_cast<size_t>(rows));
+    std::vector<std::array<kern::OnlineRow<T>, R>> st(static_cast<size_t>(W));
+    BlockAcc<DC> acc(static_cast<size_t>(W));
     const int64_t kend = a.keys_for(bw.row0 + nq - 1);
     for (int64_t j0 = 0; j0 < kend; j0 += kLanes) {
       const int nk = static_cast<int>(std::min<int64_t>(kLanes, kend - j0));
-      load_rows(Ks, D + 1, k + a.k + j0 * a.ld_in, a.ld_in, nk, nk, D);
-      load_rows(Vs, D, v + a.v + j0 * a.ld_in, a.ld_in, nk, nk, D);
-      for (int64_t row = 0; row < nq; ++row) {  // warp row / R, its r-th row
-        Lanes s{}, w{};
-        for (int lane = 0; lane < kLanes; ++lane) {
-          const bool visible = lane < nk && j0 + lane < a.keys_for(bw.row0 + row);
-          s[lane] = visible ? kern::dot_scaled(&Qs[row * D], &Ks[lane * (D + 1)], D, scale) : kern::neg_inf<T>();
-        }
-        const T alpha = kern::online_rescale(st[row], lane_max(s));
-        for (int lane = 0; lane < kLanes; ++lane) w[lane] = kern::online_weight(st[row], s[lane]);
-        st[row].l += lane_sum(w);
-        std::copy(w.begin(), w.end(), &Ws[row * kLanes]);
+      load_rows(Ks, D + 1, k + a.k + j0 * a.ld_in, a.ld_in, kLanes, nk, D);
+      load_rows(Vs, D, v + a.v + j0 * a.ld_in, a.ld_in, kLanes, nk, D);
+      for (int warp = 0; warp < W; ++warp) {
+        const int64_t r0 = warp * R;
+        const int nr = kern::rows_of_warp(nq, r0, R);
+        if (nr == 0) continue;
+        LaneRows s{};
         for (int lane = 0; lane < kLanes; ++lane)
-          kern::accumulate_rows<T, DC>(acc[row][lane].data(), alpha, &Ws[row * kLanes], Vs.data(), D, nk, lane, D);
+          kern::dot_rows_scaled<T, R>(s[lane].data(), &Qs[r0 * D], D, nr, &Ks[lane * (D + 1)], D, scale);
+        T alpha[R] = {};
+        for (int r = 0; r < nr; ++r) {
+          Lanes sr{}, w{};
+          for (int lane = 0; lane < kLanes; ++lane)
+            sr[lane] = lane >= nk || j0 + lane >= a.keys_for(bw.row0 + r0 + r) ? kern::neg_inf<T>() : s[lane][r];
+          alpha[r] = kern::online_rescale(st[warp][r], lane_max(sr));
+          for (int lane = 0; lane < kLanes; ++lane) w[lane] = kern::online_weight(st[warp][r], sr[lane]);
+          st[warp][r].l += lane_sum(w);
+          std::copy(w.begin(), w.end(), &Ws[(r0 + r) * kLanes]);
+        }
+        for (int lane = 0; lane < kLanes; ++lane)
+          kern::accumulate_rows<T, R, DC>(acc[warp][lane].v, alpha, &Ws[r0 * kLanes], Vs.data(), D, nk, nr, lane, D);
       }
     }
-    for (int64_t row = 0; row < nq; ++row) {
-      const int64_t i = bw.row0 + row;
-      for (int lane = 0; lane < kLanes; ++lane)
-        kern::store_lane_dims<T, DC>(o + a.o + i * a.ld_out, acc[row][lane].data(), T(1) / st[row].l, lane, D);
-      lse[a.lse + i] = kern::online_lse(st[row]);
-    }
+    for (int warp = 0; warp < W; ++warp)
+      for (int r = 0; r < kern::rows_of_warp(nq, warp * R, R); ++r) {
+        const int64_t i = bw.row0 + warp * R + r;
+        for (int lane = 0; lane < kLanes; ++lane)
+          kern::store_lane_dims<T, DC>(o + a.o + i * a.ld_out, acc[warp][lane].v[r], T(1) / st[warp][r].l, lane, D);
+        lse[a.lse + i] = kern::online_lse(st[warp][r]);
+      }
   }
 }
 
@@ -116,7 +138,8 @@ void emulate_forward(const AttnProblem& p, int W, const T* q, const T* k, const 
 template <int DC>
 void emulate_backward(const AttnProblem& p, int W, const T* q, const T* k, const T* v, const T* o, const T* go,
                       const T* lse, T* gq, T* gk, T* gv, int64_t lse_count, T scale) {
-  const int64_t rows = W * kRowsPerWarp, D = p.D;
+  const int64_t rows = W * R, D = p.D;
+  const T ones[R] = {T(1), T(1), T(1), T(1)};
   std::vector<T> dl(static_cast<size_t>(lse_count), kNaN);
   const Schedule sq(p, rows, false);
   for (int64_t blk = 0; blk < std::max<int64_t>(sq.blocks, 1); ++blk) {
@@ -138,31 +161,37 @@ void emulate_backward(const AttnProblem& p, int W, const T* q, const T* k, const
       row_lse[row] = lse[a.lse + i];
       dl[a.lse + i] = row_dl[row];
     }
-    Acc<DC> acc(static_cast<size_t>(rows));
+    BlockAcc<DC> acc(static_cast<size_t>(W));
     const int64_t kend = a.keys_for(bw.row0 + nq - 1);
     for (int64_t j0 = 0; j0 < kend; j0 += kLanes) {
       const int nk = static_cast<int>(std::min<int64_t>(kLanes, kend - j0));
-      load_rows(Ks, D + 1, k + a.k + j0 * a.ld_in, a.ld_in, nk, nk, D);
-      load_rows(Vs, D + 1, v + a.v + j0 * a.ld_in, a.ld_in, nk, nk, D);
-      for (int64_t row = 0; row < nq; ++row) {
+      load_rows(Ks, D + 1, k + a.k + j0 * a.ld_in, a.ld_in, kLanes, nk, D);
+      load_rows(Vs, D + 1, v + a.v + j0 * a.ld_in, a.ld_in, kLanes, nk, D);
+      for (int warp = 0; warp < W; ++warp) {
+        const int64_t r0 = warp * R;
+        const int nr = kern::rows_of_warp(nq, r0, R);
+        if (nr == 0) continue;
         for (int lane = 0; lane < kLanes; ++lane) {
-          const bool visible = lane < nk && j0 + lane < a.keys_for(bw.row0 + row);
-          T ds = T(0);
-          if (visible) {
-            const T pr = kern::prob_from_lse(kern::dot_scaled(&Qs[row * D], &Ks[lane * (D + 1)], D, scale),
-                                             row_lse[row], true);
-            ds = kern::score_grad(pr, kern::dot_scaled(&dOs[row * D], &Vs[lane * (D + 1)], D, T(1)), row_dl[row]);
+          T s[R], dp[R];
+          kern::dot_rows_scaled<T, R>(s, &Qs[r0 * D], D, nr, &Ks[lane * (D + 1)], D, scale);
+          kern::dot_rows_scaled<T, R>(dp, &dOs[r0 * D], D, nr, &Vs[lane * (D + 1)], D, T(1));
+          for (int r = 0; r < nr; ++r) {
+            const bool visible = lane < nk && j0 + lane < a.keys_for(bw.row0 + r0 + r);
+            dSs[(r0 + r) * kLanes + lane] =
+                visible ? kern::score_grad(kern::prob_from_lse(s[r], row_lse[r0 + r], true), dp[r], row_dl[r0 + r])
+                        : T(0);
           }
-          dSs[row * kLanes + lane] = ds;
         }
         for (int lane = 0; lane < kLanes; ++lane)
-          kern::accumulate_rows<T, DC>(acc[row][lane].data(), T(1), &dSs[row * kLanes], Ks.data(), D + 1, nk, lane,
-                                       D);
+          kern::accumulate_rows<T, R, DC>(acc[warp][lane].v, ones, &dSs[r0 * kLanes], Ks.data(), D + 1, nk, nr, lane,
+                                          D);
       }
     }
-    for (int64_t row = 0; row < nq; ++row)
-      for (int lane = 0; lane < kLanes; ++lane)
-        kern::store_lane_dims<T, DC>(gq + a.q + (bw.row0 + row) * a.ld_in, acc[row][lane].data(), scale, lane, D);
+    for (int warp = 0; warp < W; ++warp)
+      for (int r = 0; r < kern::rows_of_warp(nq, warp * R, R); ++r)
+        for (int lane = 0; lane < kLanes; ++lane)
+          kern::store_lane_dims<T, DC>(gq + a.q + (bw.row0 + warp * R + r) * a.ld_in, acc[warp][lane].v[r], scale,
+                                       lane, D);
   }
 
   const Schedule sk(p, rows, true);
@@ -174,39 +203,46 @@ void emulate_backward(const AttnProblem& p, int W, const T* q, const T* k, const
     std::vector<T> Qs, dOs, Ks, Vs, Ps(static_cast<size_t>(rows * kLanes)), dSs(Ps.size());
     load_rows(Ks, D, k + a.k + bw.row0 * a.ld_in, a.ld_in, rows, nk, D);
     load_rows(Vs, D, v + a.v + bw.row0 * a.ld_in, a.ld_in, rows, nk, D);
-    Acc<DC> dk(static_cast<size_t>(rows)), dv(static_cast<size_t>(rows));
+    BlockAcc<DC> dk(static_cast<size_t>(W)), dv(static_cast<size_t>(W));
     for (int64_t i0 = a.first_query_for(bw.row0); i0 < a.Tq; i0 += kLanes) {
       const int nq = static_cast<int>(std::min<int64_t>(kLanes, a.Tq - i0));
-      load_rows(Qs, D + 1, q + a.q + i0 * a.ld_in, a.ld_in, nq, nq, D);
-      load_rows(dOs, D + 1, go + a.o + i0 * a.ld_out, a.ld_out, nq, nq, D);
+      load_rows(Qs, D + 1, q + a.q + i0 * a.ld_in, a.ld_in, kLanes, nq, D);
+      load_rows(dOs, D + 1, go + a.o + i0 * a.ld_out, a.ld_out, kLanes, nq, D);
       Lanes lse_s{}, dl_s{};
       for (int lane = 0; lane < nq; ++lane) {
         lse_s[lane] = lse[a.lse + i0 + lane];
         dl_s[lane] = dl[a.lse + i0 + lane];
       }
-      for (int64_t row = 0; row < nk; ++row) {
+      for (int warp = 0; warp < W; ++warp) {
+        const int64_t r0 = warp * R;
+        const int nr = kern::rows_of_warp(nk, r0, R);
+        if (nr == 0) continue;
         for (int lane = 0; lane < kLanes; ++lane) {
-          const bool visible = lane < nq && bw.row0 + row < a.keys_for(i0 + lane);
-          T pr = T(0), ds = T(0);
-          if (visible) {
-            pr = kern::prob_from_lse(kern::dot_scaled(&Qs[lane * (D + 1)], &Ks[row * D], D, scale), lse_s[lane], true);
-            ds = kern::score_grad(pr, kern::dot_scaled(&dOs[lane * (D + 1)], &Vs[row * D], D, T(1)), dl_s[lane]);
+          T s[R], dp[R];
+          kern::dot_rows_scaled<T, R>(s, &Ks[r0 * D], D, nr, &Qs[lane * (D + 1)], D, scale);
+          kern::dot_rows_scaled<T, R>(dp, &Vs[r0 * D], D, nr, &dOs[lane * (D + 1)], D, T(1));
+          for (int r = 0; r < nr; ++r) {
+            const bool visible = lane < nq && bw.row0 + r0 + r < a.keys_for(i0 + lane);
+            const T pr = kern::prob_from_lse(s[r], lse_s[lane], visible);
+            Ps[(r0 + r) * kLanes + lane] = pr;
+            dSs[(r0 + r) * kLanes + lane] = visible ? kern::score_grad(pr, dp[r], dl_s[lane]) : T(0);
           }
-          Ps[row * kLanes + lane] = pr;
-          dSs[row * kLanes + lane] = ds;
         }
         for (int lane = 0; lane < kLanes; ++lane) {
-          kern::accumulate_rows<T, DC>(dv[row][lane].data(), T(1), &Ps[row * kLanes], dOs.data(), D + 1, nq, lane, D);
-          kern::accumulate_rows<T, DC>(dk[row][lane].data(), T(1), &dSs[row * kLanes], Qs.data(), D + 1, nq, lane, D);
+          kern::accumulate_rows<T, R, DC>(dv[warp][lane].v, ones, &Ps[r0 * kLanes], dOs.data(), D + 1, nq, nr, lane,
+                                          D);
+          kern::accumulate_rows<T, R, DC>(dk[warp][lane].v, ones, &dSs[r0 * kLanes], Qs.data(), D + 1, nq, nr, lane,
+                                          D);
         }
       }
     }
-    for (int64_t row = 0; row < nk; ++row)
-      for (int lane = 0; lane < kLanes; ++lane) {
-        const int64_t j = bw.row0 + row;
-        kern::store_lane_dims<T, DC>(gk + a.k + j * a.ld_in, dk[row][lane].data(), scale, lane, D);
-        kern::store_lane_dims<T, DC>(gv + a.v + j * a.ld_in, dv[row][lane].data(), T(1), lane, D);
-      }
+    for (int warp = 0; warp < W; ++warp)
+      for (int r = 0; r < kern::rows_of_warp(nk, warp * R, R); ++r)
+        for (int lane = 0; lane < kLanes; ++lane) {
+          const int64_t j = bw.row0 + warp * R + r;
+          kern::store_lane_dims<T, DC>(gk + a.k + j * a.ld_in, dk[warp][lane].v[r], scale, lane, D);
+          kern::store_lane_dims<T, DC>(gv + a.v + j * a.ld_in, dv[warp][lane].v[r], T(1), lane, D);
+        }
   }
 }
 

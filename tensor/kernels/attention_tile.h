@@ -191,12 +191,28 @@ void visit_head_chunks(int64_t D, const F& f) {
 }
 
 // ---------------------------------------------------------------- scores
-// scale * a . b over D (sequential in d: the same rounding on host and device).
-template <class T>
-DG_HOST_DEVICE T dot_scaled(const T* a, const T* b, int64_t D, T scale) {
-  T s = T(0);
-  for (int64_t d = 0; d < D; ++d) s += a[d] * b[d];
-  return s * scale;
+// s[r] = scale * rows_r . x over D for the nr (<= R) rows of a warp (row
+// stride ld): the score (or dO . v) of one lane's key (or query) x against
+// each row; x[d] is read once for all rows, each row sums over d in order.
+template <class T, int R>
+DG_HOST_DEVICE void dot_rows_scaled(T* s, const T* rows, int64_t ld, int nr, const T* x, int64_t D, T scale) {
+  T acc[R];
+  DG_UNROLL
+  for (int r = 0; r < R; ++r) acc[r] = T(0);
+  for (int64_t d = 0; d < D; ++d) {
+    const T xd = x[d];
+    DG_UNROLL
+    for (int r = 0; r < R; ++r)
+      if (r < nr) acc[r] += rows[r * ld + d] * xd;
+  }
+  DG_UNROLL
+  for (int r = 0; r < R; ++r) s[r] = acc[r] * scale;
+}
+// The rows (of R) that the warp starting at block row r0 carries when the
+// block has n valid rows.
+DG_HOST_DEVICE inline int rows_of_warp(int64_t n, int64_t r0, int R) {
+  const int64_t left = n - r0;
+  return left <= 0 ? 0 : (left < R ? static_cast<int>(left) : R);
 }
 
 // ---------------------------------------------------------------- online softmax
@@ -226,19 +242,30 @@ DG_HOST_DEVICE T online_lse(const OnlineRow<T>& r) {
   return r.m + std::log(r.l);
 }
 
-// acc[c] (dim d = lane + kLanes*c, for d < D) = alpha * acc[c] + sum_j w[j] * rows[j*ld + d]
-// over the nk rows of a tile: the P V (forward), dS K (dq), P^T dO and dS^T Q
-// (dk, dv) products, one lane's share of the head dims.
-template <class T, int DC>
-DG_HOST_DEVICE void accumulate_rows(T* acc, T alpha, const T* w, const T* rows, int64_t ld, int nk, int lane,
-                                    int64_t D) {
+// For the nr (<= R) rows a warp carries, this lane's share of the products
+// with the nk rows of a tile (the P V of the forward, dS K of dq, P^T dO and
+// dS^T Q of dk, dv): for each of its dims d = lane + kLanes*c < D,
+//   acc[r][c] = alpha[r] * acc[r][c] + sum_j w[r*kLanes + j] * vals[j*ld + d]
+// (j in order). vals[j*ld + d] is read once for all the rows.
+template <class T, int R, int DC>
+DG_HOST_DEVICE void accumulate_rows(T (&acc)[R][DC], const T* alpha, const T* w, const T* vals, int64_t ld, int nk,
+                                    int nr, int lane, int64_t D) {
   DG_UNROLL
   for (int c = 0; c < DC; ++c) {
     const int64_t d = lane + int64_t{kLanes} * c;
     if (d >= D) break;
-    T a = acc[c] * alpha;
-    for (int j = 0; j < nk; ++j) a += w[j] * rows[j * ld + d];
-    acc[c] = a;
+    T a[R];
+    DG_UNROLL
+    for (int r = 0; r < R; ++r) a[r] = r < nr ? acc[r][c] * alpha[r] : T(0);
+    for (int j = 0; j < nk; ++j) {
+      const T v = vals[j * ld + d];
+      DG_UNROLL
+      for (int r = 0; r < R; ++r)
+        if (r < nr) a[r] += w[r * kLanes + j] * v;
+    }
+    DG_UNROLL
+    for (int r = 0; r < R; ++r)
+      if (r < nr) acc[r][c] = a[r];
   }
 }
 
