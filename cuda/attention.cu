@@ -11,8 +11,9 @@
 //
 // forward     block = W*R query rows of one tile; loops over key tiles of 32
 //             up to the causal limit of its last row (later tiles skipped):
-//             lane j scores key j, the warp updates (m, l) and each lane its
-//             DC output dims. Writes out and lse.
+//             lane j scores key j against the warp's R rows, the warp updates
+//             each row's (m, l) and each lane its DC output dims of the R
+//             rows. Writes out and lse.
 // dq          the same loop, recomputing P = exp(S - lse) per tile:
 //             dS = P * (dO V^T - Dl), dq = scale * dS K; Dl_i = dO_i . O_i is
 //             computed here and kept (lse-shaped scratch) for the next kernel.
@@ -20,6 +21,17 @@
 //             query that sees its first key: lane i scores query i,
 //             dv += P^T dO, dk += scale * dS^T Q.
 // Every output row is written by exactly one warp: no atomics, deterministic.
+//
+// Tile sizes: 32 keys (queries) per tile, one per lane, so a score needs no
+// cross-lane sum and a row's max and sum are one warp shuffle each; R = 4 rows
+// per warp, so each key (query) element loaded from shared memory serves four
+// rows while the accumulators (R*DC, twice in dk/dv) stay in registers; W = 4
+// warps, so a K/V tile loaded from global memory serves 16 rows, with f32
+// D <= 128 under the default 48 KB of shared memory (W drops to 2 or 1 where
+// f64 D = 256 would pass the device's limit). Tiles read row-per-lane have
+// row stride D + 1 (no bank conflicts). CUDA cores only: no tensor cores, so
+// f32 is exact f32 like the CPU.
+//
 // fmt's shape formatting in the DG_ASSERT messages is constexpr, hence also
 // compiled for the device under --expt-relaxed-constexpr, where nvcc warns that
 // its long double is a double there; no device code formats anything.
