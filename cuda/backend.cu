@@ -110,6 +110,7 @@ void CudaBackend::copy_from_host(const void* src, const Tensor& dst) {
 
 void CudaBackend::copy_to_host(const Tensor& src, void* dst) {
   DG_ASSERT(src.is_contiguous(), "cuda copy_to_host: src must be contiguous");
+  raise_pending_errors(index_);  // an index check that failed since the last look (cuda/checks.cu)
   const size_t n = src.nbytes();
   if (n == 0) return;
   cudaStream_t stream = stream_of(src);
@@ -123,6 +124,7 @@ void CudaBackend::copy_to_host(const Tensor& src, void* dst) {
 void CudaBackend::synchronize() {
   DG_CUDA_CHECK(cudaSetDevice(index_), "cuda: select device");
   DG_CUDA_CHECK(cudaStreamSynchronize(impl_->stream), "cuda: synchronize");
+  raise_pending_errors(index_);
 }
 
 void throw_cuda_error(cudaError_t err, const char* what, const char* file, int line) {
