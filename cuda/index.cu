@@ -68,31 +68,39 @@ bool take_ordered_path(DType dt) { return is_floating(dt) && deterministic(); }
 // ---------------------------------------------------------------- kernels
 
 // out (O, K, I) = x (O, D, I) rows idx[k]; oc: {x with dim stride 0} over out's shape.
+// Indices are checked on the device by the op (Backend::check_indices), which
+// reports a bad one at the next host read; until then the kernels skip it
+// (reads give 0, adds drop it) instead of touching memory out of bounds.
+__device__ inline bool in_range(int64_t j, int64_t size) { return j >= 0 && j < size; }
+
 template <class T>
 __global__ void index_select_kernel(const T* x, int64_t xs, const int64_t* idx, int64_t is, int64_t K, int64_t I,
-                                    OffsetCalc<1> oc, T* out, int64_t n) {
+                                    OffsetCalc<1> oc, T* out, int64_t n, int64_t D) {
   for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < n; e += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t k = (e / I) % K;
-    out[e] = x[oc.get(e)[0] + idx[k * is] * xs];
+    const int64_t k = (e / I) % K, j = idx[k * is];
+    out[e] = in_range(j, D) ? x[oc.get(e)[0] + j * xs] : T(0);
   }
 }
 
 // out[..j..] = x[..idx[..j..]..]; oc: {x with dim stride 0, out, idx} over out's shape.
 template <class T>
-__global__ void gather_kernel(const T* x, int64_t xs, const int64_t* idx, OffsetCalc<3> oc, T* out, int64_t n) {
+__global__ void gather_kernel(const T* x, int64_t xs, const int64_t* idx, OffsetCalc<3> oc, T* out, int64_t n,
+                              int64_t D) {
   for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < n; e += int64_t{gridDim.x} * blockDim.x) {
     const auto off = oc.get(e);
-    out[off[1]] = x[off[0] + idx[off[2]] * xs];
+    const int64_t j = idx[off[2]];
+    out[off[1]] = in_range(j, D) ? x[off[0] + j * xs] : T(0);
   }
 }
 
 // Atomic index_add: one thread per src element; oc: {src, out with dim stride 0} over src's shape.
 template <class T>
 __global__ void index_add_atomic_kernel(T* out, int64_t os, const int64_t* idx, int64_t is, int64_t K, int64_t I,
-                                        const T* src, T alpha, OffsetCalc<2> oc, int64_t n) {
+                                        const T* src, T alpha, OffsetCalc<2> oc, int64_t n, int64_t D) {
   for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < n; e += int64_t{gridDim.x} * blockDim.x) {
     const auto off = oc.get(e);
     const int64_t k = (e / I) % K;
+    if (!in_range(idx[k * is], D)) continue;
     const T s = src[off[0]];
     if constexpr (std::is_same_v<T, bool>) atomic_accumulate(out + off[1] + idx[k * is] * os, T(alpha && s));
     else atomic_accumulate(out + off[1] + idx[k * is] * os, T(alpha * s));
@@ -103,10 +111,11 @@ __global__ void index_add_atomic_kernel(T* out, int64_t os, const int64_t* idx, 
 // with dim collapsed: {src, out}), walking k = 0..K-1 in order.
 template <class T>
 __global__ void index_add_ordered_kernel(T* out, int64_t os, const int64_t* idx, int64_t is, int64_t K, const T* src,
-                                         int64_t ss, T alpha, OffsetCalc<2> oc, int64_t n) {
+                                         int64_t ss, T alpha, OffsetCalc<2> oc, int64_t n, int64_t D) {
   for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < n; e += int64_t{gridDim.x} * blockDim.x) {
     const auto off = oc.get(e);
     for (int64_t k = 0; k < K; ++k) {
+      if (!in_range(idx[k * is], D)) continue;
       T& dst = out[off[1] + idx[k * is] * os];
       const T s = src[off[0] + k * ss];
       if constexpr (std::is_same_v<T, bool>) owned_accumulate(dst, T(alpha && s));
@@ -118,9 +127,10 @@ __global__ void index_add_ordered_kernel(T* out, int64_t os, const int64_t* idx,
 // Atomic scatter_add: one thread per src element; oc: {src, out with dim stride 0, idx} over src's shape.
 template <class T>
 __global__ void scatter_add_atomic_kernel(T* out, int64_t os, const int64_t* idx, const T* src, OffsetCalc<3> oc,
-                                          int64_t n) {
+                                          int64_t n, int64_t D) {
   for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < n; e += int64_t{gridDim.x} * blockDim.x) {
     const auto off = oc.get(e);
+    if (!in_range(idx[off[2]], D)) continue;
     atomic_accumulate(out + off[1] + idx[off[2]] * os, src[off[0]]);
   }
 }
@@ -129,10 +139,13 @@ __global__ void scatter_add_atomic_kernel(T* out, int64_t os, const int64_t* idx
 // with dim collapsed: {src, out, idx}), walking j = 0..J-1 along dim in order.
 template <class T>
 __global__ void scatter_add_ordered_kernel(T* out, int64_t os, const int64_t* idx, int64_t is, const T* src,
-                                           int64_t ss, int64_t J, OffsetCalc<3> oc, int64_t n) {
+                                           int64_t ss, int64_t J, OffsetCalc<3> oc, int64_t n, int64_t D) {
   for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < n; e += int64_t{gridDim.x} * blockDim.x) {
     const auto off = oc.get(e);
-    for (int64_t j = 0; j < J; ++j) owned_accumulate(out[off[1] + idx[off[2] + j * is] * os], src[off[0] + j * ss]);
+    for (int64_t j = 0; j < J; ++j) {
+      const int64_t t = idx[off[2] + j * is];
+      if (in_range(t, D)) owned_accumulate(out[off[1] + t * os], src[off[0] + j * ss]);
+    }
   }
 }
 
@@ -151,7 +164,7 @@ void CudaBackend::index_select(const Tensor& x, int64_t dim, const Tensor& idx, 
     using T = decltype(tag);
     index_select_kernel<T><<<blocks_for(n), kThreads, 0, stream_of(out)>>>(
         dptr<const T>(x), x.strides()[dim], dptr<const int64_t>(idx), idx.strides()[0], K, inner_of(out.shape(), dim),
-        oc, dptr<T>(out), n);
+        oc, dptr<T>(out), n, x.shape()[dim]);
   });
   DG_CUDA_LAUNCHED("cuda index_select");
 }
@@ -171,12 +184,12 @@ void CudaBackend::index_add(const Tensor& out, int64_t dim, const Tensor& idx, c
       const OffsetCalc<2> oc(cols, {src.strides(), out.strides()});
       index_add_ordered_kernel<T><<<blocks_for(cols.numel()), kThreads, 0, s>>>(
           dptr<T>(out), os, dptr<const int64_t>(idx), is, K, dptr<const T>(src), src.strides()[dim], a, oc,
-          cols.numel());
+          cols.numel(), out.shape()[dim]);
     } else {
       const OffsetCalc<2> oc(src.shape(), {src.strides(), with_stride(out.strides(), dim, 0)});
       index_add_atomic_kernel<T><<<blocks_for(src.numel()), kThreads, 0, s>>>(
           dptr<T>(out), os, dptr<const int64_t>(idx), is, K, inner_of(src.shape(), dim), dptr<const T>(src), a, oc,
-          src.numel());
+          src.numel(), out.shape()[dim]);
     }
   });
   DG_CUDA_LAUNCHED("cuda index_add");
@@ -192,7 +205,8 @@ void CudaBackend::gather(const Tensor& x, int64_t dim, const Tensor& idx, const 
   visit_dtype(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     gather_kernel<T><<<blocks_for(n), kThreads, 0, stream_of(out)>>>(dptr<const T>(x), x.strides()[dim],
-                                                                      dptr<const int64_t>(idx), oc, dptr<T>(out), n);
+                                                                      dptr<const int64_t>(idx), oc, dptr<T>(out), n,
+                                                                      x.shape()[dim]);
   });
   DG_CUDA_LAUNCHED("cuda gather");
 }
@@ -211,11 +225,11 @@ void CudaBackend::scatter_add(const Tensor& out, int64_t dim, const Tensor& idx,
       const OffsetCalc<3> oc(cols, {src.strides(), with_stride(out.strides(), dim, 0), idx.strides()});
       scatter_add_ordered_kernel<T><<<blocks_for(cols.numel()), kThreads, 0, s>>>(
           dptr<T>(out), os, dptr<const int64_t>(idx), idx.strides()[dim], dptr<const T>(src), src.strides()[dim],
-          src.shape()[dim], oc, cols.numel());
+          src.shape()[dim], oc, cols.numel(), out.shape()[dim]);
     } else {
       const OffsetCalc<3> oc(src.shape(), {src.strides(), with_stride(out.strides(), dim, 0), idx.strides()});
       scatter_add_atomic_kernel<T><<<blocks_for(src.numel()), kThreads, 0, s>>>(
-          dptr<T>(out), os, dptr<const int64_t>(idx), dptr<const T>(src), oc, src.numel());
+          dptr<T>(out), os, dptr<const int64_t>(idx), dptr<const T>(src), oc, src.numel(), out.shape()[dim]);
     }
   });
   DG_CUDA_LAUNCHED("cuda scatter_add");
