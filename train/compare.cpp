@@ -175,6 +175,7 @@ std::vector<RunResult> compare_runs(const std::vector<RunSpec>& runs, const data
   for (size_t i = 0; i < runs.size(); ++i) {
     const RunSpec& s = runs[i];
     auto model = models::make_model(s.kind, s.config);
+    model->to(o.device);
     const double probe = probe_flops(*model, corpus, o.batch, o.block);
     const double step_flops = 3.0 * probe * tokens_per_step;
     if (i == 0) budget = o.budget > 0 ? o.budget : step_flops * static_cast<double>(o.steps);
