@@ -15,6 +15,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "data/synthetic.h"
 #include "models/factory.h"
 #include "models/generate.h"
 #include "models/gpt.h"
@@ -23,6 +24,7 @@
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
 #include "tensor/guarded_backend.h"
+#include "train/trainer.h"
 #include "devices.h"
 #include "testing.h"
 
@@ -254,6 +256,24 @@ TEST(ModelsOnDeviceHostReads, ReadValuesIsOneCopy) {
   const LossValues v = read_values(l);
   EXPECT_EQ(guarded::counters().copies_to_host - before, 1u);
   EXPECT_TRUE(v.stats.count("router_acc") && v.stats.count("predictor_acc") && v.stats.count("aux"));
+}
+
+// The Trainer's host reads per step on guarded, between two step callbacks:
+// the model's (above) plus two: the gradient norm (nn::clip_grad_norm, one
+// read per device) and the loss, LM loss and stats together (read_values).
+TEST(ModelsOnDeviceHostReads, TrainerReadsTwicePerStepBesidesTheModel) {
+  data::SyntheticCorpus corpus(3, 20000, 4000);
+  for (const char* kind : {"dense", "mod"}) {
+    auto m = make(kind, Device::guarded());
+    train::TrainOptions o;
+    o.steps = 3, o.batch = 2, o.block = 10, o.warmup = 1, o.eval_every = 0, o.eval_batches = 1;
+    train::Trainer t(*m, corpus, o);
+    std::vector<uint64_t> at;  // copies to the host at each step's callback
+    t.run([&](const train::StepLog&) { at.push_back(guarded::counters().copies_to_host); });
+    ASSERT_EQ(at.size(), 3u);
+    EXPECT_EQ(at[2] - at[1], 2u) << kind;
+    EXPECT_EQ(at[1] - at[0], 2u) << kind;
+  }
 }
 
 }  // namespace
