@@ -10,6 +10,9 @@
 // one, (f(x + eps e_i) - f(x - eps e_i)) · w / (2 eps), element by element:
 // |analytic - numeric| <= atol + rtol * |numeric|. Backward is also run twice
 // and must give bitwise-equal results (reentrancy).
+// Works on any device: inputs stay on theirs, perturbed copies are made there,
+// and values are read on the host through to_vector (the weights w come from
+// the counter-based RNG, so they are the same numbers on every device).
 #include <functional>
 #include <string>
 

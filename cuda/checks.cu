@@ -24,8 +24,6 @@
 
 namespace dg::cuda {
 
-void raise_pending_errors(int device);
-
 namespace {
 
 // ---------------------------------------------------------------- kernels
@@ -120,6 +118,7 @@ void raise_pending_errors(int device) {
     auto it = g_checks.find(device);
     if (it == g_checks.end() || it->second.pending.empty()) return;
     DeviceChecks& c = it->second;
+    DG_CUDA_CHECK(cudaSetDevice(device), "check_indices: select the device");
     DG_CUDA_CHECK(cudaMemcpyAsync(&status, c.status, sizeof(CheckStatus), cudaMemcpyDeviceToHost, c.stream),
                   "check_indices: read status");
     DG_CUDA_CHECK(cudaStreamSynchronize(c.stream), "check_indices: synchronize");

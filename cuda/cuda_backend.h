@@ -111,4 +111,11 @@ Backend* cuda_backend(int index);
 // GPUs visible to this process (0 without a driver or device).
 int cuda_device_count();
 
+// Throws the dg::Error of the first index check (check_indices, cuda/checks.cu)
+// that failed on GPU `device` since the last call, after waiting for that
+// check; returns at once, with no device traffic, when no check is pending.
+// synchronize() and copy_to_host() call it, so a bad index surfaces at the
+// next point where the host looks at device data.
+void raise_pending_errors(int device);
+
 }  // namespace dg::cuda

@@ -89,12 +89,19 @@ Tensor bernoulli(const Shape& shape, double p, Options opt, Generator* gen) {
 Tensor randint(int64_t lo, int64_t hi, const Shape& shape, Generator* gen, Device device) {
   DG_CHECK(lo < hi, "randint: empty range [{}, {})", lo, hi);
   // Uniform doubles scaled to the range: exact for ranges far below 2^53.
+  // min(hi - 1, lo + trunc(u * (hi - lo))), computed on the device.
   Tensor u = rand(shape, {DType::f64, device}, gen);
-  std::vector<double> v = u.to_vector<double>();
-  std::vector<int64_t> r(v.size());
-  for (size_t i = 0; i < v.size(); ++i)
-    r[i] = std::min(hi - 1, lo + static_cast<int64_t>(v[i] * static_cast<double>(hi - lo)));
-  return from_vector<int64_t>(r, shape, device);
+  Backend& b = backend_for(device);
+  Strides broadcast;
+  broadcast.resize(shape.size(), 0);
+  auto scalar = [&](double v, DType dt) { return as_strided(full({}, v, {dt, device}), shape, broadcast, 0); };
+  Tensor scaled = empty(shape, {DType::f64, device});
+  b.binary(BinaryOp::mul, u, scalar(static_cast<double>(hi - lo), DType::f64), scaled);
+  Tensor whole = to_dtype(scaled, DType::i64);  // truncates, like static_cast
+  Tensor shifted = empty(shape, {DType::i64, device}), out = empty(shape, {DType::i64, device});
+  b.binary(BinaryOp::add, whole, scalar(static_cast<double>(lo), DType::i64), shifted);
+  b.binary(BinaryOp::minimum, shifted, scalar(static_cast<double>(hi - 1), DType::i64), out);
+  return out;
 }
 
 Tensor as_strided(const Tensor& t, const Shape& shape, const Strides& strides, int64_t offset) {

@@ -210,6 +210,17 @@ TEST_P(DeviceOps, InPlaceMatchesCpu) {
   expect_match(run(device()), run(Device::cpu()), device(), "in-place");
 }
 
+// Counter-based random fills give the same numbers on every device.
+TEST_P(DeviceOps, RandomMatchesCpu) {
+  auto draw = [](Device d) {
+    Generator gen(9);
+    return Tensors{rand({3, 5}, {DType::f32, d}, &gen), randn({7}, {DType::f64, d}, &gen),
+                   bernoulli({4, 4}, 0.3, {DType::f32, d}, &gen), randint(-3, 40, {2, 9}, &gen, d)};
+  };
+  Tensors got = draw(device()), want = draw(Device::cpu());
+  for (size_t k = 0; k < got.size(); ++k) expect_match(got[k], want[k], device(), "draw " + std::to_string(k));
+}
+
 INSTANTIATE_TEST_SUITE_P(Devices, DeviceOps, ::testing::ValuesIn(testing::all_devices()), testing::device_test_name);
 
 }  // namespace

@@ -212,12 +212,20 @@ TEST(DevicesGuarded, IndexChecksRunOnTheDeviceWithTheCpuMessages) {
   EXPECT_DG_ERROR(cross_entropy(x, index_on({0, 5, 1, 1, 2}, {5}, g)), "cross_entropy",
                   "target 5 out of range for 3 classes");
   EXPECT_DG_ERROR(cross_entropy(x, index_on({0, 1, 1, 1, -100}, {5}, g), 2), "target -100 out of range for 3 classes");
+  // Packed attention's cu_seqlens, checked on the device.
+  Tensor q = randn({1, 4, 2}, {.device = g});
+  EXPECT_DG_ERROR(attention_varlen(q, q, q, index_on({1, 2, 4}, {3}, g)), "attention_varlen",
+                  "cu_seqlens[0] must be 0, got 1");
+  EXPECT_DG_ERROR(attention_varlen(q, q, q, index_on({0, 3, 2, 4}, {4}, g)), "cu_seqlens must be non-decreasing",
+                  "step of -1");
+  EXPECT_DG_ERROR(attention_varlen(q, q, q, index_on({0, 2, 3}, {3}, g)), "cu_seqlens[2] must equal the token count N = 4",
+                  "got N + -1");
   // The first bad value in row-major order of a strided index.
   Tensor strided = transpose(index_on({0, 1, 9, 2, 8, 0}, {2, 3}, g), 0, 1);  // rows [0, 2], [1, 8], [9, 0]
   EXPECT_DG_ERROR(gather(randn({3, 9}, {.device = g}), 1, strided), "index 9 out of range");
 }
 
-// The rule "index and target checks do not copy to the host", counted.
+// The rule "index, target and cu_seqlens checks do not copy to the host", counted.
 TEST(DevicesGuarded, IndexAndLossOpsMakeNoHostCopies) {
   const Device g = Device::guarded();
   Tensor w = randn({6, 4}, {.device = g}).set_requires_grad();
@@ -227,11 +235,14 @@ TEST(DevicesGuarded, IndexAndLossOpsMakeNoHostCopies) {
   Tensor cols = index_on({0, 3, 1, 2, 0, 3}, {6, 1}, g);
   Tensor picked = index_select(w, 0, idx) + sum(index_select(w, 0, perm), {0}, true) + embedding(w, idx);
   Tensor loss = cross_entropy(picked, targets) + sum(gather(w, 1, cols)) + sum(scatter_add(w, 1, cols, gather(w, 1, cols)));
+  Tensor qkv = randn({5, 12}, {.device = g}).set_requires_grad();
+  loss = loss + sum(attention_qkv(qkv, 2, index_on({0, 2, 2, 5}, {4}, g))) + sum(attention_qkv(reshape(qkv, {1, 5, 12}), 2));
   loss.backward();
   const auto after = guarded::counters();
   EXPECT_EQ(after.copies_to_host, before.copies_to_host);
   EXPECT_GT(after.kernels, before.kernels);
   EXPECT_EQ(w.grad().device(), g);
+  EXPECT_EQ(qkv.grad().device(), g);
 }
 
 // A whole training step of the net on the guarded device: no host reads

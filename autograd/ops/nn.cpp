@@ -195,8 +195,27 @@ Tensors attention_grad(const Node& node, const Tensor& g, const Tensor& q, const
   return {gq, gk, gv};
 }
 
+// The value checks of check_cu_seqlens on a device, where the values stay:
+// cu[0] - 0, every step cu[s+1] - cu[s] and cu[S] - N go through
+// Backend::check_indices (on CUDA the error comes at the next synchronisation).
+void check_cu_seqlens_on_device(const char* op, const Tensor& cu, const Tensor& x, int64_t N) {
+  NoGradGuard no_grad;
+  const int64_t S = cu.numel() - 1;
+  Backend& b = backend_of(cu);
+  b.check_indices(narrow(cu, 0, 0, 1), 1, fmt::format("{}: cu_seqlens[0] must be 0, got {{}}", op), std::nullopt);
+  if (S > 0)
+    b.check_indices(sub(narrow(cu, 0, 1, S), narrow(cu, 0, 0, S)), N + 1,
+                    fmt::format("{}: cu_seqlens must be non-decreasing, got a step of {{}} (N = {} tokens)", op, N),
+                    std::nullopt);
+  b.check_indices(add(narrow(cu, 0, S, 1), static_cast<double>(-N)), 1,
+                  fmt::format("{}: cu_seqlens[{}] must equal the token count N = {} of {}, got N + {{}}", op, S, N,
+                              x.shape()),
+                  std::nullopt);
+}
+
 // cu_seqlens (S + 1) of a packed batch of N tokens (those of `x`): i64, 1-D,
-// cu[0] = 0, non-decreasing, cu[S] = N.
+// cu[0] = 0, non-decreasing, cu[S] = N. Read on the host when it is there;
+// checked on its device otherwise (no copy).
 void check_cu_seqlens(const char* op, const Tensor& cu_seqlens, const Tensor& x, int64_t N) {
   check_defined(op, cu_seqlens, "cu_seqlens");
   DG_CHECK(cu_seqlens.dtype() == DType::i64, "{}: cu_seqlens must be i64, got {} of shape {}", op, cu_seqlens.dtype(),
@@ -204,7 +223,8 @@ void check_cu_seqlens(const char* op, const Tensor& cu_seqlens, const Tensor& x,
   DG_CHECK(cu_seqlens.dim() == 1 && cu_seqlens.numel() >= 1,
            "{}: cu_seqlens must be 1-D of length S + 1 >= 1 (S sequences), got shape {}", op, cu_seqlens.shape());
   check_same_device(op, x, cu_seqlens);
-  const std::vector<int64_t> cu = cu_seqlens.to_vector<int64_t>();
+  if (!cu_seqlens.device().is_cpu()) return check_cu_seqlens_on_device(op, cu_seqlens, x, N);
+  const std::vector<int64_t> cu = cu_seqlens.to_vector<int64_t>();  // host memory: no transfer
   const int64_t S = static_cast<int64_t>(cu.size()) - 1;
   DG_CHECK(cu[0] == 0, "{}: cu_seqlens[0] must be 0, got {}", op, cu[0]);
   for (int64_t s = 0; s < S; ++s)
