@@ -99,7 +99,7 @@ step() {
   say "<< $name: $st (${dt}s)"
   if [ $st != OK ]; then tail -n 15 "$log" | sed 's/^/   | /'; fi
   cp "$log" "$WORK/$name.log"
-  return $rc
+  return "$rc"
 }
 
 # ---------------------------------------------------------------- 1. probe
@@ -132,7 +132,7 @@ probe_env() {
   echo "host: $(uname -srm), $(nproc) cores"
   git -C "$ROOT" log -1 --format='commit: %H %s' 2>/dev/null || echo "commit: (not a git checkout)"
   for tool in cmake ninja g++ nvcc; do
-    if command -v $tool >/dev/null; then echo "$tool: $($tool --version | head -n 1)"; else echo "$tool: MISSING"; fi
+    if command -v "$tool" >/dev/null; then echo "$tool: $("$tool" --version | head -n 1)"; else echo "$tool: MISSING"; fi
   done
   command -v nvcc >/dev/null && nvcc --version | tail -n 2
   if command -v nvidia-smi >/dev/null; then
@@ -190,7 +190,7 @@ EOF
   cmake -S "$d" -B "$d/build" "${prefix[@]}" >"$d/out.log" 2>&1
   local rc=$?
   grep -E "dependency|missing" "$d/out.log"
-  return $rc
+  return "$rc"
 }
 DEPS_OK=1
 step dependencies 60 probe_deps || DEPS_OK=0
@@ -330,7 +330,7 @@ run_side() {  # run_side SIDE MODEL ROUND
   [ -z "$line" ] && line='{}'
   printf '{"side":"%s","model":"%s","round":%s,"rc":%s,"peak_smi_mb":%s,"result":%s}\n' "$side" "$model" "$round" \
     "$rc" "$(cat "$peak" 2>/dev/null || echo null)" "$line" >>"$OUT/runs.jsonl"
-  return $rc
+  return "$rc"
 }
 
 declare -A BROKEN  # side/model pairs that failed once: not retried

@@ -28,33 +28,31 @@ def load_json(path):
         return None
 
 
-def load_runs(path):
-    runs = []
+def lines_of(path):
+    """The non-empty lines of a text file ([] when it is missing)."""
     try:
         with open(path) as f:
-            for line in f:
-                line = line.strip()
-                if line:
-                    try:
-                        runs.append(json.loads(line))
-                    except ValueError:
-                        pass
+            return [line.rstrip("\n") for line in f if line.strip()]
     except OSError:
-        pass
+        return []
+
+
+def load_runs(path):
+    runs = []
+    for line in lines_of(path):
+        try:
+            runs.append(json.loads(line))
+        except ValueError:
+            pass
     return runs
 
 
 def load_status(path):
     rows = []
-    try:
-        with open(path) as f:
-            for line in f:
-                parts = line.rstrip("\n").split("\t")
-                if len(parts) >= 3:
-                    rows.append({"step": parts[0], "status": parts[1], "seconds": int(parts[2] or 0),
-                                 "note": parts[3] if len(parts) > 3 else ""})
-    except OSError:
-        pass
+    for parts in (line.split("\t") for line in lines_of(path)):
+        if len(parts) >= 3:
+            rows.append({"step": parts[0], "status": parts[1], "seconds": int(parts[2] or 0),
+                         "note": parts[3] if len(parts) > 3 else ""})
     return rows
 
 
