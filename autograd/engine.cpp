@@ -126,6 +126,8 @@ void Run::execute(const Tensors& roots, const Tensors& grad_roots, const char* w
                r.shape());
       DG_CHECK(g.dtype() == r.dtype(), "{}: gradient of dtype {} for an output of dtype {}", who, g.dtype(),
                r.dtype());
+      DG_CHECK(g.device() == r.device(), "{}: tensors on different devices: {} and {} (the gradient and the output "
+               "of shape {})", who, g.device(), r.device(), r.shape());
     } else {
       DG_CHECK(r.numel() == 1, "{}: the output has shape {}; gradients can only be implied for outputs with one "
                "element (pass the output's gradient explicitly)", who, r.shape());
@@ -176,9 +178,9 @@ void Run::execute(const Tensors& roots, const Tensors& grad_roots, const char* w
       if (i < grads.size() && grads[i].defined()) {
         Tensor gi = std::move(grads[i]);
         if (!(gi.shape() == e.shape)) gi = sum_to(gi, e.shape);
-        DG_ASSERT(gi.shape() == e.shape && gi.dtype() == e.dtype,
-                  "backward of '{}' produced a gradient of shape {} ({}) for input {} of shape {} ({})", n->name(),
-                  gi.shape(), gi.dtype(), i, e.shape, e.dtype);
+        DG_ASSERT(gi.shape() == e.shape && gi.dtype() == e.dtype && gi.device() == e.device,
+                  "backward of '{}' produced a gradient of shape {} ({}, {}) for input {} of shape {} ({}, {})",
+                  n->name(), gi.shape(), gi.dtype(), gi.device(), i, e.shape, e.dtype, e.device);
         if (is_anomaly_enabled()) check_finite_grad(*n, gi, i);
         m->grad_buffer = m->grad_buffer.defined() ? add(m->grad_buffer, gi) : std::move(gi);
       }

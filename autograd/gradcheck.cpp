@@ -16,9 +16,9 @@ double dot(const Tensor& a, const std::vector<double>& w) {
   return s;
 }
 
-// An f64 tensor of `shape` holding v; shape {} is 0-dim (from_vector would make it 1-D).
-Tensor f64_tensor(const std::vector<double>& v, const Shape& shape) {
-  return shape.empty() ? scalar_tensor(v.at(0), {DType::f64}) : from_vector<double>(v, shape);
+// An f64 tensor of `shape` on `device` holding v; shape {} is 0-dim (from_vector would make it 1-D).
+Tensor f64_tensor(const std::vector<double>& v, const Shape& shape, Device device) {
+  return shape.empty() ? scalar_tensor(v.at(0), {DType::f64, device}) : from_vector<double>(v, shape, device);
 }
 
 // The analytic J^T w for every input that requires grad (zeros where unused).
@@ -31,7 +31,7 @@ Tensors analytic(const DiffFn& fn, const Tensors& inputs, const std::vector<size
   // zero, and the finite differences below check that claim.
   Tensors g = out.requires_grad() ? grad({out}, xs, {w}, false, false, /*allow_unused=*/true) : Tensors(xs.size());
   for (size_t k = 0; k < g.size(); ++k)
-    if (!g[k].defined()) g[k] = zeros(xs[k].shape(), {DType::f64});
+    if (!g[k].defined()) g[k] = zeros(xs[k].shape(), {DType::f64, xs[k].device()});
   return g;
 }
 
@@ -50,7 +50,8 @@ GradcheckResult gradcheck(const DiffFn& fn, const Tensors& inputs, GradcheckOpti
   Tensor out0 = fn(inputs);
   DG_CHECK(out0.dtype() == DType::f64, "gradcheck: the function returned {}; it must compute in f64", out0.dtype());
   Generator gen(opt.seed);
-  Tensor w = randn(out0.shape(), {DType::f64}, &gen);
+  // The same weights on every device (counter-based RNG): results compare across devices.
+  Tensor w = randn(out0.shape(), {DType::f64, out0.device()}, &gen);
   std::vector<double> wv = w.to_vector<double>();
 
   Tensors g1 = analytic(fn, inputs, wrt, w);
@@ -70,7 +71,7 @@ GradcheckResult gradcheck(const DiffFn& fn, const Tensors& inputs, GradcheckOpti
         std::vector<double> p = xv;
         p[j] += delta;
         Tensors in = inputs;
-        in[i] = f64_tensor(p, x.shape()).set_requires_grad(true);
+        in[i] = f64_tensor(p, x.shape(), x.device()).set_requires_grad(true);
         return dot(fn(in), wv);
       };
       double numeric = (eval(opt.eps) - eval(-opt.eps)) / (2 * opt.eps);
@@ -90,7 +91,7 @@ GradcheckResult gradgradcheck(const DiffFn& fn, const Tensors& inputs, Gradcheck
   // the backward of every node the first backward recorded.
   Tensor probe = fn(inputs);
   Generator gen(opt.seed + 1);
-  Tensor w = randn(probe.shape(), {DType::f64}, &gen);
+  Tensor w = randn(probe.shape(), {DType::f64, probe.device()}, &gen);
   DiffFn first = [&fn, w](const Tensors& xs) {
     Tensor out = fn(xs);
     Tensors wrt;
@@ -99,7 +100,7 @@ GradcheckResult gradgradcheck(const DiffFn& fn, const Tensors& inputs, Gradcheck
     Tensors g = grad({out}, wrt, {w}, /*retain_graph=*/true, /*create_graph=*/true, /*allow_unused=*/true);
     Tensors flat;
     for (size_t k = 0; k < g.size(); ++k)
-      flat.push_back(reshape(g[k].defined() ? g[k] : zeros(wrt[k].shape(), {DType::f64}), {-1}));
+      flat.push_back(reshape(g[k].defined() ? g[k] : zeros(wrt[k].shape(), {DType::f64, wrt[k].device()}), {-1}));
     return cat(flat, 0);
   };
   return gradcheck(first, inputs, opt);

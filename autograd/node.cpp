@@ -92,6 +92,7 @@ Edge edge_to(const Tensor& t) {
   if (!t.defined()) return e;
   e.shape = t.shape();
   e.dtype = t.dtype();
+  e.device = t.device();
   AutogradMeta* m = autograd_meta_if(t);
   if (!m || !m->requires_grad) return e;
   if (m->grad_fn) {

@@ -21,8 +21,9 @@ namespace dg {
 
 struct Edge {
   std::shared_ptr<Node> node;  // null: this input needs no gradient
-  Shape shape;                 // the input's shape and dtype: every gradient
-  DType dtype = DType::f32;    // sent along the edge must match them
+  Shape shape;                 // the input's shape, dtype and device: every
+  DType dtype = DType::f32;    // gradient sent along the edge must match them
+  Device device;
 };
 
 class Node {

@@ -95,6 +95,10 @@ Tensor unsqueeze(const Tensor& x, int64_t dim, DG_SITE);
 Tensor contiguous(const Tensor& x, DG_SITE);
 Tensor clone(const Tensor& x, DG_SITE);
 Tensor to(const Tensor& x, DType dtype, DG_SITE);  // differentiable between float types
+// A copy on `device` (x itself when already there); the gradient goes back to
+// x's device. Same as x.to(device).
+//   Tensor w = dg::to(dg::randn({4, 4}), dg::Device::guarded());
+Tensor to(const Tensor& x, Device device, DG_SITE);
 Tensor cat(const Tensors& xs, int64_t dim = 0, DG_SITE);
 Tensor stack(const Tensors& xs, int64_t dim = 0, DG_SITE);
 Tensors split(const Tensor& x, int64_t split_size, int64_t dim = 0, DG_SITE);

@@ -3,6 +3,7 @@
 
 #include "autograd/engine.h"
 #include "autograd/node.h"
+#include "autograd/ops.h"
 #include "tensor/creation.h"
 
 namespace dg {
@@ -58,6 +59,8 @@ std::shared_ptr<Node> Tensor::grad_fn() const {
 void Tensor::backward(const Tensor& gradient, bool retain_graph, bool create_graph) const {
   dg::backward({*this}, gradient.defined() ? Tensors{gradient} : Tensors{}, retain_graph, create_graph);
 }
+
+Tensor Tensor::to(Device device) const { return dg::to(*this, device); }
 
 Tensor Tensor::detach() const { return as_strided(*this, shape(), strides(), offset()); }
 

@@ -8,7 +8,7 @@ namespace dg::nn {
 
 namespace {
 
-Tensor new_param(const Shape& shape, const LayerOptions& opt) { return empty(shape, {opt.dtype}); }
+Tensor new_param(const Shape& shape, const LayerOptions& opt) { return empty(shape, {opt.dtype, opt.device}); }
 
 }  // namespace
 

@@ -23,6 +23,7 @@ namespace dg::nn {
 struct LayerOptions {
   DType dtype = DType::f32;
   Generator* gen = nullptr;  // for initialisation; the default generator when null
+  Device device = Device::cpu();  // where parameters are made (same values on every device)
 };
 
 // y = x @ W^T + b; x (..., in), W (out, in), b (out). Init: N(0, 0.02), b = 0.

@@ -7,6 +7,7 @@
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
+#include "tensor/creation.h"
 
 namespace dg::nn {
 
@@ -89,6 +90,25 @@ void Module::load_state_dict(const std::map<std::string, Tensor>& state, bool st
 void Module::train(bool on) {
   training_ = on;
   for (auto& [name, child] : children_) child->train(on);
+}
+
+// Swaps the storage under the TensorImpl: every handle sees the moved tensor.
+Module& Module::to(Device device) {
+  NamedTensorList all = named_parameters();
+  NamedTensorList buffers = named_buffers();
+  all.insert(all.end(), buffers.begin(), buffers.end());
+  for (auto& [name, t] : all) {
+    if (t.device() == device) continue;
+    Tensor moved = to_device(t, device);  // contiguous, offset 0
+    const uint32_t version = t.version();
+    t.zero_grad();
+    TensorImpl* impl = t.impl();
+    impl->storage = moved.storage_ptr();
+    impl->strides = moved.strides();
+    impl->offset = moved.offset();
+    impl->storage->version = version + 1;
+  }
+  return *this;
 }
 
 void Module::zero_grad() {

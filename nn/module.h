@@ -55,6 +55,14 @@ class Module {
 
   void zero_grad();  // drops every parameter's gradient
 
+  // Moves every parameter and buffer to `device` in place: each tensor keeps
+  // its identity (the TensorImpl that optimizers and members hold) and gets
+  // a contiguous copy of its values on `device` as its storage. Gradients are
+  // dropped and storage versions bumped (a graph recorded before the move
+  // refuses to backward). Returns *this; a no-op for tensors already there.
+  //   model.to(dg::Device::cuda(0));
+  Module& to(Device device);
+
   const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const { return children_; }
 
  protected:

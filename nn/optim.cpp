@@ -7,6 +7,7 @@
 // graph) and writes into p's own memory, bumping its storage version.
 #include "nn/optim.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 #include <set>
@@ -47,6 +48,8 @@ bool parse_key(const std::string& key, size_t& index, std::string& field) {
 
 std::string key_of(size_t i, const std::string& field) { return fmt::format("param.{}.{}", i, field); }
 
+// Counters ("step") stay in host memory whatever the parameters' device: they
+// are kernel arguments read every step, not data.
 Tensor counter(int64_t value) { return scalar_tensor(static_cast<double>(value), {DType::i64}); }
 
 }  // namespace
@@ -74,6 +77,13 @@ Optimizer::Optimizer(std::string name, std::vector<Tensor> params, double lr)
 void Optimizer::set_lr(double lr) {
   DG_CHECK(std::isfinite(lr) && lr >= 0, "{}: invalid learning rate {} (must be finite and >= 0)", name_, lr);
   lr_ = lr;
+}
+
+void Optimizer::follow_param_device(size_t i) {
+  const Device device = params_[i].device();
+  for (auto& [field, t] : state_[i])
+    if (t.dim() != 0 || t.dtype() != DType::i64)  // counters stay on the host
+      if (t.device() != device) t = to_device(t, device);
 }
 
 void Optimizer::zero_grad() {
@@ -123,7 +133,7 @@ void Optimizer::load_state_dict(const std::map<std::string, Tensor>& state) {
                "{}: '{}' has shape {} ({}), but parameter {} has shape {} ({})", where, key, t.shape(), t.dtype(), i,
                p.shape(), p.dtype());
     }
-    loaded[i][field] = copy_of(to_device(t, p.device()));
+    loaded[i][field] = f->counter ? copy_of(to_device(t, Device::cpu())) : copy_of(to_device(t, p.device()));
   }
   // A parameter has every field or none.
   for (size_t i = 0; i < loaded.size(); ++i) {
@@ -168,6 +178,7 @@ void SGD::step() {
     if (!g.defined()) continue;
     Tensor d = weight_decay_ != 0 ? add(g, mul(p, weight_decay_)) : g;
     if (momentum_ != 0) {
+      follow_param_device(i);
       auto& st = state_[i];
       auto found = st.find("momentum_buffer");
       if (found == st.end()) {
@@ -233,6 +244,7 @@ void AdamW::step() {
     DG_CHECK(p.is_contiguous(), "AdamW: parameter {} of shape {} is not contiguous (strides {})", i, p.shape(),
              p.strides());
     g = to_contiguous(g);
+    follow_param_device(i);
     auto& st = state_[i];
     if (st.empty()) st = {{"exp_avg", zeros_like(p)}, {"exp_avg_sq", zeros_like(p)}, {"step", counter(0)}};
     const int64_t t = st["step"].item<int64_t>() + 1;
@@ -251,13 +263,20 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   DG_CHECK(max_norm >= 0, "clip_grad_norm: max_norm must be >= 0, got {}", max_norm);
   NoGradGuard no_grad;
   std::vector<Tensor> grads;
-  double sum_sq = 0;
+  // sum(g^2) in f64 on each grad's device, added up there (in parameter
+  // order), then one read per device.
+  std::vector<Tensor> sums;
   for (const Tensor& p : params) {
     Tensor g = p.defined() ? p.grad() : Tensor();
     if (!g.defined()) continue;
-    sum_sq += sum(square(to_dtype(g, DType::f64))).item<double>();
+    Tensor s = sum(square(to_dtype(g, DType::f64)));
+    auto same = std::find_if(sums.begin(), sums.end(), [&](const Tensor& t) { return t.device() == g.device(); });
+    if (same == sums.end()) sums.push_back(s);
+    else *same = add(*same, s);
     grads.push_back(g);
   }
+  double sum_sq = 0;
+  for (const Tensor& s : sums) sum_sq += s.item<double>();
   const double norm = std::sqrt(sum_sq);
   if (!std::isfinite(norm)) return norm;
   const double coef = max_norm / (norm + 1e-6);

@@ -33,6 +33,9 @@
 //    load_state_dict() copies values in and checks every name, shape and
 //    dtype (dg::Error naming the key); hyper-parameters (lr, betas, ...) are
 //    not part of the state: construct the optimizer with the same ones.
+//  - Devices: state tensors live on their parameter's device (made with
+//    zeros_like(p); moved by step() if the parameter was moved with
+//    Module::to, loaded onto it); the "step" counters stay on the host.
 #include <cstdint>
 #include <map>
 #include <string>
@@ -71,6 +74,9 @@ class Optimizer {
     std::string name;
     bool counter = false;
   };
+  // Moves parameter i's state tensors to its device (after Module::to moved
+  // it); counters stay on the host. Called by step() before each update.
+  void follow_param_device(size_t i);
   // The fields every parameter with state has (all of them, or none yet).
   virtual std::vector<Field> fields() const = 0;
   // state_[i][field]; empty until parameter i's first update.

@@ -12,6 +12,7 @@
 //    names the user-facing op in its errors; kernels only DG_ASSERT.
 //  - An output never aliases an input, except where a kernel says "in place".
 #include <cstdint>
+#include <optional>
 #include <string_view>
 
 #include "tensor/tensor.h"
@@ -144,6 +145,19 @@ class Backend {
   // k largest (or smallest) along dim; sorted descending (ascending) when `sorted`.
   virtual void topk(const Tensor& x, int64_t k, int64_t dim, bool largest, bool sorted, const Tensor& values,
                     const Tensor& indices) = 0;
+
+  // --- checks. Every value of the i64 index `idx` (any shape, may be strided)
+  // lies in [0, size) or equals `skip` (cross_entropy's ignore_index):
+  // negative positions are never wrapped, no op of dyngrad takes them. The
+  // failure is a dg::Error whose text is `message` with the first bad value
+  // put in its one "{}" (the caller writes the op, the size and the shapes
+  // into it), e.g. "gather: index {} out of range for dim 1 of size 3 (...)".
+  // The values stay on the device: the CPU and the guarded device check at
+  // once; CUDA checks asynchronously and raises the error at its next
+  // synchronize() or copy to the host (the error then names the op that
+  // failed, not the one running).
+  virtual void check_indices(const Tensor& idx, int64_t size, std::string_view message,
+                             std::optional<int64_t> skip) = 0;
 
   // --- random fills: counter-based (Philox 4x32-10). Element i of the
   // (contiguous) output uses counter `offset + i`, so results do not depend on

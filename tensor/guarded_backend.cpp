@@ -146,6 +146,10 @@ class GuardedBackend final : public Backend {
     Open open{out, idx, src};
     cpu().scatter_add(out, dim, idx, src);
   }
+  void check_indices(const Tensor& idx, int64_t size, std::string_view message, std::optional<int64_t> skip) override {
+    Open open{idx};
+    cpu().check_indices(idx, size, message, skip);
+  }
   void topk(const Tensor& x, int64_t k, int64_t dim, bool largest, bool sorted, const Tensor& values, const Tensor& indices) override {
     Open open{x, values, indices};
     cpu().topk(x, k, dim, largest, sorted, values, indices);

@@ -88,6 +88,10 @@ class Tensor {
   std::shared_ptr<Node> grad_fn() const;
   void backward(const Tensor& gradient = Tensor(), bool retain_graph = false, bool create_graph = false) const;
   Tensor detach() const;  // shares storage, no autograd history
+  // A copy on `device`, or this tensor when it already is there. Differentiable:
+  // the gradient goes back to this tensor's device (dg::to in autograd/ops.h).
+  //   Tensor g = dg::randn({2, 3}).to(dg::Device::guarded());
+  Tensor to(Device device) const;
 
  private:
   std::shared_ptr<TensorImpl> impl_;

@@ -20,8 +20,8 @@ void check_same_dtype(const char* op, const Tensor& a, const Tensor& b) {
 }
 
 void check_same_device(const char* op, const Tensor& a, const Tensor& b) {
-  DG_CHECK(a.device() == b.device(), "{}: device mismatch: {} on {} vs {} on {}", op, a.shape(), a.device(),
-           b.shape(), b.device());
+  DG_CHECK(a.device() == b.device(), "{}: tensors on different devices: {} and {} (shapes {} and {}; move one "
+           "with dg::to)", op, a.device(), b.device(), a.shape(), b.shape());
 }
 
 void check_floating(const char* op, const Tensor& x) {
@@ -46,20 +46,6 @@ HostIndex::HostIndex(const Tensor& index) {
     copy_ = index.to_vector<int64_t>();
     values_ = copy_;
   }
-}
-
-std::optional<int64_t> HostIndex::first_out_of_range(int64_t size, std::optional<int64_t> skip) const {
-  auto bad = [&](int64_t v) { return (v < 0 || v >= size) && v != skip; };
-  if (skip) {
-    bool any = false;
-    for (int64_t v : values_) any |= bad(v);
-    if (!any) return std::nullopt;
-  } else {
-    int64_t lo = std::numeric_limits<int64_t>::max(), hi = std::numeric_limits<int64_t>::min();
-    for (int64_t v : values_) lo = std::min(lo, v), hi = std::max(hi, v);
-    if (values_.empty() || (lo >= 0 && hi < size)) return std::nullopt;
-  }
-  return *std::find_if(values_.begin(), values_.end(), bad);
 }
 
 Tensor broadcast_view(const Tensor& x, const Shape& shape) {

@@ -78,16 +78,13 @@ void check_defined(const char* op, const Tensor& x, const char* what = "input");
 void check_index_tensor(const char* op, const Tensor& index);  // i64 dtype
 
 // The values of an i64 index tensor in host memory: read in place when they
-// already are on the host and contiguous (the common case, no copy), copied
-// otherwise. The one place index values are range-checked (indexing ops,
-// embedding, cross_entropy's targets).
+// already are on the host and contiguous (no copy), copied otherwise. Range
+// checks never use it (Backend::check_indices checks on the index's device);
+// only host-side fast paths that want the values do.
 class HostIndex {
  public:
   explicit HostIndex(const Tensor& index);
   std::span<const int64_t> values() const { return values_; }
-  // The first value outside [0, size) other than `skip` (an ignore_index),
-  // or none. The scan vectorises; the offender is only searched for on failure.
-  std::optional<int64_t> first_out_of_range(int64_t size, std::optional<int64_t> skip = std::nullopt) const;
 
  private:
   std::vector<int64_t> copy_;

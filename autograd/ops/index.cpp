@@ -15,13 +15,15 @@ namespace dg {
 namespace {
 
 // Every index value in [0, size); a dg::Error naming op, the first offending
-// value, the dim and the input shape otherwise.
+// value, the dim and the input shape otherwise. Checked on the index's device
+// (no copy to the host; on CUDA the error comes at the next synchronisation).
 void check_index_range(const char* op, const Tensor& index, int64_t dim, const Shape& x_shape,
                        const char* what = "input") {
   const int64_t size = x_shape[dim];
-  if (auto bad = HostIndex(index).first_out_of_range(size))
-    throw Error(fmt::format("{}: index {} out of range for dim {} of size {} ({} shape {}, index shape {})", op, *bad,
-                            dim, size, what, x_shape, index.shape()));
+  backend_of(index).check_indices(index, size,
+                                  fmt::format("{}: index {{}} out of range for dim {} of size {} ({} shape {}, index "
+                                              "shape {})", op, dim, size, what, x_shape, index.shape()),
+                                  std::nullopt);
 }
 
 // The checks every indexing op starts with; returns the wrapped dim.
@@ -56,8 +58,10 @@ void check_gather_shapes(const char* op, const Tensor& x, int64_t dim, const Ten
 
 // The inverse of `index` (1-D, values already checked to lie in [0, size))
 // when it is a permutation of 0 .. size-1; undefined otherwise.
+// Only for an index in host memory: finding out costs a pass over the values
+// on the host, which a device index would first have to be copied to.
 Tensor inverse_permutation(const Tensor& index, int64_t size) {
-  if (index.numel() != size || size == 0) return Tensor();
+  if (index.numel() != size || size == 0 || !index.device().is_cpu()) return Tensor();
   HostIndex h(index);
   std::vector<int64_t> inv(static_cast<size_t>(size), -1);
   for (int64_t k = 0; k < size; ++k) {

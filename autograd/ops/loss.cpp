@@ -11,32 +11,45 @@ namespace dg {
 
 namespace {
 
-// Every target is ignore_index or a class in [0, V); returns how many are not
-// ignored (the divisor of the mean). A dg::Error names the first bad target.
-int64_t check_targets(const Tensor& target, int64_t V, int64_t ignore_index, const Tensor& logits) {
-  HostIndex t(target);
-  if (auto bad = t.first_out_of_range(V, ignore_index))
-    throw Error(fmt::format("cross_entropy: target {} out of range for {} classes (logits shape {}, target shape {}, "
-                            "ignore_index {})", *bad, V, logits.shape(), target.shape(), ignore_index));
-  return target.numel() - std::count(t.values().begin(), t.values().end(), ignore_index);
+// Every target is ignore_index or a class in [0, V); a dg::Error names the
+// first bad target. Checked on the target's device (no copy to the host).
+void check_targets(const Tensor& target, int64_t V, int64_t ignore_index, const Tensor& logits) {
+  backend_of(target).check_indices(target, V,
+                                   fmt::format("cross_entropy: target {{}} out of range for {} classes (logits shape "
+                                               "{}, target shape {}, ignore_index {})", V, logits.shape(),
+                                               target.shape(), ignore_index),
+                                   ignore_index);
+}
+
+// How many targets are not ignore_index (the divisor of the mean), as a 0-dim
+// tensor of dtype `dt` on the target's device: the count is never read on the host.
+Tensor count_targets(const Tensor& target, int64_t ignore_index, DType dt) {
+  NoGradGuard no_grad;
+  Tensor ignore = scalar_tensor(static_cast<double>(ignore_index), {DType::i64, target.device()});
+  return sum(to(ne(target, ignore), dt));
 }
 
 // d loss / d logits with differentiable ops, for create_graph (double
 // backward): w * g * (softmax(x) - q), q the smoothed one-hot target
-// ((1-s) on t, s/V everywhere), w = 0 on ignored rows. Built on the host:
-// this path only runs for higher-order gradients.
+// ((1-s) on t, s/V everywhere), w = 0 on ignored rows. Built on the logits'
+// device from the target (ignored rows point at class 0, then weigh 0).
 Tensor cross_entropy_grad_composite(const Tensor& x, const Tensor& target, const Tensor& g, int64_t ignore_index,
                                     double s, Site site) {
   const int64_t V = x.shape().back();
-  std::vector<int64_t> t = target.to_vector<int64_t>();
-  std::vector<double> q(t.size() * V, s / static_cast<double>(V)), w(t.size(), 1.0);
-  for (size_t n = 0; n < t.size(); ++n) {
-    if (t[n] == ignore_index) w[n] = 0;
-    else q[n * V + t[n]] += 1 - s;
+  Tensor q, w;
+  {
+    NoGradGuard no_grad;
+    Shape rows = x.shape();  // (..., 1): one class per row (target may come flattened)
+    rows[rows.size() - 1] = 1;
+    Tensor t1 = reshape(target, rows);
+    Tensor kept = ne(t1, scalar_tensor(static_cast<double>(ignore_index), {DType::i64, target.device()}));
+    t1 = where(kept, t1, zeros({}, {DType::i64, target.device()}));
+    Tensor onehot = zeros(x.shape(), {x.dtype(), x.device()});
+    backend_of(x).scatter_add(onehot, x.dim() - 1, t1, ones(t1.shape(), {x.dtype(), x.device()}));
+    q = add(mul(onehot, 1 - s), s / static_cast<double>(V));
+    w = to(kept, x.dtype());  // (..., 1)
   }
-  Options opt{x.dtype(), x.device()};
-  Tensor gw = mul(g, from_doubles(w, g.shape(), opt), site);
-  return mul(sub(softmax(x, -1, site), from_doubles(q, x.shape(), opt), site), unsqueeze(gw, -1, site), site);
+  return mul(sub(softmax(x, -1, site), q, site), mul(unsqueeze(g, -1, site), w, site), site);
 }
 
 // d loss / d logits for the per-row loss: the fused kernel, or the composite
@@ -89,7 +102,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
            label_smoothing);
   const int64_t V = logits.shape().back(), N = lead.numel();
   DG_CHECK(V > 0 || N == 0, "cross_entropy: logits have 0 classes (shape {})", logits.shape());
-  const int64_t counted = check_targets(target, V, ignore_index, logits);
+  check_targets(target, V, ignore_index, logits);
 
   // Forward on flat (N, V) / (N) views of contiguous data.
   Tensor x = to_contiguous(logits), t = to_contiguous(target);
@@ -111,7 +124,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
     case Reduction::sum: return sum(loss, {}, false, site);
     case Reduction::mean: break;
   }
-  return mul(sum(loss, {}, false, site), 1.0 / static_cast<double>(counted), site);
+  return div(sum(loss, {}, false, site), count_targets(target, ignore_index, logits.dtype()), site);
 }
 
 // --- dropout: x -> x * mask, mask = bernoulli(1 - p) / (1 - p) (so the mean

@@ -420,10 +420,10 @@ Tensor attention_qkv(const Tensor& qkv, int64_t n_head, const Tensor& cu_seqlens
   const int64_t C = C3 / 3, N = qkv.numel() / C3;
   Tensor cu;
   if (qkv.dim() == 3) {
+    // B sequences of T tokens: cu = 0, T, 2T, ..., BT, made on qkv's device.
     const int64_t B = qkv.size(0), T = qkv.size(1);
-    std::vector<int64_t> v(static_cast<size_t>(B + 1));
-    for (int64_t b = 0; b <= B; ++b) v[static_cast<size_t>(b)] = b * T;
-    cu = from_vector<int64_t>(v, {B + 1}, qkv.device());
+    cu = T == 0 ? zeros({B + 1}, {DType::i64, qkv.device()})
+                : arange(0.0, static_cast<double>((B + 1) * T), static_cast<double>(T), {DType::i64, qkv.device()});
   } else {
     check_cu_seqlens(op, cu_seqlens, qkv, N);
     cu = to_contiguous(cu_seqlens);

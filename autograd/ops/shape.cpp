@@ -334,6 +334,19 @@ Tensor to(const Tensor& x, DType dtype, Site site) {
   return y;
 }
 
+// --- to(device): a copy of x on `device` (x itself when it already is there).
+// d x = g copied back to x's device.
+Tensor to(const Tensor& x, Device device, Site site) {
+  check_defined("to", x);
+  if (x.device() == device) return x;
+  Tensor y = to_device(x, device);
+  if (should_record({x}))
+    record("to", site, y, {x}, [from = x.device()](const Tensor& g, const Node& n) -> Tensors {
+      return {to(g, from, n.site())};
+    });
+  return y;
+}
+
 // --- cat: xs[i] (..., n_i, ...) -> (..., sum n_i, ...) along dim; every other
 // dim must match. Each input is copied into its slice of the output.
 // Backward: input i gets its slice of g (a view).

@@ -42,6 +42,8 @@ class CpuBackend final : public Backend {
   void index_add(const Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src, double alpha) override;
   void gather(const Tensor& x, int64_t dim, const Tensor& idx, const Tensor& out) override;
   void scatter_add(const Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src) override;
+  void check_indices(const Tensor& idx, int64_t size, std::string_view message,
+                     std::optional<int64_t> skip) override;
   void topk(const Tensor& x, int64_t k, int64_t dim, bool largest, bool sorted, const Tensor& values,
             const Tensor& indices) override;
 

@@ -16,6 +16,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <utility>
@@ -207,6 +208,39 @@ void CpuBackend::scatter_add(const Tensor& out, int64_t dim, const Tensor& idx, 
 // values, indices (O, k, I) = the k largest (smallest) of x (O, D, I) along
 // dim. Ties go to the lower index; NaN counts as larger than every number
 // (like PyTorch). sorted: best first; unsorted: the selected k in index order.
+// Reads the values in place (strided, no allocation: the guarded device runs
+// this inside its kernel window). The scan is branch-free so it vectorises;
+// the offender is searched for only on failure.
+void CpuBackend::check_indices(const Tensor& idx, int64_t size, std::string_view message,
+                               std::optional<int64_t> skip) {
+  DG_ASSERT(idx.dtype() == DType::i64);
+  const int64_t* ip = idx.data<int64_t>();
+  const int64_t keep = skip.value_or(0);  // 0 is in range unless size == 0
+  const bool has_skip = skip.has_value();
+  auto bad = [&](int64_t v) { return (v < 0 || v >= size) && !(has_skip && v == keep); };
+  std::atomic<bool> any{false};  // runs may be spread over threads
+  strided_loop<1>(idx.shape(), {idx.strides()}, [&](std::array<int64_t, 1> off, int64_t n, std::array<int64_t, 1> inc) {
+    bool run_bad = false;
+    for (int64_t i = 0; i < n; ++i) run_bad |= bad(ip[off[0] + i * inc[0]]);
+    if (run_bad) any.store(true, std::memory_order_relaxed);
+  });
+  if (!any.load()) return;
+  // The first offender in row-major order, serially (failure path only).
+  int64_t first = 0;
+  for (int64_t linear = 0; linear < idx.numel(); ++linear) {
+    int64_t off = 0, rem = linear;
+    for (int64_t d = idx.dim() - 1; d >= 0; --d) {
+      off += rem % idx.shape()[d] * idx.strides()[d];
+      rem /= idx.shape()[d];
+    }
+    if (bad(ip[off])) {
+      first = ip[off];
+      break;
+    }
+  }
+  throw Error(fmt::format(fmt::runtime(message), first));
+}
+
 void CpuBackend::topk(const Tensor& x, int64_t k, int64_t dim, bool largest, bool sorted, const Tensor& values,
                       const Tensor& indices) {
   DG_ASSERT(values.is_contiguous() && indices.is_contiguous() && indices.dtype() == DType::i64);
