@@ -205,7 +205,7 @@ if [ $MODE = gpu ]; then
 fi
 command -v ccache >/dev/null && CONFIG+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
 TEST_TARGETS=()
-for f in tests/test_cuda_*.cpp tests/test_devices.cpp tests/test_models_device.cpp; do
+for f in tests/test_cuda_*.cpp tests/test_devices*.cpp tests/test_models_device*.cpp; do
   [ -f "$f" ] && TEST_TARGETS+=("$(basename "$f" .cpp)")
 done
 BENCH_TARGETS=(bench_gpt_step)
@@ -237,8 +237,11 @@ if [ -d "$BUILD" ] && [ -n "$(exe test_cuda_parity)" ]; then
     --timeout 120 -j 2
   grep -E "tests passed|tests failed|Skipped|\*\*\*Failed|Not Run" "$WORK/ctest_cuda.log" 2>/dev/null | head -n 20 |
     sed 's/^/   /'
-  for t in test_devices test_models_device; do
-    bin=$(exe $t)
+  # The device-parameterised tests (tests/devices.h): their CUDA instances.
+  for src in tests/test_devices*.cpp tests/test_models_device*.cpp; do
+    [ -f "$src" ] || continue
+    t=$(basename "$src" .cpp)
+    bin=$(exe "$t")
     [ -n "$bin" ] && step "${t}_cuda" 90 env -u DG_TF32 "$bin" --gtest_filter='*Cuda*:*cuda*:*CUDA*' --gtest_brief=1
   done
 else
