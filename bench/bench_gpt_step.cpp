@@ -6,6 +6,7 @@
 //
 //   bench_gpt_step --config tiny --steps 20 --warmup 3 --threads 2
 //   bench_gpt_step --model mob --config tiny
+//   bench_gpt_step --config small --device cuda     # the step on the first GPU (the loss read syncs it)
 //   bench_gpt_step --model mod --config tiny --dtype f64 --save-init check.safetensors --steps 0
 //
 // tiny:  L=4 (n=4 blocks), H=4, C=128, T=128, B=16
@@ -51,6 +52,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "examples/device_flag.h"
 #include "models/factory.h"
 #include "models/gpt.h"
 #include "models/mob.h"
@@ -132,6 +134,8 @@ int main(int argc, char** argv) {
   app.add_option("--batches", n_batches,
                  "with --save-init: also store this many batches (batches.x/y: the ones the timing draws)")
       ->check(CLI::PositiveNumber)->capture_default_str();
+  std::string device = "cpu";
+  examples::add_device_flag(app, device);
   CLI11_PARSE(app, argc, argv);
   if (steps == 0 && init_path.empty()) {
     fmt::print(stderr, "bench_gpt_step: --steps 0 only makes sense with --save-init FILE\n");
@@ -162,12 +166,14 @@ int main(int argc, char** argv) {
       c.gate_init = gate_init == "uniform" ? models::GateInit::uniform : models::GateInit::dense_path;
       cfg_json = models::to_json(c);
     }
+    const Device d = examples::open_device(device);
     auto model = models::make_model(model_kind, cfg_json);
+    model->to(d);
     model->train();
     Generator gen(1234);
-    auto next_batch = [&] {
+    auto next_batch = [&] {  // drawn on the host (the same numbers on every device), then moved
       Tensor x = randint(0, 256, {B, T}, &gen), y = randint(0, 256, {B, T}, &gen);
-      return std::pair{x, y};
+      return std::pair{x.to(d), y.to(d)};
     };
     // The first batches are drawn up front (the same draws as in the loop).
     std::vector<std::pair<Tensor, Tensor>> saved;
@@ -194,10 +200,10 @@ int main(int argc, char** argv) {
     getrusage(RUSAGE_SELF, &ru);
     fmt::print("{{\"impl\":\"dyngrad\",\"model\":\"{}\",\"config\":\"{}\",\"median_step_ms\":{:.3f},"
                "\"tokens_per_s\":{:.1f},\"peak_rss_mb\":{:.1f},\"steps\":{},\"threads\":{},\"final_loss\":{:.6f},"
-               "\"forward_flops_per_token\":{:.1f},\"dtype\":\"{}\"}}\n",
+               "\"forward_flops_per_token\":{:.1f},\"dtype\":\"{}\",\"device\":\"{}\"}}\n",
                model_kind, config, median, static_cast<double>(B * T) / (median / 1e3),
                static_cast<double>(ru.ru_maxrss) / 1024.0, steps, threads, loss,
-               model->last_forward_flops_per_token(), dtype);
+               model->last_forward_flops_per_token(), dtype, d);
   } catch (const Error& e) {
     fmt::print(stderr, "bench_gpt_step: {}\n", e.what());
     return 1;

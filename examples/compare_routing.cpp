@@ -30,6 +30,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "examples/device_flag.h"
 #include "examples/lm_flags.h"
 #include "train/compare.h"
 #include "train/trainer.h"
@@ -87,6 +88,8 @@ int main(int argc, char** argv) {
   app.add_option("--out", f.out, "output folder (each run's previous metrics there are replaced)")->capture_default_str();
   app.add_option("--threads", f.threads, "CPU threads (0: DG_NUM_THREADS or all cores)")->capture_default_str();
   app.add_flag("--no-plot", f.no_plot, "do not run tools/plot_compare.py");
+  std::string device = "cpu";
+  examples::add_device_flag(app, device);
   examples::add_model_flags(app, f);
   CLI11_PARSE(app, argc, argv);
 
@@ -95,6 +98,7 @@ int main(int argc, char** argv) {
     f.train.steps = f.steps, f.train.block = f.gpt.block_size, f.train.seed = f.gpt.seed;
     examples::fit_default_warmup(app, f.train);
     train::validate(f.train);
+    const Device d = examples::open_device(device);
     if (f.threads > 0) set_num_threads(f.threads);
     if (f.runs.empty()) f.runs = default_runs(f);
     std::vector<train::RunSpec> specs;
@@ -111,7 +115,7 @@ int main(int argc, char** argv) {
     o.out = f.out, o.match = f.match == "steps" ? train::Match::steps : train::Match::flops, o.steps = f.steps;
     o.budget = f.budget, o.batch = t.batch, o.block = t.block, o.warmup = t.warmup, o.evals = f.evals;
     o.eval_batches = t.eval_batches, o.lr = t.lr, o.min_lr = t.min_lr, o.weight_decay = t.weight_decay;
-    o.grad_clip = t.grad_clip, o.seed = t.seed;
+    o.grad_clip = t.grad_clip, o.seed = t.seed, o.device = d;
     std::vector<train::RunResult> rows = train::compare_runs(specs, *corpus, o);
     fmt::print("\n{}", train::results_table(rows));
     fmt::print("\nresults: {0}/table.md, {0}/summary.jsonl, {0}/<run>/metrics.jsonl\n", f.out);

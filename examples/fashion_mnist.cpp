@@ -12,6 +12,7 @@
 
 #include "autograd/ops.h"
 #include "data/fashion_mnist.h"
+#include "examples/device_flag.h"
 #include "nn/init.h"
 #include "nn/layers.h"
 #include "nn/optim.h"
@@ -48,7 +49,9 @@ int main(int argc, char** argv) {
   int64_t epochs = 8, batch = 128, hidden = 256;
   double lr = 2e-3;
   uint64_t seed = 0;
+  std::string device = "cpu";
   CLI::App app{"Train an MLP on Fashion-MNIST."};
+  examples::add_device_flag(app, device);
   app.add_option("--data", dir, "folder with the idx(.gz) files")->capture_default_str();
   app.add_option("--epochs", epochs, "passes over the 60000 training images")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--batch", batch, "images per step")->check(CLI::PositiveNumber)->capture_default_str();
@@ -57,19 +60,22 @@ int main(int argc, char** argv) {
   app.add_option("--seed", seed, "weights and shuffling")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
+    const Device d = examples::open_device(device);
     const auto t0 = std::chrono::steady_clock::now();
     data::FashionMnist train = data::load_fashion_mnist(dir, data::Split::train);
     data::FashionMnist test = data::load_fashion_mnist(dir, data::Split::val);
+    for (data::FashionMnist* set : {&train, &test}) set->images = set->images.to(d), set->labels = set->labels.to(d);
     Generator gen(seed);
     MLP model(hidden, &gen);
+    model.to(d);
     nn::AdamW opt(nn::decay_groups(model.parameters(), 1e-4), lr);
     const int64_t N = train.images.size(0), steps_per_epoch = N / batch;
     fmt::print("fashion_mnist: {} train / {} test images, MLP 784-{}-{}-10 ({} parameters)\n", N,
                test.images.size(0), hidden, hidden / 2, model.num_parameters());
     for (int64_t e = 0; e < epochs; ++e) {
       // A fresh permutation each epoch: the order of N uniform numbers.
-      Tensor perm = topk(rand({N}, {DType::f32}, &gen), N, 0).indices;
-      double loss_sum = 0;
+      Tensor perm = topk(rand({N}, {DType::f32}, &gen), N, 0).indices.to(d);
+      Tensor loss_sum = zeros({}, {DType::f32, d});  // on the device: read once per epoch
       for (int64_t s = 0; s < steps_per_epoch; ++s) {
         Tensor idx = slice(perm, 0, s * batch, (s + 1) * batch);
         opt.set_lr(lr * 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(e * steps_per_epoch + s) /
@@ -79,11 +85,11 @@ int main(int argc, char** argv) {
                                     index_select(train.labels, 0, idx));
         loss.backward();
         opt.step();
-        loss_sum += loss.item<double>();
+        loss_sum = loss_sum + loss.detach();
       }
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       fmt::print("epoch {}  train loss {:.4f}  test accuracy {:.2f}%  ({:.1f} s)\n", e + 1,
-                 loss_sum / static_cast<double>(steps_per_epoch), 100 * accuracy(model, test), secs);
+                 loss_sum.item<double>() / static_cast<double>(steps_per_epoch), 100 * accuracy(model, test), secs);
     }
   } catch (const std::exception& e) {
     fmt::print(stderr, "fashion_mnist: {}\n", e.what());

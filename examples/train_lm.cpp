@@ -6,6 +6,7 @@
 //   train_lm                                  # MoB on the synthetic corpus, defaults
 //   train_lm --model dense --data bible.txt --steps 2000 --out runs/dense
 //   train_lm --out runs/dense --resume --steps 4000    # continue a run exactly
+//   train_lm --model mod --device cuda                  # on the first GPU (cuda:N for another)
 //
 // Output: a live progress bar on a terminal (plain log lines otherwise),
 // metrics as JSON lines in <out>/metrics.jsonl, a checkpoint at each
@@ -20,6 +21,7 @@
 #include <fstream>
 #include <memory>
 
+#include "examples/device_flag.h"
 #include "examples/lm_flags.h"
 #include "models/factory.h"
 #include "models/generate.h"
@@ -44,6 +46,7 @@ struct Flags : examples::LMFlags {
   }
   int64_t samples = 4, sample_tokens = 120;
   int threads = 0;
+  std::string device = "cpu";
 };
 
 std::string format_duration(double s) {
@@ -91,7 +94,7 @@ void print_routing(models::LanguageModel& model, const data::Corpus& corpus, con
     mob->eval();
     {
       NoGradGuard ng;
-      mob->forward(b.x);
+      mob->forward(b.x.to(models::device_of(*mob)));
     }
     models::TraceSummary s = mob->last_trace().summary();
     fmt::print("\nMoB routing on a validation window: mean depth {:.2f} blocks, repeats {:.1f}%\n", s.mean_depth,
@@ -154,6 +157,7 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--sample-tokens", f.sample_tokens, "bytes per sample")->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  examples::add_device_flag(app, f.device);
   examples::add_model_flags(app, f);
   CLI11_PARSE(app, argc, argv);
 
@@ -164,12 +168,15 @@ int main(int argc, char** argv) {
     examples::fit_default_warmup(app, o);
     train::validate(o);
     const std::string config = examples::model_config(f, f.model);
+    const Device device = examples::open_device(f.device);
     if (f.threads > 0) set_num_threads(f.threads);
     auto corpus = examples::load_corpus(f.data, f.gpt.seed);
     train::check_data(*corpus, o.block);
     auto model = models::make_model(f.model, config);
-    fmt::print("train_lm: {} model, {:.2f}M parameters, data {} (train {} bytes, val {}); unigram entropy {:.3f} nats\n",
-               model->kind(), static_cast<double>(model->num_parameters()) / 1e6, corpus->source(),
+    model->to(device);  // before the trainer: its optimizer state and a resumed checkpoint follow the weights
+    fmt::print("train_lm: {} model on {}, {:.2f}M parameters, data {} (train {} bytes, val {}); unigram entropy {:.3f} "
+               "nats\n",
+               model->kind(), device, static_cast<double>(model->num_parameters()) / 1e6, corpus->source(),
                corpus->size(data::Split::train), corpus->size(data::Split::val), corpus->unigram_entropy());
     train::Trainer trainer(*model, *corpus, o);
     if (o.resume) fmt::print("resumed from {}/ckpt.safetensors at step {}\n", o.out_dir, trainer.step());

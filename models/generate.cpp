@@ -49,7 +49,8 @@ std::vector<int64_t> generate(LanguageModel& model, const std::vector<int64_t>& 
   model.eval();
   NoGradGuard no_grad;
   Generator gen(opt.seed);
-  const int64_t V = model.vocab_size(), context = model.block_size();
+  const int64_t context = model.block_size();
+  const Device device = device_of(model);       // token ids go there; one logits row per token comes back
   std::vector<int64_t> all = prompt;  // prompt and new tokens
   std::unique_ptr<DecodeState> state;
   // Decodes the last `context` tokens of `all` in a fresh state (the prompt,
@@ -57,18 +58,17 @@ std::vector<int64_t> generate(LanguageModel& model, const std::vector<int64_t>& 
   auto restart = [&] {
     const int64_t n = std::min<int64_t>(context, static_cast<int64_t>(all.size()));
     state = model.start_decoding(1);
-    return model.decode(*state, from_vector<int64_t>(std::vector<int64_t>(all.end() - n, all.end()), {1, n}));
+    return model.decode(*state, from_vector<int64_t>(std::vector<int64_t>(all.end() - n, all.end()), {1, n}, device));
   };
   Tensor logits = restart();
   std::vector<int64_t> out;
   while (static_cast<int64_t>(out.size()) < opt.max_new_tokens) {
-    std::vector<double> row = logits.to_vector<double>();
-    std::vector<double> last(row.end() - V, row.end());
+    const std::vector<double> last = select(select(logits, 0, 0), 0, logits.size(1) - 1).to_vector<double>();  // (V)
     const double u = rand({1}, {DType::f64}, &gen).item<double>();
     const int64_t tok = sample_token(last, opt.temperature, opt.top_k, u);
     out.push_back(tok), all.push_back(tok);
     if (tok == opt.stop_token || static_cast<int64_t>(out.size()) == opt.max_new_tokens) break;
-    logits = state->position < context ? model.decode(*state, from_vector<int64_t>({tok}, {1, 1})) : restart();
+    logits = state->position < context ? model.decode(*state, from_vector<int64_t>({tok}, {1, 1}, device)) : restart();
   }
   return out;
 }

@@ -17,7 +17,7 @@ Tensor GPT::forward(const Tensor& idx) {
 
 LossOutput GPT::loss(const Tensor& idx, const Tensor& targets) {
   Tensor l = lm_loss(forward(idx), targets);
-  return {l, l, {}};
+  return {l, l, {}, {}};
 }
 
 std::unique_ptr<DecodeState> GPT::start_decoding(int64_t batch) {

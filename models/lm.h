@@ -19,12 +19,23 @@ namespace dg::models {
 
 // A model's loss on one batch. `objective` is what training minimises (the LM
 // loss plus any auxiliary terms); `lm` is the plain next-token cross-entropy
-// (nats per token), comparable across models. `stats` are scalars for logs.
+// (nats per token), comparable across models. `stats` are scalars for logs:
+// those the model knows on the host, and `device_stats`, 0-dim tensors still
+// on the model's device, read with the loss in one transfer (read_values).
 struct LossOutput {
   Tensor objective;
   Tensor lm;
   std::map<std::string, double> stats;
+  std::map<std::string, Tensor> device_stats;
 };
+
+// The host values of a LossOutput, all read in one copy from the device
+// (objective, lm and every device stat stacked into one f64 tensor first).
+struct LossValues {
+  double objective = 0, lm = 0;
+  std::map<std::string, double> stats;  // host and device stats together
+};
+LossValues read_values(const LossOutput& out);
 
 // Per-sequence state of incremental decoding (KV caches and position).
 struct DecodeState {
@@ -51,5 +62,9 @@ class LanguageModel : public nn::Module {
   virtual std::string kind() const = 0;
   virtual std::string config_json() const = 0;
 };
+
+// The device of a module's parameters (the CPU for a module without any):
+// where batches must go before model.loss(x, y).
+Device device_of(const nn::Module& m);
 
 }  // namespace dg::models

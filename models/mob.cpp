@@ -78,7 +78,8 @@ MoBConfig mob_config_from_json(const std::string& text, const std::string& where
 // ---------------------------------------------------------------- model
 namespace {
 
-Tensor ids(const std::vector<int64_t>& v) { return from_vector<int64_t>(v, {static_cast<int64_t>(v.size())}); }
+// Row lists decided on the host, as index tensors on the device of the rows.
+Rows ids(const std::vector<int64_t>& v, Device device) { return Rows(v, device); }
 
 }  // namespace
 
@@ -111,7 +112,7 @@ Tensor MoB::gate_logits(const Tensor& x, int64_t d) const {
   if (mcfg_.return_bias != 0.0) {
     std::vector<double> rb(mcfg_.n_blocks + 1, 0.0);
     rb.back() = mcfg_.return_bias * static_cast<double>(d);
-    logits = logits + from_doubles(rb, {mcfg_.n_blocks + 1}, {x.dtype()});
+    logits = logits + from_doubles(rb, {mcfg_.n_blocks + 1}, {x.dtype(), x.device()});
   }
   return logits;
 }
@@ -124,7 +125,8 @@ Tensor MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const
   Groups g = group_by_choice(choice, n);
   std::vector<int64_t> inv(Nc);
   for (int64_t i = 0; i < Nc; ++i) inv[g.perm[i]] = i;
-  Tensor x = gather_rows(R, ids(rows));  // (Nc, C), rows in (sequence, position) order
+  const Device dev = R.device();
+  Tensor x = gather_rows(R, ids(rows, dev));  // (Nc, C), rows in (sequence, position) order
   // cu_seqlens of a list of positions in the continuing list (ascending
   // rows), counting the causal attention FLOPs of each packed sequence of
   // length L: L(L+1)/2 query-key pairs at 4C (q k^T and p v).
@@ -143,7 +145,7 @@ Tensor MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const
       const double L = static_cast<double>(cu[i] - cu[i - 1]);
       last_flops_ += 2.0 * static_cast<double>(C) * L * (L + 1.0);
     }
-    return ids(cu);
+    return from_vector<int64_t>(cu, {static_cast<int64_t>(cu.size())}, dev);
   };
   last_flops_ += 24.0 * C * C * static_cast<double>(Nc);  // every continuing token through one block
   if (mcfg_.attn_scope == AttnScope::block) {
@@ -151,9 +153,9 @@ Tensor MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const
     for (int64_t k = 0; k < n; ++k)
       if (g.offsets[k] < g.offsets[k + 1]) {
         const std::vector<int64_t> members(g.perm.begin() + g.offsets[k], g.perm.begin() + g.offsets[k + 1]);
-        parts.push_back(trunk_.blocks[k]->forward_packed(gather_rows(x, ids(members)), seqlens(members)));
+        parts.push_back(trunk_.blocks[k]->forward_packed(gather_rows(x, ids(members, dev)), seqlens(members)));
       }
-    return gather_rows(parts.size() == 1 ? parts[0] : cat(parts, 0), ids(inv));
+    return gather_rows(parts.size() == 1 ? parts[0] : cat(parts, 0), ids(inv, dev));
   }
   // Step scope. The tokens are put in group order once (a permutation, whose
   // backward is a gather too) and the blocks run as nn::GroupedBlocks: each
@@ -162,7 +164,8 @@ Tensor MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const
   // position) order.
   std::vector<int64_t> all(Nc);
   for (int64_t i = 0; i < Nc; ++i) all[i] = i;
-  const Tensor to_groups = ids(g.perm), to_sequences = ids(inv), cu = seqlens(all);
+  const Rows to_groups = ids(g.perm, dev), to_sequences = ids(inv, dev);
+  const Tensor cu = seqlens(all);
   auto attend_in_sequence_order = [&](const Tensor& qkv) {  // (Nc, 3C) -> (Nc, C), group order
     return gather_rows(attention_qkv(gather_rows(qkv, to_sequences), trunk_.cfg.n_head, cu), to_groups);
   };
@@ -181,25 +184,26 @@ MoB::Run MoB::run(const Tensor& idx, const Tensor& targets, bool training) {
   trace_.reset(B, T, n, D);
   last_flops_ = 0;
   Run out;
-  if (!training) out.logits = zeros({N, V}, {R.dtype()});
+  const Device dev = R.device();
+  if (!training) out.logits = zeros({N, V}, {R.dtype(), dev});
   std::vector<int64_t> active(N);
   for (int64_t i = 0; i < N; ++i) active[i] = i;
   Tensor balance;
   for (int64_t d = 0; d <= D && !active.empty(); ++d) {
     const int64_t Na = static_cast<int64_t>(active.size());
-    Tensor rows = ids(active);
+    const Rows rows = ids(active, dev);
     Tensor Ra = gather_rows(R, rows);
     StepContext ctx;
     ctx.step = d, ctx.max_depth = D, ctx.training = training, ctx.gen = &explore_gen_;
     ctx.probs = softmax(gate_logits(Ra, d), -1);
     last_flops_ += 2.0 * C * (n + 1) * Na;
     if (policy_->needs_step_loss(training)) {
-      ctx.ce = cross_entropy(trunk_.head(Ra), index_select(y_flat, 0, rows), -100, 0.0, Reduction::none);
+      ctx.ce = cross_entropy(trunk_.head(Ra), gather_rows(y_flat, rows), -100, 0.0, Reduction::none);
       last_flops_ += 2.0 * C * V * Na;
     }
     StepDecision dec = policy_->step(ctx, active);
     if (dec.loss.defined()) out.objective = out.objective.defined() ? out.objective + dec.loss : dec.loss;
-    std::vector<double> lam = dec.halt_prob.to_vector<double>();
+    const std::vector<double>& lam = dec.halt_prob;
     std::vector<int64_t> halted, cont, cont_blocks, cont_pos;
     for (int64_t i = 0; i < Na; ++i) {
       if (dec.halt[i]) {
@@ -212,27 +216,28 @@ MoB::Run MoB::run(const Tensor& idx, const Tensor& targets, bool training) {
       }
     }
     if (!training && !halted.empty()) {
-      Tensor hrows = ids(halted);
-      out.logits = index_add(out.logits, 0, index_select(rows, 0, hrows), trunk_.head(index_select(Ra, 0, hrows)));
+      std::vector<int64_t> halted_rows;  // their rows of the (N) stream
+      for (int64_t i : halted) halted_rows.push_back(active[i]);
+      out.logits = index_add(out.logits, 0, ids(halted_rows, dev).ids, trunk_.head(gather_rows(Ra, ids(halted, dev))));
       last_flops_ += 2.0 * C * V * static_cast<double>(halted.size());
     }
     if (cont.empty()) break;
-    std::vector<double> w = dec.weight.to_vector<double>();
+    const std::vector<double> w = dec.weight_value.empty() ? dec.weight.to_vector<double>() : dec.weight_value;
     for (size_t j = 0; j < cont.size(); ++j)
       trace_.tokens[cont[j]].push_back({static_cast<int32_t>(d), static_cast<int32_t>(cont_blocks[j]),
                                         static_cast<float>(w[j]), static_cast<float>(lam[cont_pos[j]])});
     if (training && mcfg_.balance > 0) {
       // Switch-style: n * sum_k f_k * P_k over the continuing tokens, with f_k
       // the share that chose k (no gradient) and P_k the mean of q_k.
-      Tensor pc = index_select(ctx.probs, 0, ids(cont_pos));
+      Tensor pc = gather_rows(ctx.probs, ids(cont_pos, dev));
       Tensor q = slice(pc, 1, 0, n) / unsqueeze(1.0 - select(pc, 1, n), 1);
       std::vector<double> f(n, 0.0);
       for (int64_t b : cont_blocks) f[b] += 1.0 / static_cast<double>(cont.size());
-      Tensor term = sum(mean(q, {0}) * from_doubles(f, {n}, {q.dtype()})) * (static_cast<double>(n) * mcfg_.balance);
+      Tensor term = sum(mean(q, {0}) * from_doubles(f, {n}, {q.dtype(), dev})) * (static_cast<double>(n) * mcfg_.balance);
       balance = balance.defined() ? balance + term : term;
     }
     Tensor delta = step_deltas(R, cont, cont_blocks, T);
-    R = scatter_add_rows(R, ids(cont), delta, dec.weight);
+    R = scatter_add_rows(R, ids(cont, dev), delta, dec.weight);
     active = cont;
   }
   Tensor fin = policy_->finish();
@@ -250,12 +255,12 @@ Tensor MoB::forward(const Tensor& idx) {
 LossOutput MoB::loss(const Tensor& idx, const Tensor& targets) {
   if (!is_training()) {
     Tensor l = lm_loss(forward(idx), targets);
-    return {l, l, {{"depth", trace_.summary().mean_depth}}};
+    return {l, l, {{"depth", trace_.summary().mean_depth}}, {}};
   }
   Run r = run(idx, targets, true);
   const double N = static_cast<double>(idx.numel());
   Tensor objective = r.objective * (1.0 / N);
-  LossOutput out{objective, objective, {}};
+  LossOutput out{objective, objective, {}, {}};
   out.stats["depth"] = trace_.summary().mean_depth;
   out.stats["expected_depth"] = policy_->expected_depth();
   return out;

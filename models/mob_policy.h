@@ -33,9 +33,12 @@ struct StepContext {
 struct StepDecision {
   std::vector<uint8_t> halt;   // (Na): 1 = output now
   std::vector<int64_t> block;  // (Na): the block of each continuing token (ignored where halt)
-  Tensor weight;               // (Na): w of R + w * delta (differentiable), gathered by the model
+  Tensor weight;               // (Nc): w of R + w * delta for the continuing tokens (differentiable)
   Tensor loss;                 // scalar sum over tokens added to the objective (may be undefined)
-  Tensor halt_prob;            // (Na) probability of halting at this step, for traces (no grad needed)
+  // Host values for the routing trace: the probability of halting at this
+  // step (Na), and w's values (Nc; left empty, the model reads `weight`).
+  std::vector<double> halt_prob;
+  std::vector<double> weight_value;
 };
 
 class RoutingPolicy {
@@ -62,8 +65,12 @@ struct BlockChooser {
   BlockWeight weight = BlockWeight::q;
   Explore explore = Explore::none;
   double explore_param = 0;  // Gumbel temperature or epsilon
-  // q (Na, n) -> chosen blocks and their weights (Na).
+  // q (Na, n) -> chosen blocks and their weights (Na), reading q to the host.
   void choose(const Tensor& q, bool training, Generator* gen, std::vector<int64_t>& block, Tensor& w) const;
+  // The same from q's values already on the host (qv, row-major Na * n): no
+  // read; w_value gets w's values.
+  void choose(const Tensor& q, const std::vector<double>& qv, bool training, Generator* gen,
+              std::vector<int64_t>& block, Tensor& w, std::vector<double>& w_value) const;
 };
 
 struct PonderOptions {

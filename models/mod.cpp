@@ -99,11 +99,16 @@ bool MoD::causal_choice(const Tensor& r, const Tensor& pred, std::vector<uint8_t
 
 namespace {
 
-double agreement(const Tensor& logits, const Tensor& target) {
-  std::vector<double> l = logits.to_vector<double>(), t = target.to_vector<double>();
-  int64_t ok = 0;
-  for (size_t i = 0; i < l.size(); ++i) ok += (l[i] > 0.0) == (t[i] > 0.5);
-  return l.empty() ? 0.0 : static_cast<double>(ok) / static_cast<double>(l.size());
+// Share of tokens where sigmoid(logit) > 0.5 agrees with the 0/1 target: a
+// 0-dim f64 tensor on the logits' device.
+Tensor agreement(const Tensor& logits, const Tensor& target) {
+  NoGradGuard no_grad;
+  return mean(to_dtype(eq(gt(logits.detach(), 0.0), gt(target, 0.5)), DType::f64));
+}
+
+// The mean of 0-dim tensors (one device stat), or undefined for none.
+Tensor mean_of(const std::vector<Tensor>& xs) {
+  return xs.empty() ? Tensor() : mean(stack(xs));
 }
 
 }  // namespace
@@ -122,7 +127,7 @@ Tensor MoD::routed_block(int64_t i, const Tensor& x, Tensor* aux) {
     Tensor target = membership(idx, T, x.dtype());
     stats_.fraction.push_back(static_cast<double>(k) / static_cast<double>(T));
     stats_.router_accuracy.push_back(agreement(r, target));
-    stats_.predictor_accuracy.push_back(use_pred ? agreement(pred, target) : 0.0);
+    stats_.predictor_accuracy.push_back(use_pred ? agreement(pred, target) : zeros({}, {DType::f64, x.device()}));
     if (aux) {
       Tensor term;
       if (mcfg_.causal != CausalMethod::predictor) term = nn::bce_with_logits(r, target) * mcfg_.aux_weight;
@@ -139,12 +144,12 @@ Tensor MoD::routed_block(int64_t i, const Tensor& x, Tensor* aux) {
   // longest and padded after the real ones (see pack_choice).
   std::vector<uint8_t> chosen;
   const bool any = causal_choice(r, pred, chosen);
-  PackedChoice p = pack_choice(chosen, B, T);
+  PackedChoice p = pack_choice(chosen, B, T, x.device());
   int64_t n = 0;
   for (int64_t c : p.counts) n += c;
   stats_.fraction.push_back(static_cast<double>(n) / static_cast<double>(B * T));
-  stats_.router_accuracy.push_back(0.0);
-  stats_.predictor_accuracy.push_back(0.0);
+  stats_.router_accuracy.push_back(zeros({}, {DType::f64, x.device()}));
+  stats_.predictor_accuracy.push_back(zeros({}, {DType::f64, x.device()}));
   if (!any) return x;
   Tensor delta = trunk_.blocks[i]->forward(gather_tokens(x, p.idx));  // (B, kmax, C)
   Tensor delta_real = gather_rows(reshape(delta, {B * p.kmax, C}), p.real_rows);
@@ -182,13 +187,12 @@ LossOutput MoD::loss(const Tensor& idx, const Tensor& targets) {
   check_tokens("MoD", idx, trunk_.cfg.block_size, trunk_.cfg.vocab_size);
   Tensor aux;
   Tensor lm = lm_loss(trunk_.head(run_blocks(trunk_.embed(idx), &aux)), targets);
-  LossOutput out{aux.defined() ? lm + aux : lm, lm, {}};
-  if (aux.defined()) out.stats["aux"] = aux.item<double>();
-  double pa = 0, ra = 0;
-  for (size_t i = 0; i < stats_.fraction.size(); ++i) pa += stats_.predictor_accuracy[i], ra += stats_.router_accuracy[i];
+  LossOutput out{aux.defined() ? lm + aux : lm, lm, {}, {}};
+  // Statistics stay on the device: the trainer reads them with the loss.
+  if (aux.defined()) out.device_stats["aux"] = aux.detach();
   if (!stats_.fraction.empty()) {
-    out.stats["predictor_acc"] = pa / static_cast<double>(stats_.fraction.size());
-    out.stats["router_acc"] = ra / static_cast<double>(stats_.fraction.size());
+    out.device_stats["predictor_acc"] = mean_of(stats_.predictor_accuracy);
+    out.device_stats["router_acc"] = mean_of(stats_.router_accuracy);
   }
   return out;
 }
@@ -219,7 +223,7 @@ Tensor MoD::decode(DecodeState& state, const Tensor& idx) {
     std::vector<int64_t> rows;
     for (int64_t t = 0; t < T; ++t)
       if (chosen[t]) rows.push_back(t);
-    Tensor sel = from_vector<int64_t>(rows);
+    Rows sel(rows, x.device());
     Tensor xf = reshape(x, {T, C});
     Tensor delta = trunk_.blocks[i]->forward(unsqueeze(gather_rows(xf, sel), 0), &s.caches[i]);
     x = reshape(scatter_add_rows(xf, sel, squeeze(delta, 0), route_weight(gather_rows(reshape(r, {T}), sel))),

@@ -60,11 +60,13 @@ class Router : public nn::Module {
   std::shared_ptr<nn::Linear> proj, pred_fc, pred_out;
 };
 
-// Routing statistics of the last forward, per routed block.
+// Routing statistics of the last forward, per routed block. The accuracies
+// are 0-dim f64 tensors on the model's device (computed there, read only when
+// someone asks: training makes no host read per step).
 struct MoDStats {
   std::vector<double> fraction;            // tokens processed / tokens
-  std::vector<double> predictor_accuracy;  // predictor vs top-k membership (topk mode)
-  std::vector<double> router_accuracy;     // sigmoid(r) > 0.5 vs top-k membership
+  std::vector<Tensor> predictor_accuracy;  // predictor vs top-k membership (topk mode)
+  std::vector<Tensor> router_accuracy;     // sigmoid(r) > 0.5 vs top-k membership
 };
 
 class MoD : public LanguageModel {

@@ -13,7 +13,7 @@ Tensor topk_positions(const Tensor& r, int64_t k) {
 Tensor flat_rows(const Tensor& idx, int64_t T) {
   NoGradGuard no_grad;
   const int64_t B = idx.size(0);
-  Tensor base = mul(arange(B, {DType::i64}), static_cast<double>(T));  // (B)
+  Tensor base = mul(arange(B, {DType::i64, idx.device()}), static_cast<double>(T));  // (B)
   return reshape(add(idx, unsqueeze(base, 1)), {-1});
 }
 
@@ -34,39 +34,31 @@ Tensor scatter_add_tokens(const Tensor& x, const Tensor& idx, const Tensor& delt
   return reshape(index_add(reshape(x, {B * T, C}), 0, flat_rows(idx, T), src), {B, T, C});
 }
 
-namespace {
-
-// Whether rows (1-D i64) is 0, 1, ..., n - 1: every row, in order.
-bool all_rows_in_order(const Tensor& rows, int64_t n) {
-  if (rows.dim() != 1 || rows.size(0) != n || rows.dtype() != DType::i64) return false;
-  const std::vector<int64_t> r = rows.to_vector<int64_t>();
-  for (int64_t i = 0; i < n; ++i)
-    if (r[static_cast<size_t>(i)] != i) return false;
-  return true;
+Rows::Rows(const std::vector<int64_t>& rows, Device device)
+    : ids(from_vector<int64_t>(rows, {static_cast<int64_t>(rows.size())}, device)), in_order(true) {
+  for (size_t i = 0; i < rows.size(); ++i) in_order = in_order && rows[i] == static_cast<int64_t>(i);
 }
-
-}  // namespace
 
 // Every row in order (MoB on the dense path, a step where no token has
 // halted): x itself, no copy, and no index_add in backward.
-Tensor gather_rows(const Tensor& x, const Tensor& rows) {
-  return all_rows_in_order(rows, x.size(0)) ? x : index_select(x, 0, rows);
+Tensor gather_rows(const Tensor& x, const Rows& rows) {
+  return rows.in_order && rows.size() == x.size(0) ? x : index_select(x, 0, rows.ids);
 }
 
 // Every row in order: a plain add, the same values as index_add.
-Tensor scatter_add_rows(const Tensor& x, const Tensor& rows, const Tensor& delta, const Tensor& w) {
+Tensor scatter_add_rows(const Tensor& x, const Rows& rows, const Tensor& delta, const Tensor& w) {
   Tensor d = w.defined() ? delta * unsqueeze(w, 1) : delta;
-  return all_rows_in_order(rows, x.size(0)) && d.shape() == x.shape() ? x + d : index_add(x, 0, rows, d);
+  return rows.in_order && rows.size() == x.size(0) && d.shape() == x.shape() ? x + d : index_add(x, 0, rows.ids, d);
 }
 
 Tensor membership(const Tensor& idx, int64_t T, DType dtype) {
   NoGradGuard no_grad;
   const int64_t B = idx.size(0);
-  Tensor m = zeros({B * T}, {dtype});
-  return reshape(index_add(m, 0, flat_rows(idx, T), ones({idx.numel()}, {dtype})), {B, T});
+  Tensor m = zeros({B * T}, {dtype, idx.device()});
+  return reshape(index_add(m, 0, flat_rows(idx, T), ones({idx.numel()}, {dtype, idx.device()})), {B, T});
 }
 
-PackedChoice pack_choice(const std::vector<uint8_t>& chosen, int64_t B, int64_t T) {
+PackedChoice pack_choice(const std::vector<uint8_t>& chosen, int64_t B, int64_t T, Device device) {
   DG_CHECK(static_cast<int64_t>(chosen.size()) == B * T, "pack_choice: {} choices for B={} T={}", chosen.size(), B, T);
   PackedChoice p;
   p.counts.assign(B, 0);
@@ -85,9 +77,9 @@ PackedChoice pack_choice(const std::vector<uint8_t>& chosen, int64_t B, int64_t 
       }
     for (; j < p.kmax; ++j) idx[b * p.kmax + j] = T - 1;  // pads: after every real token
   }
-  p.idx = from_vector<int64_t>(idx, {B, p.kmax});
-  p.real_rows = from_vector<int64_t>(real);
-  p.target_rows = from_vector<int64_t>(target);
+  p.idx = from_vector<int64_t>(idx, {B, p.kmax}, device);
+  p.real_rows = Rows(real, device);
+  p.target_rows = Rows(target, device);
   return p;
 }
 

@@ -34,15 +34,27 @@ Tensor gather_tokens(const Tensor& x, const Tensor& idx);
 // every other row copied unchanged. delta (B, k, C), w (B, k).
 Tensor scatter_add_tokens(const Tensor& x, const Tensor& idx, const Tensor& delta, const Tensor& w);
 
-// Flat-row versions for variable numbers of tokens: x (N, C), rows (n) i64.
+// Row indices decided on the host (MoB's active tokens, a packed choice), as
+// an i64 tensor on the device of the rows they index, and whether they are
+// every row in order (0, 1, ..., n - 1): known from the host list, so the
+// row functions never read an index tensor back from a device.
+struct Rows {
+  Rows() = default;
+  Rows(const std::vector<int64_t>& rows, Device device);
+  Tensor ids;             // (n) i64
+  bool in_order = false;  // rows == 0..n-1
+  int64_t size() const { return ids.defined() ? ids.size(0) : 0; }
+};
+
+// Flat-row versions for variable numbers of tokens: x (N, C), rows (n).
 // When rows is every row in order (0..N-1), gather_rows returns x itself and
 // scatter_add_rows is a plain add: the same values without the copies and the
 // index_add of their backward (MoB's steps where no token has halted).
-Tensor gather_rows(const Tensor& x, const Tensor& rows);
-Tensor scatter_add_rows(const Tensor& x, const Tensor& rows, const Tensor& delta, const Tensor& w);
+Tensor gather_rows(const Tensor& x, const Rows& rows);
+Tensor scatter_add_rows(const Tensor& x, const Rows& rows, const Tensor& delta, const Tensor& w);
 
 // Membership mask of idx (B, k) in sequences of length T: (B, T) with 1 where
-// selected, in x's dtype (a BCE target; no gradient).
+// selected, in `dtype` on idx's device (a BCE target; no gradient).
 Tensor membership(const Tensor& idx, int64_t T, DType dtype);
 
 // Variable-length selection made static: from a (B, T) boolean choice, the
@@ -50,15 +62,15 @@ Tensor membership(const Tensor& idx, int64_t T, DType dtype);
 // the longest count with copies of the sequence's last position (after all
 // real ones, so causal attention over the packed rows never lets a real token
 // see a pad). `real_rows` lists the flat (B*kmax) rows that are real and
-// `target_rows` their rows in the (B*T) stream.
+// `target_rows` their rows in the (B*T) stream. Tensors on `device`.
 struct PackedChoice {
-  Tensor idx;          // (B, kmax) i64, or undefined when nothing is chosen
-  Tensor real_rows;    // (n) i64 rows of the packed (B*kmax) batch that are real
-  Tensor target_rows;  // (n) i64 rows of the (B*T) stream they came from
+  Tensor idx;        // (B, kmax) i64, or undefined when nothing is chosen
+  Rows real_rows;    // (n) rows of the packed (B*kmax) batch that are real
+  Rows target_rows;  // (n) rows of the (B*T) stream they came from
   int64_t kmax = 0;
   std::vector<int64_t> counts;  // per sequence
 };
-PackedChoice pack_choice(const std::vector<uint8_t>& chosen, int64_t B, int64_t T);
+PackedChoice pack_choice(const std::vector<uint8_t>& chosen, int64_t B, int64_t T, Device device = Device::cpu());
 
 // Stable counting sort of per-row choices in [0, n): the rows of each group in
 // their original order, group after group. perm (N) i64, offsets (n + 1).

@@ -116,7 +116,7 @@ Tensor Trunk::embed(const Tensor& idx, int64_t pos0) const {
   const int64_t T = idx.size(1);
   DG_CHECK(pos0 + T <= cfg.block_size, "GPT: positions {}..{} exceed block_size {}", pos0, pos0 + T - 1,
            cfg.block_size);
-  Tensor pos = arange(static_cast<double>(pos0), static_cast<double>(pos0 + T), 1.0, {DType::i64});
+  Tensor pos = arange(static_cast<double>(pos0), static_cast<double>(pos0 + T), 1.0, {DType::i64, idx.device()});
   return drop->forward(wte->forward(idx) + wpe->forward(pos));  // (B, T, C) + (T, C)
 }
 
@@ -132,8 +132,8 @@ std::unique_ptr<KVDecodeState> Trunk::start_decoding(const LanguageModel& owner,
   const int64_t H = cfg.n_head, D = cfg.n_embd / cfg.n_head;
   s->caches.resize(n_caches);
   for (auto& c : s->caches) {
-    c.k = zeros({batch, H, cfg.block_size, D}, {cfg.dtype});
-    c.v = zeros({batch, H, cfg.block_size, D}, {cfg.dtype});
+    c.k = zeros({batch, H, cfg.block_size, D}, {cfg.dtype, device()});
+    c.v = zeros({batch, H, cfg.block_size, D}, {cfg.dtype, device()});
   }
   return s;
 }

@@ -100,7 +100,11 @@ class Trunk {
   // x (..., C) -> logits (..., V) through ln_f and the (tied) head.
   Tensor head(const Tensor& x) const;
 
-  // A decoding state of n_caches empty KV caches for `batch` sequences.
+  // The device of the weights (Module::to moves them): where a model makes
+  // the tensors it needs that are not computed from its input.
+  Device device() const { return wte->weight.device(); }
+
+  // A decoding state of n_caches empty KV caches for `batch` sequences, on device().
   std::unique_ptr<KVDecodeState> start_decoding(const LanguageModel& owner, int64_t batch, int64_t n_caches) const;
   // `state` as made by owner's start_decoding; a dg::Error naming `who` otherwise.
   static KVDecodeState& decode_state(DecodeState& state, const LanguageModel& owner, const char* who);

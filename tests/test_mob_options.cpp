@@ -222,7 +222,7 @@ class BlockZeroOnce : public RoutingPolicy {
     d.halt.assign(Na, ctx.step >= 1 ? 1 : 0);
     d.block.assign(Na, 0);
     d.weight = ones({Na}, {dtype_});
-    d.halt_prob = zeros({Na}, {dtype_});
+    d.halt_prob.assign(Na, 0.0);
     return d;
   }
   Tensor finish() override { return Tensor(); }

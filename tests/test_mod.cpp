@@ -74,8 +74,8 @@ TEST(Routing, PackChoicePadsAfterRealTokens) {
   PackedChoice p = pack_choice(chosen, 2, 4);
   EXPECT_EQ(p.kmax, 2);
   EXPECT_EQ(p.idx.to_vector<int64_t>(), (std::vector<int64_t>{0, 2, 3, 3}));
-  EXPECT_EQ(p.real_rows.to_vector<int64_t>(), (std::vector<int64_t>{0, 1, 2}));
-  EXPECT_EQ(p.target_rows.to_vector<int64_t>(), (std::vector<int64_t>{0, 2, 7}));
+  EXPECT_EQ(p.real_rows.ids.to_vector<int64_t>(), (std::vector<int64_t>{0, 1, 2}));
+  EXPECT_EQ(p.target_rows.ids.to_vector<int64_t>(), (std::vector<int64_t>{0, 2, 7}));
   EXPECT_EQ(pack_choice(std::vector<uint8_t>(8, 0), 2, 4).kmax, 0);
   Groups g = group_by_choice({2, 0, 2, 1, 0}, 3);
   EXPECT_EQ(g.perm, (std::vector<int64_t>{1, 4, 3, 0, 2}));

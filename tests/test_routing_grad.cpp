@@ -17,10 +17,7 @@ using dg::testing::rand_input;
 
 namespace {
 
-Tensor rows_of(std::vector<int64_t> r) {
-  const auto n = static_cast<int64_t>(r.size());
-  return from_vector<int64_t>(r, {n});
-}
+models::Rows rows_of(const std::vector<int64_t>& r) { return models::Rows(r, Device::cpu()); }
 
 constexpr int64_t N = 5, C = 3;
 
@@ -28,7 +25,7 @@ constexpr int64_t N = 5, C = 3;
 
 TEST(RoutingGrad, GatherRows) {
   Tensor x = rand_input({N, C}, 1);
-  Tensor rows = rows_of({3, 0, 3, 4});  // out of order, row 3 twice: its gradient is the sum of both
+  models::Rows rows = rows_of({3, 0, 3, 4});  // out of order, row 3 twice: its gradient is the sum of both
   auto fn = [&](const Tensors& in) { return models::gather_rows(in[0], rows); };
   EXPECT_GRADCHECK(fn, {x});
   EXPECT_GRADGRADCHECK(fn, {x});
@@ -36,7 +33,7 @@ TEST(RoutingGrad, GatherRows) {
 
 TEST(RoutingGrad, GatherRowsEveryRowInOrderIsXItself) {
   Tensor x = rand_input({N, C}, 2);
-  Tensor rows = rows_of({0, 1, 2, 3, 4});
+  models::Rows rows = rows_of({0, 1, 2, 3, 4});
   Tensor y = models::gather_rows(x, rows);
   EXPECT_EQ(y.impl(), x.impl()) << "the identity shortcut returns x, not a copy";
   auto fn = [&](const Tensors& in) { return models::gather_rows(in[0] * in[0], rows); };
@@ -46,7 +43,7 @@ TEST(RoutingGrad, GatherRowsEveryRowInOrderIsXItself) {
 
 TEST(RoutingGrad, ScatterAddRows) {
   Tensor x = rand_input({N, C}, 3), delta = rand_input({3, C}, 4), w = rand_input({3}, 5);
-  Tensor rows = rows_of({4, 1, 2});
+  models::Rows rows = rows_of({4, 1, 2});
   auto fn = [&](const Tensors& in) { return models::scatter_add_rows(in[0], rows, in[1], in[2]); };
   EXPECT_GRADCHECK(fn, {x, delta, w});
   EXPECT_GRADGRADCHECK(fn, {x, delta, w});
@@ -57,7 +54,7 @@ TEST(RoutingGrad, ScatterAddRows) {
 
 TEST(RoutingGrad, ScatterAddRowsEveryRowInOrderIsAPlainAdd) {
   Tensor x = rand_input({N, C}, 6), delta = rand_input({N, C}, 7), w = rand_input({N}, 8);
-  Tensor rows = rows_of({0, 1, 2, 3, 4});
+  models::Rows rows = rows_of({0, 1, 2, 3, 4});
   Tensor y = models::scatter_add_rows(x, rows, delta, w);
   ASSERT_NE(y.grad_fn(), nullptr);
   EXPECT_STREQ(y.grad_fn()->name(), "add") << "the identity shortcut is x + w * delta, not an index_add";
@@ -71,8 +68,8 @@ TEST(RoutingGrad, ScatterAddRowsEveryRowInOrderIsAPlainAdd) {
 // rows given out of order take index_add.
 TEST(RoutingGrad, ScatterAddRowsShortcutMatchesIndexAdd) {
   Tensor x = rand_input({N, C}, 9), delta = rand_input({N, C}, 10), w = rand_input({N}, 11);
-  Tensor in_order = rows_of({0, 1, 2, 3, 4}), permuted = rows_of({4, 3, 2, 1, 0});
-  Tensor delta_rev = index_select(delta, 0, permuted), w_rev = index_select(w, 0, permuted);
+  models::Rows in_order = rows_of({0, 1, 2, 3, 4}), permuted = rows_of({4, 3, 2, 1, 0});
+  Tensor delta_rev = index_select(delta, 0, permuted.ids), w_rev = index_select(w, 0, permuted.ids);
   Tensor a = models::scatter_add_rows(x, in_order, delta, w);
   Tensor b = models::scatter_add_rows(x, permuted, delta_rev, w_rev);
   EXPECT_LE(max_abs_diff(a, b), 1e-15);

@@ -92,7 +92,8 @@ double probe_flops(models::LanguageModel& model, const data::Corpus& corpus, int
   NoGradGuard ng;
   model.train();
   data::Batch b = corpus.eval_batch(0, B, T, data::Split::train);
-  model.loss(b.x, b.y);
+  const Device device = models::device_of(model);
+  model.loss(to_device(b.x, device), to_device(b.y, device));
   return model.last_forward_flops_per_token();
 }
 
@@ -111,8 +112,8 @@ void evaluate_mod(models::MoD& mod, const data::Corpus& corpus, const CompareOpt
   double acc = 0;
   int64_t n = 0;
   for (int64_t i = 0; i < windows; ++i) {
-    mod.forward(corpus.eval_batch(i, o.batch, o.block).x);
-    for (double a : mod.last_stats().predictor_accuracy) acc += a, ++n;
+    mod.forward(to_device(corpus.eval_batch(i, o.batch, o.block).x, models::device_of(mod)));
+    for (const Tensor& a : mod.last_stats().predictor_accuracy) acc += a.item<double>(), ++n;
   }
   if (n > 0) r.predictor_accuracy = acc / static_cast<double>(n);
 }
@@ -128,7 +129,7 @@ void evaluate_mob(models::MoB& mob, const data::Corpus& corpus, const CompareOpt
   double total = 0, depth_sum = 0;
   for (int64_t i = 0; i < windows; ++i) {
     data::Batch b = corpus.eval_batch(i, o.batch, o.block);
-    mob.forward(b.x);
+    mob.forward(to_device(b.x, models::device_of(mob)));
     const models::RoutingTrace& tr = mob.last_trace();
     std::vector<int64_t> levels = b.answer_level.to_vector<int64_t>();
     for (int64_t t = 0; t < tr.B * tr.T; ++t) {
@@ -174,6 +175,7 @@ std::vector<RunResult> compare_runs(const std::vector<RunSpec>& runs, const data
   for (size_t i = 0; i < runs.size(); ++i) {
     const RunSpec& s = runs[i];
     auto model = models::make_model(s.kind, s.config);
+    model->to(o.device);
     const double probe = probe_flops(*model, corpus, o.batch, o.block);
     const double step_flops = 3.0 * probe * tokens_per_step;
     if (i == 0) budget = o.budget > 0 ? o.budget : step_flops * static_cast<double>(o.steps);

@@ -59,6 +59,7 @@ struct CompareOptions {
   int64_t eval_batches = 8;
   double lr = 3e-3, min_lr = 3e-4, weight_decay = 0.1, grad_clip = 1.0;
   uint64_t seed = 1337;         // data order
+  Device device = Device::cpu();  // where every run's model trains
   bool print_progress = true;   // a header per run and a line per evaluation on stdout
 };
 

@@ -12,14 +12,15 @@ EvalResult evaluate(models::LanguageModel& model, const data::Corpus& corpus, in
   const int64_t n = std::min(max_batches, corpus.num_eval_batches(B, T, split));
   DG_CHECK(n > 0, "evaluate: the {} split of {} ({} bytes) has no full window of {} x {} bytes", data::split_name(split),
            corpus.source(), corpus.size(split), B, T + 1);
+  const Device device = models::device_of(model);
   EvalResult r;
   double loss_sum = 0, flops = 0;
   std::array<int64_t, 5> correct{};
   for (int64_t i = 0; i < n; ++i) {
-    data::Batch b = corpus.eval_batch(i, B, T, split);
-    Tensor logits = model.forward(b.x);
+    data::Batch b = corpus.eval_batch(i, B, T, split);  // on the host; b.y and the levels stay there
+    Tensor logits = model.forward(to_device(b.x, device));
     flops += model.last_forward_flops_per_token();
-    loss_sum += cross_entropy(logits, b.y, -100, 0.0, Reduction::sum).item<double>();
+    loss_sum += cross_entropy(logits, to_device(b.y, device), -100, 0.0, Reduction::sum).item<double>();
     std::vector<int64_t> level = b.answer_level.to_vector<int64_t>();
     bool any = false;
     for (int64_t l : level) any |= l > 0;

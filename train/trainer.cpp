@@ -219,12 +219,15 @@ void Trainer::run(const StepFn& on_step, const EvalFn& on_eval) {
     opt_->set_lr(lr);
     opt_->zero_grad();
     data::Batch b = corpus_.sample(data::Split::train, o_.batch, o_.block, data_gen_);
-    models::LossOutput out = model_.loss(b.x, b.y);
+    const Device device = models::device_of(model_);  // batches are made on the host, then moved
+    models::LossOutput out = model_.loss(to_device(b.x, device), to_device(b.y, device));
     out.objective.backward();
     // The global norm every step (clipping off: an infinite bound, nothing scaled).
     const double gnorm =
         nn::clip_grad_norm(opt_->params(), o_.grad_clip > 0 ? o_.grad_clip : std::numeric_limits<double>::infinity());
-    const double loss = out.objective.item<double>(), lm = out.lm.item<double>();
+    // The step's one read of the loss: objective, LM loss and the model's stats in one copy.
+    const models::LossValues values = models::read_values(out);
+    const double loss = values.objective, lm = values.lm;
     const bool skip = nonfinite_step(loss, lm, gnorm);
     if (!skip) opt_->step();
     ++step_;
@@ -234,14 +237,14 @@ void Trainer::run(const StepFn& on_step, const EvalFn& on_eval) {
     busy_s += dt, ++run_steps;
     tokens_per_s_ = tokens * static_cast<double>(run_steps) / busy_s;
     StepLog log{step_,       o_.steps, loss, lm, lr, gnorm, tokens / dt, train_flops_, seconds_since(t0),
-                out.stats, skipped_};
+                values.stats, skipped_};
     // JSON has no NaN: a skipped step's non-finite values are logged as null.
     auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
     nlohmann::json j = {{"kind", "train"}, {"step", step_},         {"loss", num(loss)},
                         {"lm", num(lm)},    {"lr", lr},              {"grad_norm", num(gnorm)},
                         {"tokens_per_s", log.tokens_per_s},          {"train_flops", train_flops_},
                         {"skipped", skipped_}};
-    for (auto& [k, v] : out.stats) j[k] = v;
+    for (auto& [k, v] : values.stats) j[k] = v;
     write_metrics(j.dump());
     if (on_step) on_step(log);
     if (o_.eval_every > 0 && step_ % o_.eval_every == 0 && more()) do_eval();
