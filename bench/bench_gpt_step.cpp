@@ -11,6 +11,8 @@
 //
 // tiny:  L=4 (n=4 blocks), H=4, C=128, T=128, B=16
 // small: L=6 (n=6 blocks), H=6, C=384, T=256, B=8
+// gpt2:  L=12 (n=12 blocks), H=12, C=768, T=1024, B=8 (GPT-2 small's shape,
+//        byte vocabulary: a GPU config, tools/gpu_check.sh)
 //
 // Routed configs timed (the library defaults unless named here):
 //   mod: capacity 12.5% (k = 16 of 128 / 32 of 256), every other block routed
@@ -114,7 +116,9 @@ int main(int argc, char** argv) {
   int64_t steps = 20, warmup = 3, n_batches = 1;
   int threads = 2;
   CLI::App app{"Time a GPT / MoD / MoB training step (forward, backward, AdamW)."};
-  app.add_option("--config", config, "tiny | small")->check(CLI::IsMember({"tiny", "small"}))->capture_default_str();
+  app.add_option("--config", config, "tiny | small | gpt2")
+      ->check(CLI::IsMember({"tiny", "small", "gpt2"}))
+      ->capture_default_str();
   app.add_option("--model", model_kind, "dense | mod | mob")->check(CLI::IsMember({"dense", "mod", "mob"}))->capture_default_str();
   app.add_option("--steps", steps, "timed steps (0: only --save-init)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
@@ -139,11 +143,15 @@ int main(int argc, char** argv) {
   }
   try {
     set_num_threads(threads);
-    const bool tiny = config == "tiny";
     const DType dt = dtype == "f64" ? DType::f64 : DType::f32;
-    models::GPTConfig g{.n_layer = tiny ? 4 : 6, .n_head = tiny ? 4 : 6, .n_embd = tiny ? 128 : 384,
-                        .block_size = tiny ? 128 : 256, .dtype = dt};
-    const int64_t B = tiny ? 16 : 8, T = g.block_size;
+    // config -> (L, C, T, B); H = L in all three.
+    struct Size {
+      int64_t L, C, T, B;
+    };
+    const Size z = config == "tiny" ? Size{4, 128, 128, 16} : config == "small" ? Size{6, 384, 256, 8}
+                                                                                 : Size{12, 768, 1024, 8};
+    models::GPTConfig g{.n_layer = z.L, .n_head = z.L, .n_embd = z.C, .block_size = z.T, .dtype = dt};
+    const int64_t B = z.B, T = g.block_size;
     std::string cfg_json;
     if (model_kind == "dense") {
       cfg_json = models::to_json(g);

@@ -1,16 +1,19 @@
 #!/usr/bin/python3
 """The PyTorch side of bench/compare_gpt.sh: time of one full training step of
 the dense GPT, MoD or MoB (zero_grad, forward, objective, backward, AdamW
-step), f32, CPU — and the same-work check against dyngrad.
+step), f32, on the CPU or a GPU — and the same-work check against dyngrad.
 
-    /usr/bin/python3 bench/torch_gpt.py --model dense|mod|mob --config tiny|small
+    /usr/bin/python3 bench/torch_gpt.py --model dense|mod|mob --config tiny|small|gpt2
                                         [--steps 20] [--warmup 3] [--threads 2]
                                         [--weights FILE.safetensors]
+                                        [--device cpu|cuda[:N]] [--sdpa]
     /usr/bin/python3 bench/torch_gpt.py --check FILE.safetensors [--rtol 1e-9]
 
 Configs (the same as build/bench/bench_gpt_step):
   tiny:  L=4 (MoB: n=4 blocks), H=4, C=128, block_size=128, batch B=16 of T=128
   small: L=6 (MoB: n=6 blocks), H=6, C=384, block_size=256, batch B=8 of T=256
+  gpt2:  L=12 (MoB: n=12 blocks), H=12, C=768, block_size=1024, batch B=8 of
+         T=1024 (GPT-2 small's shape with the byte vocabulary; a GPU config)
   mod: capacity 0.125, every other block routed, raw router weight, aux +
        predictor BCE; mob: max_depth 6, ponder halting, scope step, gate_init
        uniform (see the header of bench/bench_gpt_step.cpp for why).
@@ -24,6 +27,16 @@ x, y). Without it: GPT-2 init from torch.manual_seed(0) and the config above.
 Further batches: random bytes from a torch generator seeded 1234, drawn
 outside the timed region. Each step is timed with
 time.perf_counter; the result is the median over the steps after warm-up.
+
+--device cuda (default cpu): the model and every batch live on the GPU (the
+batches are drawn on the CPU as above and copied before the timed region);
+TF32 is enabled for matmuls and cuDNN (torch.backends.cuda.matmul.allow_tf32,
+torch.backends.cudnn.allow_tf32), as dyngrad's DG_TF32=1; the device is
+synchronized before and after each timed step, and the JSON line adds
+peak_gpu_allocated_mb / peak_gpu_reserved_mb (torch.cuda.max_memory_allocated
+/ max_memory_reserved). --sdpa computes the dense and MoD attention with
+F.scaled_dot_product_attention (fused, never T x T) instead of the explicit
+reference product: the fastest eager PyTorch.
 
 --check FILE: a file written by `bench_gpt_step --dtype f64 --save-init FILE`.
 Builds the same model in f64 from the file's config and weights, computes the
@@ -49,13 +62,14 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_models import (GPTConfig, MoBConfig, MoDConfig, adamw_param_groups,  # noqa: E402
+from torch_models import (CausalSelfAttention, GPTConfig, MoBConfig, MoDConfig, adamw_param_groups,  # noqa: E402
                           config_from_json, load_state, make_torch_model, read_safetensors)
 
 # name -> (dense model config, batch size, sequence length)
 CONFIGS = {
     "tiny": (GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=128), 16, 128),
     "small": (GPTConfig(n_layer=6, n_head=6, n_embd=384, block_size=256), 8, 256),
+    "gpt2": (GPTConfig(n_layer=12, n_head=12, n_embd=768, block_size=1024), 8, 1024),
 }
 MODELS = ("dense", "mod", "mob")
 
@@ -73,10 +87,13 @@ def parse_args():
     """Command-line flags (the same as bench_gpt_step's, plus --check)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=MODELS, default=None, help="dense | mod | mob (default dense)")
-    p.add_argument("--config", choices=sorted(CONFIGS), default=None, help="tiny | small (default tiny)")
+    p.add_argument("--config", choices=sorted(CONFIGS), default=None, help="tiny | small | gpt2 (default tiny)")
     p.add_argument("--steps", type=int, default=20, help="timed steps (after warm-up)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    p.add_argument("--device", default="cpu", help="cpu (default) | cuda | cuda:N")
+    p.add_argument("--sdpa", action="store_true",
+                   help="attention through F.scaled_dot_product_attention (dense, MoD)")
     p.add_argument("--weights", default=None, help="bench_gpt_step --save-init file (f32) to start from")
     p.add_argument("--check", default=None, metavar="FILE",
                    help="bench_gpt_step --dtype f64 --save-init file: check the same loss, no timing")
@@ -88,6 +105,12 @@ def parse_args():
         p.error("need --steps >= 1, --warmup >= 0, --threads >= 1")
     if args.check and args.weights:
         p.error("--check and --weights are exclusive")
+    if args.device != "cpu" and not args.device.startswith("cuda"):
+        p.error(f"--device {args.device}: expected cpu, cuda or cuda:N")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error(f"--device {args.device}: torch {torch.__version__} sees no CUDA device")
+    if args.sdpa and not hasattr(torch.nn.functional, "scaled_dot_product_attention"):
+        p.error(f"--sdpa needs torch 2.0 or later (F.scaled_dot_product_attention); this is {torch.__version__}")
     return args
 
 
@@ -186,18 +209,30 @@ def check(args):
 
 
 def train_step(model, opt, idx, targets):
-    """One full training step; returns the objective as a float."""
+    """One full training step; returns the objective (a 0-dim tensor, not read
+    back to the host, so a GPU step is not synchronised here)."""
     opt.zero_grad(set_to_none=True)
     _, loss = model(idx, targets)
     loss.backward()
     opt.step()
-    return loss.item()
+    return loss.detach()
+
+
+def synchronize(device):
+    """Waits for the GPU's queued work (nothing on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def main():
     """Runs the check, or warm-up and timed steps, and prints the JSON line."""
     args = parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    CausalSelfAttention.use_sdpa = args.sdpa
     if args.check:
         sys.exit(check(args))
     saved = []  # the batches of the first steps, from the file
@@ -219,6 +254,7 @@ def main():
         sys.exit(f"torch_gpt.py: error: {args.weights}: batch {list(saved[0][0].shape)}, config {config} "
                  f"needs {[batch, seq]}")
     vocab = model.cfg.vocab_size
+    model.to(device)
     model.train()
     opt = torch.optim.AdamW(adamw_param_groups(model, 0.1), lr=1e-3, betas=(0.9, 0.95), eps=1e-8)
     gen = torch.Generator().manual_seed(1234)
@@ -231,13 +267,18 @@ def main():
         else:
             idx = torch.randint(0, vocab, (batch, seq), generator=gen, dtype=torch.int64)
             targets = torch.randint(0, vocab, (batch, seq), generator=gen, dtype=torch.int64)
+        idx, targets = idx.to(device), targets.to(device)
+        synchronize(device)
+        if step == args.warmup and device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()
         loss = train_step(model, opt, idx, targets)
+        synchronize(device)
         elapsed = time.perf_counter() - t0
         if step >= args.warmup:
             times.append(elapsed)
-        if kind == "mod":
-            loss = model.last_lm.item()  # the plain LM loss, like dyngrad's final_loss
+        # The plain LM loss, like dyngrad's final_loss (read outside the timing).
+        loss = (model.last_lm if kind == "mod" else loss).item()
 
     median_s = statistics.median(times)
     result = {
@@ -253,7 +294,14 @@ def main():
         "weights": "dyngrad file" if args.weights else "torch init",
         "batches_from_file": min(len(saved), args.warmup + args.steps),
         "torch_version": torch.__version__,
+        "device": str(device),
     }
+    if device.type == "cuda":
+        result["peak_gpu_allocated_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+        result["peak_gpu_reserved_mb"] = round(torch.cuda.max_memory_reserved(device) / 2**20, 1)
+        result["tf32"] = True
+        result["sdpa"] = args.sdpa
+        result["gpu"] = torch.cuda.get_device_name(device)
     print(json.dumps(result))
 
 

@@ -163,7 +163,14 @@ class GPTConfig:
 
 class CausalSelfAttention(nn.Module):
     """Causal multi-head self-attention: qkv = x Wqkv^T + b split along the
-    last dim into q, k, v; out = proj(softmax(q k^T / sqrt(D)) v)."""
+    last dim into q, k, v; out = proj(softmax(q k^T / sqrt(D)) v).
+
+    use_sdpa (class-wide, off by default): compute the attention with
+    F.scaled_dot_product_attention (PyTorch's fused flash/memory-efficient
+    kernels, never T x T) instead of the explicit product below: the fastest
+    eager PyTorch, for GPU benchmarks (bench/torch_gpt.py --sdpa)."""
+
+    use_sdpa = False
 
     def __init__(self, cfg):
         super().__init__()
@@ -184,6 +191,9 @@ class CausalSelfAttention(nn.Module):
         v = v.reshape(B, T, H, D).transpose(1, 2)
         # The C++ kernel scales q before the product: S = (scale * Q) K^T.
         scale = 1.0 / math.sqrt(D)
+        if CausalSelfAttention.use_sdpa:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+            return self.proj(y.transpose(1, 2).reshape(B, T, C))
         att = (q * scale) @ k.transpose(-2, -1)  # (B, H, T, T)
         mask = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
         att = att.masked_fill(mask, float("-inf"))
@@ -536,7 +546,7 @@ class TorchMoB(TorchGPT):
     def gate_logits(self, x, d):
         logits = self.gate(self.gate_ln(x)) + self.step_bias[d]
         if self.mcfg.return_bias != 0.0:
-            rb = torch.zeros(self.mcfg.n_blocks + 1, dtype=x.dtype)
+            rb = torch.zeros(self.mcfg.n_blocks + 1, dtype=x.dtype, device=x.device)
             rb[-1] = self.mcfg.return_bias * d
             logits = logits + rb
         return logits
@@ -565,7 +575,7 @@ class TorchMoB(TorchGPT):
         y = targets.reshape(N)
         active = torch.arange(N, device=dev)                     # ascending flat rows
         S = None                                                 # surviving mass of the active rows
-        paths = torch.full((N, D + 1), -2, dtype=torch.int64)
+        paths = torch.full((N, D + 1), -2, dtype=torch.int64, device=dev)
         causal = torch.ones(T, T, dtype=torch.bool, device=dev).tril()
         scale = 1.0 / math.sqrt(Dh)
         total, kl = None, None
@@ -626,5 +636,5 @@ class TorchMoB(TorchGPT):
             delta = torch.cat(deltas)                            # (Nc, C) in group order
             R = R.index_add(0, rows_g, delta * w.index_select(0, order).unsqueeze(1))
             active = rows
-        self.last_paths = paths
+        self.last_paths = paths.cpu()
         return None, (total + kl * cfg.kl) * (1.0 / N)
