@@ -91,6 +91,9 @@ struct Case {
   double tol;  // 0: bit for bit
 };
 
+// How ctest and gtest print a case (instead of its raw bytes).
+void PrintTo(const Case& c, std::ostream* os) { *os << c.kind << " on " << fmt::format("{}", c.device); }
+
 std::string case_name(const ::testing::TestParamInfo<Case>& i) {
   return i.param.kind + "_" + (i.param.device.type == DeviceType::guarded ? "guarded" : "cuda");
 }
