@@ -19,6 +19,7 @@
 
 #include "cuda/row_reduce.cuh"
 #include "tensor/dtype.h"
+#include "tensor/kernels/row_contracts.h"
 #include "tensor/kernels/row_norm.h"
 
 namespace dg::cuda {
@@ -174,8 +175,6 @@ __global__ void cross_entropy_backward_kernel(const T* logits, const int64_t* ta
 
 // ---------------------------------------------------------------- launchers
 
-int64_t row_length(const Tensor& x) { return x.dim() == 0 ? 1 : x.shape().back(); }
-
 template <class T>
 const T* ptr_or_null(const Tensor& t) {
   return t.defined() ? dptr<T>(t) : nullptr;
@@ -210,9 +209,8 @@ void norm_param_grads(CudaBackend& be, cudaStream_t st, const T* gy, const T* x,
 }  // namespace
 
 void CudaBackend::softmax(const Tensor& x, const Tensor& out, bool log) {
-  DG_ASSERT(x.is_contiguous() && out.is_contiguous() && x.shape() == out.shape(), "softmax {} -> {}", x.shape(),
-            out.shape());
-  const int64_t C = row_length(x), N = C ? x.numel() / C : 0;
+  const kern::RowLayout rows = kern::softmax_layout(x, out);
+  const int64_t N = rows.N, C = rows.C;
   if (N == 0) return;
   visit_floating(x.dtype(), "softmax", [&](auto tag) {
     using T = decltype(tag);
@@ -223,10 +221,9 @@ void CudaBackend::softmax(const Tensor& x, const Tensor& out, bool log) {
 }
 
 void CudaBackend::softmax_backward(const Tensor& y, const Tensor& gy, const Tensor& gx, bool log) {
-  DG_ASSERT(y.is_contiguous() && gy.is_contiguous() && gx.is_contiguous() && y.shape() == gy.shape() &&
-                y.shape() == gx.shape(),
-            "softmax_backward {} {} -> {}", y.shape(), gy.shape(), gx.shape());
-  const int64_t C = row_length(y), N = C ? y.numel() / C : 0;
+  kern::assert_backward_args("softmax_backward", y, gy, gx);
+  const kern::RowLayout rows = kern::softmax_layout(y, gx);
+  const int64_t N = rows.N, C = rows.C;
   if (N == 0) return;
   visit_floating(y.dtype(), "softmax_backward", [&](auto tag) {
     using T = decltype(tag);
@@ -238,10 +235,8 @@ void CudaBackend::softmax_backward(const Tensor& y, const Tensor& gy, const Tens
 
 void CudaBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& y,
                              const Tensor& mean, const Tensor& rstd) {
-  DG_ASSERT(x.is_contiguous() && y.is_contiguous() && x.shape() == y.shape(), "layer_norm {} -> {}", x.shape(),
-            y.shape());
-  const int64_t C = row_length(x), N = mean.numel();
-  DG_ASSERT(N * C == x.numel() && rstd.numel() == N, "layer_norm {} with stats {}", x.shape(), mean.shape());
+  const kern::RowLayout rows = kern::norm_layout("layer_norm", x, y, mean, rstd);
+  const int64_t N = rows.N, C = rows.C;
   if (N == 0) return;
   visit_floating(x.dtype(), "layer_norm", [&](auto tag) {
     using T = decltype(tag);
@@ -256,10 +251,8 @@ void CudaBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor
 void CudaBackend::layer_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& weight, const Tensor& mean,
                                       const Tensor& rstd, const Tensor& gx, const Tensor& gweight,
                                       const Tensor& gbias) {
-  DG_ASSERT(gy.is_contiguous() && x.is_contiguous() && gx.is_contiguous() && gy.shape() == x.shape() &&
-                gx.shape() == x.shape(),
-            "layer_norm_backward {} {} -> {}", gy.shape(), x.shape(), gx.shape());
-  const int64_t C = row_length(x), N = mean.numel();
+  kern::assert_backward_args("layer_norm_backward", gy, x, gx);
+  const int64_t C = kern::row_length(x), N = mean.numel();
   visit_floating(x.dtype(), "layer_norm_backward", [&](auto tag) {
     using T = decltype(tag);
     const cudaStream_t st = stream_of(x);
@@ -275,10 +268,8 @@ void CudaBackend::layer_norm_backward(const Tensor& gy, const Tensor& x, const T
 }
 
 void CudaBackend::rms_norm(const Tensor& x, const Tensor& weight, double eps, const Tensor& y, const Tensor& rstd) {
-  DG_ASSERT(x.is_contiguous() && y.is_contiguous() && x.shape() == y.shape(), "rms_norm {} -> {}", x.shape(),
-            y.shape());
-  const int64_t C = row_length(x), N = rstd.numel();
-  DG_ASSERT(N * C == x.numel(), "rms_norm {} with stats {}", x.shape(), rstd.shape());
+  const kern::RowLayout rows = kern::norm_layout("rms_norm", x, y, Tensor(), rstd);
+  const int64_t N = rows.N, C = rows.C;
   if (N == 0) return;
   visit_floating(x.dtype(), "rms_norm", [&](auto tag) {
     using T = decltype(tag);
@@ -291,10 +282,8 @@ void CudaBackend::rms_norm(const Tensor& x, const Tensor& weight, double eps, co
 
 void CudaBackend::rms_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& weight, const Tensor& rstd,
                                     const Tensor& gx, const Tensor& gweight) {
-  DG_ASSERT(gy.is_contiguous() && x.is_contiguous() && gx.is_contiguous() && gy.shape() == x.shape() &&
-                gx.shape() == x.shape(),
-            "rms_norm_backward {} {} -> {}", gy.shape(), x.shape(), gx.shape());
-  const int64_t C = row_length(x), N = rstd.numel();
+  kern::assert_backward_args("rms_norm_backward", gy, x, gx);
+  const int64_t C = kern::row_length(x), N = rstd.numel();
   visit_floating(x.dtype(), "rms_norm_backward", [&](auto tag) {
     using T = decltype(tag);
     const cudaStream_t st = stream_of(x);
@@ -311,9 +300,9 @@ void CudaBackend::rms_norm_backward(const Tensor& gy, const Tensor& x, const Ten
 
 void CudaBackend::cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index,
                                 double label_smoothing, const Tensor& loss, const Tensor& lse) {
-  DG_ASSERT(logits.dim() == 2 && logits.is_contiguous() && target.dim() == 1 && target.dtype() == DType::i64);
-  DG_ASSERT(loss.is_contiguous() && lse.is_contiguous());
-  const int64_t N = logits.shape()[0], V = logits.shape()[1], ts = target.strides()[0];
+  const kern::RowLayout rows = kern::cross_entropy_layout(logits, target, loss, lse);
+  const int64_t N = rows.N, V = rows.C;
+  const int64_t ts = target.strides()[0];
   if (N == 0) return;
   visit_floating(logits.dtype(), "cross_entropy", [&](auto tag) {
     using T = decltype(tag);
@@ -328,9 +317,9 @@ void CudaBackend::cross_entropy(const Tensor& logits, const Tensor& target, int6
 void CudaBackend::cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse,
                                          const Tensor& gloss, int64_t ignore_index, double label_smoothing,
                                          const Tensor& glogits) {
-  DG_ASSERT(logits.dim() == 2 && logits.is_contiguous() && glogits.is_contiguous() && lse.is_contiguous());
-  DG_ASSERT(target.dim() == 1 && gloss.dim() == 1 && target.dtype() == DType::i64);
-  const int64_t N = logits.shape()[0], V = logits.shape()[1], ts = target.strides()[0], gs = gloss.strides()[0];
+  const kern::RowLayout rows = kern::cross_entropy_backward_layout(logits, target, lse, gloss, glogits);
+  const int64_t N = rows.N, V = rows.C;
+  const int64_t ts = target.strides()[0], gs = gloss.strides()[0];
   if (N == 0 || V == 0) return;
   visit_floating(logits.dtype(), "cross_entropy_backward", [&](auto tag) {
     using T = decltype(tag);

@@ -15,6 +15,7 @@
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/eigen.h"
 #include "tensor/cpu/loops.h"
+#include "tensor/kernels/row_contracts.h"
 
 namespace dg::cpu {
 
@@ -32,9 +33,9 @@ using MutRow = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
 // written for ignored rows too (the backward does not read it there).
 void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index,
                                double label_smoothing, const Tensor& loss, const Tensor& lse) {
-  DG_ASSERT(logits.dim() == 2 && logits.is_contiguous() && target.dim() == 1 && target.dtype() == DType::i64);
-  DG_ASSERT(loss.is_contiguous() && lse.is_contiguous());
-  const int64_t N = logits.shape()[0], V = logits.shape()[1], ts = target.strides()[0];
+  const kern::RowLayout rows = kern::cross_entropy_layout(logits, target, loss, lse);
+  const int64_t N = rows.N, V = rows.C;
+  const int64_t ts = target.strides()[0];
   const int64_t* tp = target.data<int64_t>();
   visit_floating(logits.dtype(), "cross_entropy", [&](auto tag) {
     using T = decltype(tag);
@@ -66,9 +67,9 @@ void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& target, int64
 void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse,
                                         const Tensor& gloss, int64_t ignore_index, double label_smoothing,
                                         const Tensor& glogits) {
-  DG_ASSERT(logits.dim() == 2 && logits.is_contiguous() && glogits.is_contiguous() && lse.is_contiguous());
-  DG_ASSERT(target.dim() == 1 && gloss.dim() == 1 && target.dtype() == DType::i64);
-  const int64_t N = logits.shape()[0], V = logits.shape()[1], ts = target.strides()[0], gs = gloss.strides()[0];
+  const kern::RowLayout rows = kern::cross_entropy_backward_layout(logits, target, lse, gloss, glogits);
+  const int64_t N = rows.N, V = rows.C;
+  const int64_t ts = target.strides()[0], gs = gloss.strides()[0];
   const int64_t* tp = target.data<int64_t>();
   visit_floating(logits.dtype(), "cross_entropy_backward", [&](auto tag) {
     using T = decltype(tag);

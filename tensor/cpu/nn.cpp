@@ -18,6 +18,7 @@
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/eigen.h"
 #include "tensor/cpu/loops.h"
+#include "tensor/kernels/row_contracts.h"
 
 namespace dg::cpu {
 
@@ -29,8 +30,6 @@ template <class T>
 using ConstRow = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
 
 // Length of the last dim (1 for a 0-dim tensor, which is one row of one).
-int64_t row_length(const Tensor& x) { return x.dim() == 0 ? 1 : x.shape().back(); }
-
 template <class T>
 const T* data_or_null(const Tensor& t) {
   return t.defined() ? t.data<T>() : nullptr;
@@ -195,9 +194,8 @@ void rms_norm_backward_rows(const T* gy, const T* x, const T* w, const T* rstd, 
 }  // namespace
 
 void CpuBackend::softmax(const Tensor& x, const Tensor& out, bool log) {
-  DG_ASSERT(x.is_contiguous() && out.is_contiguous() && x.shape() == out.shape(), "softmax {} -> {}", x.shape(),
-            out.shape());
-  const int64_t C = row_length(x), N = C ? x.numel() / C : 0;
+  const kern::RowLayout rows = kern::softmax_layout(x, out);
+  const int64_t N = rows.N, C = rows.C;
   visit_floating(x.dtype(), "softmax", [&](auto tag) {
     using T = decltype(tag);
     softmax_rows<T>(x.data<T>(), out.data<T>(), N, C, log);
@@ -205,10 +203,9 @@ void CpuBackend::softmax(const Tensor& x, const Tensor& out, bool log) {
 }
 
 void CpuBackend::softmax_backward(const Tensor& y, const Tensor& gy, const Tensor& gx, bool log) {
-  DG_ASSERT(y.is_contiguous() && gy.is_contiguous() && gx.is_contiguous() && y.shape() == gy.shape() &&
-                y.shape() == gx.shape(),
-            "softmax_backward {} {} -> {}", y.shape(), gy.shape(), gx.shape());
-  const int64_t C = row_length(y), N = C ? y.numel() / C : 0;
+  kern::assert_backward_args("softmax_backward", y, gy, gx);
+  const kern::RowLayout rows = kern::softmax_layout(y, gx);
+  const int64_t N = rows.N, C = rows.C;
   visit_floating(y.dtype(), "softmax_backward", [&](auto tag) {
     using T = decltype(tag);
     softmax_backward_rows<T>(y.data<T>(), gy.data<T>(), gx.data<T>(), N, C, log);
@@ -217,10 +214,8 @@ void CpuBackend::softmax_backward(const Tensor& y, const Tensor& gy, const Tenso
 
 void CpuBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& y,
                             const Tensor& mean, const Tensor& rstd) {
-  DG_ASSERT(x.is_contiguous() && y.is_contiguous() && x.shape() == y.shape(), "layer_norm {} -> {}", x.shape(),
-            y.shape());
-  const int64_t C = row_length(x), N = mean.numel();
-  DG_ASSERT(N * C == x.numel() && rstd.numel() == N, "layer_norm {} with stats {}", x.shape(), mean.shape());
+  const kern::RowLayout rows = kern::norm_layout("layer_norm", x, y, mean, rstd);
+  const int64_t N = rows.N, C = rows.C;
   visit_floating(x.dtype(), "layer_norm", [&](auto tag) {
     using T = decltype(tag);
     layer_norm_rows<T>(x.data<T>(), data_or_null<T>(weight), data_or_null<T>(bias), T(eps), y.data<T>(),
@@ -231,10 +226,8 @@ void CpuBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor&
 void CpuBackend::layer_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& weight, const Tensor& mean,
                                      const Tensor& rstd, const Tensor& gx, const Tensor& gweight,
                                      const Tensor& gbias) {
-  DG_ASSERT(gy.is_contiguous() && x.is_contiguous() && gx.is_contiguous() && gy.shape() == x.shape() &&
-                gx.shape() == x.shape(),
-            "layer_norm_backward {} {} -> {}", gy.shape(), x.shape(), gx.shape());
-  const int64_t C = row_length(x), N = mean.numel();
+  kern::assert_backward_args("layer_norm_backward", gy, x, gx);
+  const int64_t C = kern::row_length(x), N = mean.numel();
   visit_floating(x.dtype(), "layer_norm_backward", [&](auto tag) {
     using T = decltype(tag);
     layer_norm_backward_rows<T>(gy.data<T>(), x.data<T>(), data_or_null<T>(weight), mean.data<T>(),
@@ -244,10 +237,8 @@ void CpuBackend::layer_norm_backward(const Tensor& gy, const Tensor& x, const Te
 }
 
 void CpuBackend::rms_norm(const Tensor& x, const Tensor& weight, double eps, const Tensor& y, const Tensor& rstd) {
-  DG_ASSERT(x.is_contiguous() && y.is_contiguous() && x.shape() == y.shape(), "rms_norm {} -> {}", x.shape(),
-            y.shape());
-  const int64_t C = row_length(x), N = rstd.numel();
-  DG_ASSERT(N * C == x.numel(), "rms_norm {} with stats {}", x.shape(), rstd.shape());
+  const kern::RowLayout rows = kern::norm_layout("rms_norm", x, y, Tensor(), rstd);
+  const int64_t N = rows.N, C = rows.C;
   visit_floating(x.dtype(), "rms_norm", [&](auto tag) {
     using T = decltype(tag);
     rms_norm_rows<T>(x.data<T>(), data_or_null<T>(weight), T(eps), y.data<T>(), rstd.data<T>(), N, C);
@@ -256,10 +247,8 @@ void CpuBackend::rms_norm(const Tensor& x, const Tensor& weight, double eps, con
 
 void CpuBackend::rms_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& weight, const Tensor& rstd,
                                    const Tensor& gx, const Tensor& gweight) {
-  DG_ASSERT(gy.is_contiguous() && x.is_contiguous() && gx.is_contiguous() && gy.shape() == x.shape() &&
-                gx.shape() == x.shape(),
-            "rms_norm_backward {} {} -> {}", gy.shape(), x.shape(), gx.shape());
-  const int64_t C = row_length(x), N = rstd.numel();
+  kern::assert_backward_args("rms_norm_backward", gy, x, gx);
+  const int64_t C = kern::row_length(x), N = rstd.numel();
   visit_floating(x.dtype(), "rms_norm_backward", [&](auto tag) {
     using T = decltype(tag);
     rms_norm_backward_rows<T>(gy.data<T>(), x.data<T>(), data_or_null<T>(weight), rstd.data<T>(), gx.data<T>(),
