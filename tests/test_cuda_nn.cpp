@@ -18,28 +18,19 @@
 
 #include "tensor/backend.h"
 #include "tensor/creation.h"
+#include "testing.h"
 
 using namespace dg;
 
 namespace {
+
+using dg::testing::max_rel_diff;
 
 using Outputs = std::vector<Tensor>;
 
 bool no_gpu() { return device_count(DeviceType::cuda) == 0; }
 constexpr const char* kNoGpu =
     "no CUDA device: the kernels' math is checked by the host emulation of test_tile_math / test_row_math only";
-
-double max_rel_diff(const Tensor& a, const Tensor& b) {
-  const std::vector<double> x = to_dtype(a, DType::f64).to_vector<double>();
-  const std::vector<double> y = to_dtype(b, DType::f64).to_vector<double>();
-  EXPECT_EQ(x.size(), y.size());
-  double m = 0;
-  for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
-    const double d = std::abs(x[i] - y[i]) / (1 + std::abs(y[i]));
-    if (!(d <= m)) m = std::isnan(d) ? std::numeric_limits<double>::infinity() : d;
-  }
-  return m;
-}
 
 // run(device) computes the outputs on that device; compared CUDA vs CPU.
 void expect_cuda_matches_cpu(const std::function<Outputs(Device)>& run, const std::vector<double>& tol) {
@@ -75,7 +66,7 @@ TEST(CudaNn, SoftmaxMatchesCpu) {
   for (DType dt : kDtypes)
     for (bool log : {false, true})
       for (int64_t C : {1, 5, 256, 257, 4096}) {
-        SCOPED_TRACE(testing::Message() << dtype_name(dt) << " log " << log << " C " << C);
+        SCOPED_TRACE(::testing::Message() << dtype_name(dt) << " log " << log << " C " << C);
         const Tensor x = uniform({37, C}, dt, C, -20, 20), gy = uniform({37, C}, dt, C + 1);
         expect_cuda_matches_cpu([&](Device d) {
           Backend& be = backend_for(d);
@@ -92,7 +83,7 @@ TEST(CudaNn, LayerNormAndRmsNormMatchCpu) {
   for (DType dt : kDtypes)
     for (int64_t C : {3, 96, 300})
       for (int affine = 0; affine < 3; ++affine) {  // 0: w and b, 1: w only, 2: neither
-        SCOPED_TRACE(testing::Message() << dtype_name(dt) << " C " << C << " affine " << affine);
+        SCOPED_TRACE(::testing::Message() << dtype_name(dt) << " C " << C << " affine " << affine);
         const int64_t N = 1000;
         const Tensor x = uniform({N, C}, dt, C, -3, 5), gy = uniform({N, C}, dt, C + 1);
         const Tensor w = affine < 2 ? uniform({C}, dt, C + 2) : Tensor();
@@ -118,7 +109,7 @@ TEST(CudaNn, CrossEntropyMatchesCpu) {
   for (DType dt : kDtypes)
     for (double s : {0.0, 0.1})
       for (int64_t V : {3, 256, 50257}) {
-        SCOPED_TRACE(testing::Message() << dtype_name(dt) << " s " << s << " V " << V);
+        SCOPED_TRACE(::testing::Message() << dtype_name(dt) << " s " << s << " V " << V);
         const int64_t N = 23, ignore = -100;
         std::vector<int64_t> t(N);
         for (int64_t n = 0; n < N; ++n) t[n] = n % 4 == 2 ? ignore : (n * 7919) % V;
@@ -144,7 +135,7 @@ TEST(CudaNn, DenseAttentionMatchesCpu) {
     for (const Shape4& s : {Shape4{2, 3, 37, 37, 5}, Shape4{1, 2, 300, 300, 64}, Shape4{2, 2, 20, 45, 33},
                             Shape4{1, 1, 1, 1, 1}, Shape4{1, 2, 70, 70, 129}, Shape4{1, 1, 40, 40, 256}})
       for (bool causal : {true, false}) {
-        SCOPED_TRACE(testing::Message() << dtype_name(dt) << " B " << s.B << " H " << s.H << " Tq " << s.Tq << " Tk "
+        SCOPED_TRACE(::testing::Message() << dtype_name(dt) << " B " << s.B << " H " << s.H << " Tq " << s.Tq << " Tk "
                                         << s.Tk << " D " << s.D << " causal " << causal);
         const Tensor q = uniform({s.B, s.H, s.Tq, s.D}, dt, 1), k = uniform({s.B, s.H, s.Tk, s.D}, dt, 2),
                      v = uniform({s.B, s.H, s.Tk, s.D}, dt, 3), go = uniform(q.shape(), dt, 4);
@@ -170,7 +161,7 @@ TEST(CudaNn, PackedAndFusedQkvAttentionMatchCpu) {
       for (int64_t D : {7, 64}) {
         const Tensor cu = cu_from_lengths(lengths);
         const int64_t H = 3, N = cu.to_vector<int64_t>().back(), C = H * D;
-        SCOPED_TRACE(testing::Message() << dtype_name(dt) << " N " << N << " D " << D);
+        SCOPED_TRACE(::testing::Message() << dtype_name(dt) << " N " << N << " D " << D);
         const double scale = 1 / std::sqrt(static_cast<double>(D));
         const Tensor q = uniform({H, N, D}, dt, 1), k = uniform({H, N, D}, dt, 2), v = uniform({H, N, D}, dt, 3),
                      go = uniform({H, N, D}, dt, 4), qkv = uniform({N, 3 * C}, dt, 5), go2 = uniform({N, C}, dt, 6);

@@ -18,10 +18,13 @@
 #include "tensor/backend.h"
 #include "tensor/creation.h"
 #include "tensor/kernels/row_norm.h"
+#include "testing.h"
 
 using namespace dg;
 
 namespace {
+
+using dg::testing::max_rel_diff;
 
 using T = double;
 const T kNaN = std::numeric_limits<T>::quiet_NaN();
@@ -63,18 +66,6 @@ std::vector<T> random_values(int64_t n, uint64_t seed, T lo = -2, T hi = 2) {
   return v;
 }
 
-// Max |a - b| / (1 + |b|); NaN (never written) counts as infinite.
-double max_rel_diff(const std::vector<T>& a, const Tensor& ref) {
-  const std::vector<T> b = ref.to_vector<T>();
-  EXPECT_EQ(a.size(), b.size());
-  double m = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    const double d = std::abs(a[i] - b[i]) / (1 + std::abs(b[i]));
-    if (!(d <= m)) m = std::isnan(d) ? std::numeric_limits<double>::infinity() : d;
-  }
-  return m;
-}
-
 std::vector<T> nans(int64_t n) { return std::vector<T>(static_cast<size_t>(n), kNaN); }
 
 // norm_param_partials_kernel + sum_chunks_kernel: out[c] = sum over rows of term(r, c).
@@ -100,7 +91,7 @@ Backend& cpu() { return backend_for(Device::cpu()); }
 Tensor as_tensor(const std::vector<T>& v, const Shape& shape) { return from_vector<T>(v, shape); }
 
 void check_softmax(int64_t N, int64_t C, bool log, uint64_t seed) {
-  SCOPED_TRACE(testing::Message() << (log ? "log_softmax" : "softmax") << " N " << N << " C " << C);
+  SCOPED_TRACE(::testing::Message() << (log ? "log_softmax" : "softmax") << " N " << N << " C " << C);
   const std::vector<T> x = random_values(N * C, seed, -30, 30), gy = random_values(N * C, seed + 1);
   Tensor y_ref = zeros({N, C}, {DType::f64}), gx_ref = zeros({N, C}, {DType::f64});
   cpu().softmax(as_tensor(x, {N, C}), y_ref, log);
@@ -122,7 +113,7 @@ void check_softmax(int64_t N, int64_t C, bool log, uint64_t seed) {
 
 // Layer norm (with_mean) or RMS norm, forward and backward, weight and bias optional.
 void check_norm(bool with_mean, int64_t N, int64_t C, bool has_w, bool has_b, uint64_t seed) {
-  SCOPED_TRACE(testing::Message() << (with_mean ? "layer_norm" : "rms_norm") << " N " << N << " C " << C
+  SCOPED_TRACE(::testing::Message() << (with_mean ? "layer_norm" : "rms_norm") << " N " << N << " C " << C
                                   << (has_w ? " w" : "") << (has_b ? " b" : ""));
   const T eps = 1e-5;
   const std::vector<T> x = random_values(N * C, seed, -3, 5), gy = random_values(N * C, seed + 1),
@@ -173,7 +164,7 @@ void check_norm(bool with_mean, int64_t N, int64_t C, bool has_w, bool has_b, ui
 }
 
 void check_cross_entropy(int64_t N, int64_t V, T s, uint64_t seed) {
-  SCOPED_TRACE(testing::Message() << "cross_entropy N " << N << " V " << V << " s " << s);
+  SCOPED_TRACE(::testing::Message() << "cross_entropy N " << N << " V " << V << " s " << s);
   const int64_t ignore = -100;
   const std::vector<T> x = random_values(N * V, seed, -20, 20), g = random_values(N, seed + 1);
   std::vector<int64_t> target(static_cast<size_t>(N));

@@ -21,6 +21,7 @@
 #include "tensor/backend.h"
 #include "tensor/creation.h"
 #include "tensor/kernels/attention_tile.h"
+#include "testing.h"
 
 using namespace dg;
 using kern::AttnProblem;
@@ -30,6 +31,8 @@ using kern::kRowsPerWarp;
 static_assert(kRowsPerWarp == 4, "the ones[] below list kRowsPerWarp entries");
 
 namespace {
+
+using dg::testing::max_rel_diff;
 
 using T = double;
 using Lanes = std::array<T, kLanes>;
@@ -255,18 +258,6 @@ std::vector<T> random_values(int64_t n, uint64_t seed) {
 
 Tensor as_tensor(const std::vector<T>& v, const Shape& shape) { return from_vector<T>(v, shape); }
 
-// Max |a - b| / (1 + |b|); NaN (an element never written) counts as infinite.
-double max_rel_diff(const std::vector<T>& a, const Tensor& ref) {
-  const std::vector<T> b = ref.to_vector<T>();
-  EXPECT_EQ(a.size(), b.size());
-  double m = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    const double d = std::abs(a[i] - b[i]) / (1 + std::abs(b[i]));
-    if (!(d <= m)) m = std::isnan(d) ? std::numeric_limits<double>::infinity() : d;
-  }
-  return m;
-}
-
 constexpr double kTol = 1e-12;
 
 // Forward (out, lse) and backward (gq, gk, gv) of the emulation against the
@@ -298,7 +289,7 @@ void check_emulation(const AttnProblem& p, int W, const Tensor& q, const Tensor&
 }
 
 void check_dense(int64_t B, int64_t H, int64_t Tq, int64_t Tk, int64_t D, bool causal, uint64_t seed) {
-  SCOPED_TRACE(testing::Message() << "dense B " << B << " H " << H << " Tq " << Tq << " Tk " << Tk << " D " << D
+  SCOPED_TRACE(::testing::Message() << "dense B " << B << " H " << H << " Tq " << Tq << " Tk " << Tk << " D " << D
                                   << (causal ? " causal" : ""));
   const T scale = 1 / std::sqrt(T(D));
   const Tensor q = as_tensor(random_values(B * H * Tq * D, seed), {B, H, Tq, D});
@@ -327,7 +318,7 @@ AttnProblem packed(AttnProblem::Kind kind, int64_t H, int64_t N, int64_t D, cons
 void check_varlen(int64_t H, int64_t D, const std::vector<int64_t>& lengths, uint64_t seed) {
   const Tensor cu = cu_from_lengths(lengths);
   const int64_t N = cu.to_vector<int64_t>().back();
-  SCOPED_TRACE(testing::Message() << "varlen H " << H << " N " << N << " D " << D);
+  SCOPED_TRACE(::testing::Message() << "varlen H " << H << " N " << N << " D " << D);
   const T scale = 1 / std::sqrt(T(D));
   const Tensor q = as_tensor(random_values(H * N * D, seed), {H, N, D});
   const Tensor k = as_tensor(random_values(H * N * D, seed + 1), {H, N, D});
@@ -345,7 +336,7 @@ void check_varlen(int64_t H, int64_t D, const std::vector<int64_t>& lengths, uin
 void check_qkv(int64_t H, int64_t D, const std::vector<int64_t>& lengths, uint64_t seed) {
   const Tensor cu = cu_from_lengths(lengths);
   const int64_t N = cu.to_vector<int64_t>().back(), C = H * D;
-  SCOPED_TRACE(testing::Message() << "qkv H " << H << " N " << N << " D " << D);
+  SCOPED_TRACE(::testing::Message() << "qkv H " << H << " N " << N << " D " << D);
   const T scale = 1 / std::sqrt(T(D));
   const Tensor qkv = as_tensor(random_values(N * 3 * C, seed), {N, 3 * C});
   const Tensor gout = as_tensor(random_values(N * C, seed + 3), {N, C});

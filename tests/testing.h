@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include <cmath>
 #include <functional>
 #include <limits>
 
@@ -22,6 +23,24 @@ inline Tensor rand_input(const Shape& shape, uint64_t seed, double lo = -1.0, do
   for (double& x : v) x = lo + (hi - lo) * x;
   if (shape.empty()) return scalar_tensor(v.at(0), {DType::f64}).set_requires_grad();
   return from_vector<double>(v, shape).set_requires_grad();
+}
+
+// Max |a - b| / (1 + |b|) over elements (sizes must match); NaN, e.g. an
+// element a kernel never wrote, counts as infinite.
+inline double max_rel_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double m = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    const double d = std::abs(a[i] - b[i]) / (1 + std::abs(b[i]));
+    if (!(d <= m)) m = std::isnan(d) ? std::numeric_limits<double>::infinity() : d;
+  }
+  return m;
+}
+inline double max_rel_diff(const std::vector<double>& a, const Tensor& b) {
+  return max_rel_diff(a, b.to_vector<double>());
+}
+inline double max_rel_diff(const Tensor& a, const Tensor& b) {
+  return max_rel_diff(a.to_vector<double>(), b.to_vector<double>());
 }
 
 // Max |a - b| over elements (shapes must match).
