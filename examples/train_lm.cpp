@@ -89,16 +89,16 @@ struct Progress {
 };
 
 void print_routing(models::LanguageModel& model, const data::Corpus& corpus, const Flags& f) {
-  if (auto* mob = dynamic_cast<models::MoB*>(&model)) {
-    data::Batch b = corpus.eval_batch(0, 1, f.gpt.block_size);
-    mob->eval();
-    {
-      NoGradGuard ng;
-      mob->forward(b.x.to(models::device_of(*mob)));
-    }
-    models::TraceSummary s = mob->last_trace().summary();
-    fmt::print("\nMoB routing on a validation window: mean depth {:.2f} blocks, repeats {:.1f}%\n", s.mean_depth,
-               100 * s.repeat_rate);
+  data::Batch b = corpus.eval_batch(0, 1, f.gpt.block_size);
+  model.eval();
+  {
+    NoGradGuard ng;
+    model.forward(b.x.to(models::device_of(model)));
+  }
+  if (const models::RoutingTrace* trace = model.last_routing_trace()) {
+    models::TraceSummary s = trace->summary();
+    fmt::print("\n{} routing on a validation window: mean depth {:.2f} blocks, repeats {:.1f}%\n", model.kind(),
+               s.mean_depth, 100 * s.repeat_rate);
     fmt::print("  depth histogram:");
     for (size_t d = 0; d < s.depth_histogram.size(); ++d) fmt::print(" {}:{}", d, s.depth_histogram[d]);
     fmt::print("\n  block share:    ");
@@ -106,7 +106,7 @@ void print_routing(models::LanguageModel& model, const data::Corpus& corpus, con
     fmt::print("\n");
     if (!f.train.out_dir.empty()) {
       std::string text(corpus.bytes(data::Split::val).substr(0, f.gpt.block_size));
-      std::ofstream(f.train.out_dir + "/routing.json") << mob->last_trace().to_json(text, b.answer_level.to_vector<int64_t>());
+      std::ofstream(f.train.out_dir + "/routing.json") << trace->to_json(text, b.answer_level.to_vector<int64_t>());
       fmt::print("  trace: {}/routing.json (pictures: /usr/bin/python3 tools/plot_routing.py {}/routing.json)\n",
                  f.train.out_dir, f.train.out_dir);
     }

@@ -17,6 +17,8 @@
 
 namespace dg::models {
 
+struct RoutingTrace;  // models/trace.h
+
 // A model's loss on one batch. `objective` is what training minimises (the LM
 // loss plus any auxiliary terms); `lm` is the plain next-token cross-entropy
 // (nats per token), comparable across models. `stats` are scalars for logs:
@@ -58,6 +60,11 @@ class LanguageModel : public nn::Module {
   // Forward FLOPs actually spent by the most recent forward/loss call, per
   // token (routed models count their routing decisions).
   virtual double last_forward_flops_per_token() const = 0;
+  // Per-token routing of the most recent forward, for models that send tokens
+  // through a varying number of blocks (MoB, and kinds a program adds): depth
+  // histograms, depth by difficulty and the trace page read it through here,
+  // whatever the kind. nullptr for models without one (dense, MoD).
+  virtual const RoutingTrace* last_routing_trace() const { return nullptr; }
   // "dense", "mod" or "mob", and the config as one JSON object (checkpoints).
   virtual std::string kind() const = 0;
   virtual std::string config_json() const = 0;

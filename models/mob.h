@@ -104,6 +104,7 @@ class MoB : public LanguageModel {
 
   void set_policy(std::unique_ptr<RoutingPolicy> p) { policy_ = std::move(p); }
   const RoutingTrace& last_trace() const { return trace_; }
+  const RoutingTrace* last_routing_trace() const override { return &trace_; }
   const MoBConfig& mob_config() const { return mcfg_; }
   const Trunk& trunk() const { return trunk_; }  // embeddings, the n blocks, head
 

@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "models/factory.h"
-#include "models/mob.h"
+#include "models/trace.h"
 #include "models/mod.h"
 #include "train/evaluate.h"
 #include "train/trainer.h"
@@ -118,36 +118,42 @@ void evaluate_mod(models::MoD& mod, const data::Corpus& corpus, const CompareOpt
   if (n > 0) r.predictor_accuracy = acc / static_cast<double>(n);
 }
 
-// MoB: mean depth, depth histogram and depth by answer level over the
-// evaluation windows, and the routing trace of the first one (dir/routing.json).
-void evaluate_mob(models::MoB& mob, const data::Corpus& corpus, const CompareOptions& o, int64_t windows,
-                  const std::string& dir, RunResult& r) {
+// Models with a routing trace (MoB, and any kind whose last_routing_trace()
+// is not null): mean depth, depth histogram and depth by answer level over
+// the evaluation windows, and the trace of the first one (dir/routing.json).
+// Returns false, touching nothing, when the model keeps no trace.
+bool evaluate_depth(models::LanguageModel& model, const data::Corpus& corpus, const CompareOptions& o,
+                    int64_t windows, const std::string& dir, RunResult& r) {
   NoGradGuard ng;
-  mob.eval();
-  const auto D = static_cast<size_t>(mob.mob_config().max_depth);
-  std::vector<double> hist(D + 1, 0.0), level_sum(5, 0.0), level_n(5, 0.0);
+  model.eval();
+  std::vector<double> hist, level_sum(5, 0.0), level_n(5, 0.0);
   double total = 0, depth_sum = 0;
   for (int64_t i = 0; i < windows; ++i) {
     data::Batch b = corpus.eval_batch(i, o.batch, o.block);
-    mob.forward(to_device(b.x, models::device_of(mob)));
-    const models::RoutingTrace& tr = mob.last_trace();
+    model.forward(to_device(b.x, models::device_of(model)));
+    const models::RoutingTrace* tr = model.last_routing_trace();
+    if (tr == nullptr) return false;
+    hist.resize(std::max(hist.size(), static_cast<size_t>(tr->max_depth) + 1), 0.0);
     std::vector<int64_t> levels = b.answer_level.to_vector<int64_t>();
-    for (int64_t t = 0; t < tr.B * tr.T; ++t) {
-      const auto d = static_cast<double>(tr.depth(t));
-      hist[static_cast<size_t>(tr.depth(t))] += 1, depth_sum += d, total += 1;
+    for (int64_t t = 0; t < tr->B * tr->T; ++t) {
+      const int64_t depth = tr->depth(t);
+      const auto d = static_cast<double>(depth);
+      hist.resize(std::max(hist.size(), static_cast<size_t>(depth) + 1), 0.0);
+      hist[static_cast<size_t>(depth)] += 1, depth_sum += d, total += 1;
       // The depth spent on an answer byte is that of the token predicting it.
       const int64_t lv = levels[static_cast<size_t>(t)];
       if (lv >= 1 && lv <= 4) level_sum[static_cast<size_t>(lv)] += d, level_n[static_cast<size_t>(lv)] += 1;
     }
     if (i == 0) {
       std::string text = corpus.bytes(data::Split::val).substr(0, static_cast<size_t>(o.block));
-      std::ofstream(dir + "/routing.json") << tr.to_json(text, levels);
+      std::ofstream(dir + "/routing.json") << tr->to_json(text, levels);
     }
   }
   r.mean_depth = depth_sum / std::max(total, 1.0);
   for (double& h : hist) h /= std::max(total, 1.0);
   r.depth_histogram = hist;
   for (size_t lv = 1; lv <= 4; ++lv) r.depth_by_level.push_back(level_n[lv] > 0 ? level_sum[lv] / level_n[lv] : NAN);
+  return true;
 }
 
 TrainOptions train_options(const CompareOptions& o, int64_t steps, double budget, const std::string& dir) {
@@ -208,7 +214,7 @@ std::vector<RunResult> compare_runs(const std::vector<RunSpec>& runs, const data
     if (v.answers_by_level[1] + v.answers_by_level[4] > 0) r.answer_accuracy = v.answer_accuracy;
     for (size_t lv = 1; lv <= 4; ++lv) r.answer_accuracy_by_level[lv - 1] = v.accuracy_by_level[lv];
     if (auto* mod = dynamic_cast<models::MoD*>(model.get())) evaluate_mod(*mod, corpus, o, windows, r);
-    if (auto* mob = dynamic_cast<models::MoB*>(model.get())) evaluate_mob(*mob, corpus, o, windows, dir, r);
+    evaluate_depth(*model, corpus, o, windows, dir, r);
     rows.push_back(std::move(r));
   }
   std::ofstream(o.out + "/table.md") << results_table(rows);

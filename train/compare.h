@@ -6,7 +6,7 @@
 // probe batch, or a given number — with warmup + cosine on the share of the
 // budget spent (train/schedule.h), so a MoB whose depth changes during
 // training still ends its schedule at the budget. Each run is then evaluated
-// (and, for MoD and MoB, evaluated for its routing) and becomes one row of
+// (and, for MoD and the kinds with a routing trace, evaluated for its routing) and becomes one row of
 // the results table.
 //
 //   train::CompareOptions o;  o.out = "runs/cmp";  o.steps = 1500;
@@ -17,7 +17,7 @@
 //   fmt::print("{}", train::results_table(rows));   // also in runs/cmp/table.md and summary.jsonl
 //
 // Outputs under o.out: <run>/metrics.jsonl and <run>/ckpt.safetensors (the
-// Trainer's), <run>/routing.json (MoB: the trace of the first validation
+// Trainer's), <run>/routing.json (kinds with a routing trace: that of the first validation
 // window), table.md and summary.jsonl (one JSON object per run).
 //
 // A run may be of any registered model kind (models::register_model_kind).
@@ -74,7 +74,7 @@ struct RunResult {
   // MoD: validation loss and share of tokens routed under causal routing,
   // and the causal predictor's accuracy against top-k.
   double val_loss_causal = NAN, routed_fraction_causal = NAN, predictor_accuracy = NAN;
-  // MoB: mean depth, depth histogram (shares of tokens, depth 0..D_max) and
+  // Kinds with a routing trace (MoB, ...): mean depth, depth histogram (shares of tokens, depth 0..D_max) and
   // mean depth of the tokens predicting an answer byte, by level 1..4.
   double mean_depth = NAN;
   std::vector<double> depth_histogram, depth_by_level;
