@@ -12,7 +12,7 @@
 // metrics as JSON lines in <out>/metrics.jsonl, a checkpoint at each
 // evaluation and at the end (<out>/ckpt.safetensors, written atomically),
 // and for MoB the routing trace <out>/routing.json (tools/plot_routing.py
-// draws it).
+// draws it) with its page <out>/routing.html (models/trace_page.h).
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -28,6 +28,7 @@
 #include "models/gpt.h"
 #include "models/mob.h"
 #include "models/mod.h"
+#include "models/trace_page.h"
 #include "train/evaluate.h"
 #include "train/trainer.h"
 
@@ -106,9 +107,13 @@ void print_routing(models::LanguageModel& model, const data::Corpus& corpus, con
     fmt::print("\n");
     if (!f.train.out_dir.empty()) {
       std::string text(corpus.bytes(data::Split::val).substr(0, f.gpt.block_size));
-      std::ofstream(f.train.out_dir + "/routing.json") << trace->to_json(text, b.answer_level.to_vector<int64_t>());
+      const std::vector<int64_t> levels = b.answer_level.to_vector<int64_t>();
+      std::ofstream(f.train.out_dir + "/routing.json") << trace->to_json(text, levels);
+      std::ofstream(f.train.out_dir + "/routing.html")
+          << models::trace_page_html(*trace, text, levels, model.kind() + " routing: " + f.train.out_dir);
       fmt::print("  trace: {}/routing.json (pictures: /usr/bin/python3 tools/plot_routing.py {}/routing.json)\n",
                  f.train.out_dir, f.train.out_dir);
+      fmt::print("  page:  {}/routing.html (each character coloured by depth; hover for its path)\n", f.train.out_dir);
     }
   }
   if (auto* mod = dynamic_cast<models::MoD*>(&model)) {

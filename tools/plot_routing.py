@@ -14,6 +14,12 @@ writes
 Each entry of "paths" is [step, block (-1 = return), w, lambda], w the
 weight of the block's output (older traces called it q; same position).
 
+The same trace is also drawn, with no Python at all, as the static page
+routing.html that train_lm and compare_routing write beside routing.json
+(models/trace_page.h): the text coloured by depth, and each token's path
+(step, block, w, lambda) on hover; open it in a browser, with #token=N to
+show token N's path.
+
 Run with Debian's interpreter (/usr/bin/python3), which has matplotlib.
 """
 import argparse

@@ -13,10 +13,12 @@
 #   second compiler: clang-14 (CI builds with it too), libclang-rt-14-dev (its ASan/UBSan and
 #                    libFuzzer runtimes, for DG_SANITIZE and DG_FUZZ; clang-14 does not pull them
 #                    in); clang's OpenMP is libomp-dev's libomp-14-dev
+#   browser:         chromium (headless: ctest trace_page_chromium renders the routing-trace page,
+#                    models/trace_page.h, and checks what it displays; skipped without it)
 set -euo pipefail
 packages=(g++ cmake ninja-build libeigen3-dev libfmt-dev libomp-dev nlohmann-json3-dev libcli11-dev zlib1g-dev
           libgtest-dev libbenchmark-dev python3-torch python3-numpy python3-matplotlib dataset-fashion-mnist
-          libopenblas-openmp-dev clang-14 libclang-rt-14-dev)
+          libopenblas-openmp-dev clang-14 libclang-rt-14-dev chromium)
 if [ "${1:-}" = "--no-torch" ]; then packages=("${packages[@]/python3-torch}"); fi
 missing=()
 for p in "${packages[@]}"; do

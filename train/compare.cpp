@@ -10,6 +10,7 @@
 
 #include "models/factory.h"
 #include "models/trace.h"
+#include "models/trace_page.h"
 #include "models/mod.h"
 #include "train/evaluate.h"
 #include "train/trainer.h"
@@ -147,6 +148,8 @@ bool evaluate_depth(models::LanguageModel& model, const data::Corpus& corpus, co
     if (i == 0) {
       std::string text = corpus.bytes(data::Split::val).substr(0, static_cast<size_t>(o.block));
       std::ofstream(dir + "/routing.json") << tr->to_json(text, levels);
+      std::ofstream(dir + "/routing.html")
+          << models::trace_page_html(*tr, text, levels, model.kind() + " routing: " + dir);
     }
   }
   r.mean_depth = depth_sum / std::max(total, 1.0);

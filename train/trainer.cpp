@@ -119,7 +119,8 @@ void Trainer::prepare_out_dir() {
            "train: {} already holds a run (ckpt.safetensors or metrics.jsonl); pass --resume to continue it or "
            "--overwrite to start over",
            o_.out_dir);
-  for (const char* ours : {"ckpt.safetensors", "metrics.jsonl", "routing.json"}) fs::remove(o_.out_dir + "/" + ours);
+  for (const char* ours : {"ckpt.safetensors", "metrics.jsonl", "routing.json", "routing.html"})
+    fs::remove(o_.out_dir + "/" + ours);
 }
 
 // A run killed after logging steps past its last checkpoint would log them

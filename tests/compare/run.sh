@@ -31,6 +31,7 @@ assert rows[0]["val_loss_causal"] is None and rows[0]["mean_depth"] is None, row
 mob = rows[3]
 assert mob["mean_depth"] is not None and abs(sum(mob["depth_histogram"]) - 1) < 1e-9, mob
 assert os.path.exists(os.path.join(out, "mob", "routing.json"))
+assert "<script type=\"application/json\" id=\"trace\">" in open(os.path.join(out, "mob", "routing.html")).read()
 table = open(os.path.join(out, "table.md")).read().splitlines()
 assert len(table) == 2 + 4 and table[2].startswith("| dense-4 |"), table
 print("compare_routing: ok,", ", ".join(f'{r["run"]} {r["steps"]} steps' for r in rows))
