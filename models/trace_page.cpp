@@ -1,6 +1,7 @@
 #include "models/trace_page.h"
 
 #include <algorithm>
+#include <initializer_list>
 #include <utility>
 
 #include "tensor/error.h"
