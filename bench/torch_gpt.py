@@ -187,29 +187,22 @@ def check(args):
         if not d <= args.grad_rtol:
             failures.append(f"grad.{name}: max difference {d:.3e} of its largest |grad| {scale:.3e} > {args.grad_rtol}")
     paths_mismatch = None
-    if kind == "mob":
-        if "route.paths" not in ref:
-            failures.append("the file has no route.paths")
+    if kind in ("mob", "moe"):
+        # MoB: per token (B*T, max_depth + 1) the block of each step; MoE: per
+        # MoE layer (layers, B*T, k) the expert of each assignment, -1 dropped.
+        key, got = ("route.paths", model.last_paths) if kind == "mob" else ("route.experts", model.last_routes)
+        if key not in ref:
+            failures.append(f"the file has no {key}")
         else:
-            want = torch.from_numpy(ref["route.paths"])
-            if want.shape != model.last_paths.shape:
-                failures.append(f"route.paths shape {list(want.shape)} vs {list(model.last_paths.shape)}")
+            want = torch.from_numpy(ref[key])
+            if want.shape != got.shape:
+                failures.append(f"{key} shape {list(want.shape)} vs {list(got.shape)}")
             else:
-                paths_mismatch = int((want != model.last_paths).any(dim=1).sum())
+                differs = want != got
+                differs = differs.any(dim=1) if kind == "mob" else differs.any(dim=2).any(dim=0)  # per token
+                paths_mismatch = int(differs.sum())
                 if paths_mismatch:
                     failures.append(f"{paths_mismatch} tokens took a different route than in dyngrad")
-    if kind == "moe":
-        if "route.experts" not in ref:
-            failures.append("the file has no route.experts")
-        else:
-            want = torch.from_numpy(ref["route.experts"])
-            if want.shape != model.last_routes.shape:
-                failures.append(f"route.experts shape {list(want.shape)} vs {list(model.last_routes.shape)}")
-            else:
-                # tokens (over all MoE layers) with any assignment to another expert or dropped differently
-                paths_mismatch = int((want != model.last_routes).any(dim=2).any(dim=0).sum())
-                if paths_mismatch:
-                    failures.append(f"{paths_mismatch} tokens were routed to other experts than in dyngrad")
     depth = None
     if kind == "mob":
         depth = float((model.last_paths >= 0).sum(dim=1).double().mean())

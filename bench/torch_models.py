@@ -288,6 +288,20 @@ class TorchGPT(nn.Module):
         return logits, loss
 
 
+    def head_and_lm(self, x, targets):
+        """(logits, LM loss or None) of the residual x (B, T, C) through ln_f
+        and the head; the routed models' objectives add their terms to it and
+        keep the LM loss as self.last_lm."""
+        B, T, _ = x.shape
+        h = self.ln_f(x)
+        logits = h @ self.wte.weight.t() if self.cfg.tied_head else self.lm_head(h)
+        if targets is None:
+            return logits, None
+        lm = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T))
+        self.last_lm = lm.detach()
+        return logits, lm
+
+
 def adamw_param_groups(model, weight_decay):
     """Two AdamW groups: weight decay on parameters with dim >= 2 (embeddings,
     Linear weights), none on biases and LayerNorm parameters."""
@@ -502,12 +516,9 @@ class TorchMoD(TorchGPT):
                 term = p if term is None else term + p
             if term is not None:
                 aux = term if aux is None else aux + term
-        h = self.ln_f(x)
-        logits = h @ self.wte.weight.t() if self.cfg.tied_head else self.lm_head(h)
-        if targets is None:
+        logits, lm = self.head_and_lm(x, targets)
+        if lm is None:
             return logits, None
-        lm = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T))
-        self.last_lm = lm.detach()
         return logits, (lm if aux is None else lm + aux)
 
 
@@ -765,11 +776,8 @@ class TorchMoE(TorchGPT):
             zs.append(torch.logsumexp(logits, dim=-1).square().mean())
             routes.append(torch.where(kept, choice, torch.full_like(choice, -1)))
         self.last_routes = torch.stack(routes)
-        h = self.ln_f(x)
-        logits = h @ self.wte.weight.t() if self.cfg.tied_head else self.lm_head(h)
-        if targets is None:
+        logits, lm = self.head_and_lm(x, targets)
+        if lm is None:
             return logits, None
-        lm = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T))
-        self.last_lm = lm.detach()
         objective = lm + torch.stack(balance).mean() * self.mcfg.balance + torch.stack(zs).mean() * self.mcfg.z_loss
         return logits, objective
