@@ -45,11 +45,12 @@ double expert_parameters(const MoEConfig& c) {
 }  // namespace
 
 void validate(const MoEConfig& c, const std::string& where) {
-  DG_CHECK(c.top_k <= c.n_experts, "{}: top_k {} is larger than n_experts {} (allowed: 1..n_experts, at most 2)",
-           where, c.top_k, c.n_experts);
+  DG_CHECK(c.top_k <= c.n_experts,
+           "{}: top_k (--experts-per-token) {} is larger than n_experts (--experts) {} (allowed: 1..n_experts, at "
+           "most 2)", where, c.top_k, c.n_experts);
   DG_CHECK(c.moe_every <= c.gpt.n_layer,
-           "{}: moe_every {} is larger than n_layer {}, so no block would have experts (allowed: 1..n_layer)", where,
-           c.moe_every, c.gpt.n_layer);
+           "{}: moe_every (--moe-every) {} is larger than n_layer (--layers) {}, so no block would have experts "
+           "(allowed: 1..n_layer)", where, c.moe_every, c.gpt.n_layer);
   validate(c.gpt, c.gpt.n_layer, where);
   const double p = trunk_parameters(c.gpt, c.gpt.n_layer) + expert_parameters(c);
   DG_CHECK(p <= kMaxParameters, "{}: n_experts {} in {} layers of n_embd {} need {:.3g} parameters, more than the "

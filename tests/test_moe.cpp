@@ -329,7 +329,8 @@ TEST(MoE, ConfigRoundTripAndBadInput) {
   EXPECT_DG_ERROR(moe_config_from_json(with("top_k", 3)), "MoE config", "'top_k'", "[1, 2]", "3");
   EXPECT_DG_ERROR(moe_config_from_json(with("n_experts", 0)), "MoE config", "'n_experts'", "[1, 1024]");
   EXPECT_DG_ERROR(moe_config_from_json(with("capacity_factor", -0.5)), "MoE config", "'capacity_factor'", ">= 0");
-  EXPECT_DG_ERROR(moe_config_from_json(with("moe_every", 3)), "MoE config", "moe_every 3", "n_layer 2",
+  EXPECT_DG_ERROR(moe_config_from_json(with("moe_every", 3)), "MoE config", "moe_every (--moe-every) 3",
+                  "n_layer (--layers) 2",
                   "allowed: 1..n_layer");
   EXPECT_DG_ERROR(moe_config_from_json(with("balance", -1)), "MoE config", "'balance'");
   EXPECT_DG_ERROR(moe_config_from_json(with("z_loss", "big")), "MoE config", "'z_loss'");
@@ -337,15 +338,15 @@ TEST(MoE, ConfigRoundTripAndBadInput) {
   // top_k larger than n_experts: the message of the issue.
   nlohmann::json j = nlohmann::json::parse(to_json(tiny(1, 1)));
   j["top_k"] = 2;
-  EXPECT_DG_ERROR(moe_config_from_json(j.dump()), "MoE config: top_k 2 is larger than n_experts 1 "
-                  "(allowed: 1..n_experts, at most 2)");
-  EXPECT_DG_ERROR(make_model("moe", j.dump()), "top_k 2", "n_experts 1");
+  EXPECT_DG_ERROR(moe_config_from_json(j.dump()), "MoE config: top_k (--experts-per-token) 2 is larger than "
+                  "n_experts (--experts) 1 (allowed: 1..n_experts, at most 2)");
+  EXPECT_DG_ERROR(make_model("moe", j.dump()), "top_k (--experts-per-token) 2", "n_experts (--experts) 1");
   // A config made in code is checked by the constructor.
   MoEConfig bad = tiny(2, 2);
   bad.capacity_factor = -1;
   EXPECT_DG_ERROR(MoE{bad}, "MoE config", "capacity_factor");
   bad = tiny(1, 2);
-  EXPECT_DG_ERROR(MoE{bad}, "top_k 2 is larger than n_experts 1");
+  EXPECT_DG_ERROR(MoE{bad}, "top_k (--experts-per-token) 2 is larger than n_experts (--experts) 1");
   // The parameter limit counts the experts.
   bad = tiny(1024, 1);
   bad.gpt.n_embd = 512;
