@@ -36,13 +36,12 @@ namespace {
 
 int64_t moe_layer_count(const MoEConfig& c) { return c.gpt.n_layer / c.moe_every; }
 
-// Parameters beyond the trunk: per MoE layer the router (C E) and experts 1..E-1.
+}  // namespace
+
 double expert_parameters(const MoEConfig& c) {
   const double C = static_cast<double>(c.gpt.n_embd), E = static_cast<double>(c.n_experts);
   return static_cast<double>(moe_layer_count(c)) * (C * E + (E - 1) * (8 * C * C + 5 * C));
 }
-
-}  // namespace
 
 void validate(const MoEConfig& c, const std::string& where) {
   DG_CHECK(c.top_k <= c.n_experts,

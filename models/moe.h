@@ -74,6 +74,9 @@ std::string to_json(const MoEConfig& c);
 // parameter limit): a one-line dg::Error naming the field and what is allowed.
 void validate(const MoEConfig& c, const std::string& where = "MoE config");
 MoEConfig moe_config_from_json(const std::string& json, const std::string& where = "MoE config");
+// The parameters beyond the trunk's (trunk_parameters): per MoE layer the
+// router (C E) and experts 1..E-1 (8C^2 + 5C each).
+double expert_parameters(const MoEConfig& c);
 
 // ---------------------------------------------------------------- routing pieces
 // The routing decision of one layer, made on the host from p (N, E).
@@ -155,8 +158,10 @@ class MoE : public LanguageModel {
   struct Aux {
     std::vector<Tensor> balance, z;
   };
-  // x (B, T, C) through every block; aux (when not null) collects the router
-  // losses; `train` allows capacity drops; trace records the routes.
+  // x (B, T, C) through every block, each through its KV cache when caches
+  // is given (decoding); aux (when not null) collects the router losses;
+  // record: keep the routes, the trace and the FLOPs. Capacity drops only in
+  // training mode and never when decoding.
   Tensor run_blocks(const Tensor& x, std::vector<nn::KVCache>* caches, Aux* aux, bool record);
 
   MoEConfig mcfg_;

@@ -317,6 +317,20 @@ TEST(MoE, CheckpointRoundTripThroughTheFactory) {
   std::filesystem::remove_all(dir);
 }
 
+// A checkpoint whose config asks for far more experts than the file holds is
+// refused before anything is allocated.
+TEST(MoE, CheckpointAskingForMoreExpertsThanItHoldsIsRefused) {
+  MoEConfig c = tiny(2, 1);
+  auto m = make_model("moe", to_json(c));
+  nlohmann::json j = nlohmann::json::parse(to_json(c));
+  j["n_experts"] = 1024;
+  const std::string dir = ::testing::TempDir() + "/moe_big";
+  std::filesystem::create_directories(dir);
+  nn::save_checkpoint(dir + "/ckpt.safetensors", *m, nullptr, 1, {{"model_kind", "moe"}, {"model_config", j.dump()}});
+  EXPECT_DG_ERROR(load_model(dir + "/ckpt.safetensors"), "load_model", "weights in the trunk and experts alone");
+  std::filesystem::remove_all(dir);
+}
+
 TEST(MoE, ConfigRoundTripAndBadInput) {
   MoEConfig c = tiny(3, 2, 1.25);
   c.moe_every = 2;
