@@ -37,6 +37,10 @@
 //   z_loss * mean_n logsumexp(logits_n)^2   the router z-loss of ST-MoE
 //                                 (Zoph et al. 2022)
 //
+// loss() stats: "balance" and "z" (the unweighted terms, on the device),
+// "dropped" (share of the assignments capacity dropped) and "expert{e}_share"
+// (share of the chosen assignments that went to expert e, all MoE layers).
+//
 // FLOPs per token: dense attention, router 2CE, and 16C^2 per expert
 // assignment actually run (dropped ones are not counted); at k = 1 dropless
 // that is the dense model's plus the router's.
