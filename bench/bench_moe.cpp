@@ -11,9 +11,11 @@
 // machine's load hits both alike; medians over --reps. Prints a markdown table.
 //
 //   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE build/bench/bench_moe --reps 9 --threads 2
+//   build/bench/bench_moe --threads 1 --cpu-time     # steadier on a loaded machine
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <functional>
 
 #include "models/gpt.h"
@@ -23,10 +25,20 @@ using namespace dg;
 
 namespace {
 
+bool g_cpu_time = false;  // --cpu-time: the process's CPU time (all threads) instead of wall time
+
+double now_ms() {
+  if (!g_cpu_time)
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
+
 double time_ms(const std::function<void()>& f) {
-  const auto t0 = std::chrono::steady_clock::now();
+  const double t0 = now_ms();
   f();
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return now_ms() - t0;
 }
 
 double median(std::vector<double> t) {
@@ -54,6 +66,8 @@ int main(int argc, char** argv) {
   app.add_option("--block", T)->capture_default_str();
   app.add_option("--embd", C)->capture_default_str();
   app.add_option("--experts", E)->capture_default_str();
+  app.add_flag("--cpu-time", g_cpu_time,
+               "time with the process's CPU time (all threads) instead of wall time: steadier on a loaded machine");
   CLI11_PARSE(app, argc, argv);
   set_num_threads(threads);
   const int64_t N = B * T;
@@ -74,8 +88,8 @@ int main(int argc, char** argv) {
     dense.loss(idx, tgt).objective.backward();
   };
   fmt::print("MoE forward+backward, B={} T={} C={} H=4 L=4, E={} experts in every block, {} threads; each MoE timing "
-             "alternates with its dense counterpart (medians of {})\n\n",
-             B, T, C, E, threads, reps);
+             "alternates with its dense counterpart (medians of {}, {} time)\n\n",
+             B, T, C, E, threads, reps, g_cpu_time ? "CPU" : "wall");
   fmt::print("| k | capacity factor | dropped | dense MLP on N rows | MoE layer | per expert application | vs the dense MLP "
              "| dense step | MoE step | step ratio | FLOP ratio |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (int64_t k : {1, 2})
