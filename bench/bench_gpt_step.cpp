@@ -1,5 +1,5 @@
 // One full training step (zero_grad, forward, loss, backward, AdamW step) of
-// the dense GPT, MoD or MoB, timed like bench/torch_gpt.py times PyTorch:
+// the dense GPT, MoD, MoB or MoE, timed like bench/torch_gpt.py times PyTorch:
 // random batches from a fixed seed made outside the timed region, median over
 // --steps after --warmup. Prints one JSON line; bench/compare_gpt.sh runs it
 // beside the PyTorch reference.
@@ -31,6 +31,10 @@
 //        forced at step 6; mean depth 5.997 tiny, 6.00 small on the first
 //        batch), so MoB does about 6/4 (tiny) or 6/6 (small) of the dense
 //        block work plus the per-step LM head of the ponder objective.
+//   moe: 4 experts in every block, top-2 (Mixtral's renormalised gate),
+//        capacity factor 1.0 (training drops past ceil(N 2 / 4) per
+//        expert), balance 0.01, z-loss 1e-3: twice the dense MLP work per
+//        token (less the dropped assignments) plus the router.
 //
 // --save-init FILE writes, before any update: the initial weights
 // (param.<name>), the first batch (x, y, I64; with --batches K also the first
@@ -39,7 +43,9 @@
 // lm: 0-dim) with the gradient of the objective for every parameter
 // (grad.<name>), for MoB the
 // routing of every token (route.paths (B*T, max_depth + 1) I64: the block
-// chosen at each step, -1 where it returned, -2 after), and metadata
+// chosen at each step, -1 where it returned, -2 after), for MoE the expert of
+// every assignment (route.experts (MoE layers, B*T, k) I64, -1 where capacity
+// dropped it), and metadata
 // model_kind / model_config (the config JSON) / config / dtype / batch / seq.
 // It prints {"impl":"dyngrad","check":true,"objective":...,"lm":...}.
 // bench/torch_gpt.py --check FILE recomputes all of it in PyTorch from the same
@@ -57,6 +63,7 @@
 #include "models/gpt.h"
 #include "models/mob.h"
 #include "models/mod.h"
+#include "models/moe.h"
 #include "nn/optim.h"
 #include "nn/safetensors.h"
 
@@ -99,6 +106,14 @@ void save_init(const std::string& path, models::LanguageModel& model, const std:
       }
     out.emplace("route.paths", from_vector<int64_t>(paths, {N, D1}));
   }
+  if (auto* moe = dynamic_cast<models::MoE*>(&model)) {
+    const std::vector<models::MoERoutes>& routes = moe->last_routes();
+    std::vector<int64_t> experts;
+    for (const models::MoERoutes& r : routes)
+      for (size_t a = 0; a < r.choice.size(); ++a) experts.push_back(r.kept[a] ? r.choice[a] : -1);
+    const int64_t N = routes.front().N, k = routes.front().k;
+    out.emplace("route.experts", from_vector<int64_t>(experts, {static_cast<int64_t>(routes.size()), N, k}));
+  }
   nn::Metadata meta = {{"model_kind", model.kind()},      {"model_config", model.config_json()},
                        {"config", config},                {"dtype", std::string(dtype_name(dtype))},
                        {"batch", std::to_string(x.size(0))}, {"seq", std::to_string(x.size(1))},
@@ -115,11 +130,12 @@ int main(int argc, char** argv) {
   std::string config = "tiny", model_kind = "dense", dtype = "f32", gate_init = "uniform", init_path;
   int64_t steps = 20, warmup = 3, n_batches = 1;
   int threads = 2;
-  CLI::App app{"Time a GPT / MoD / MoB training step (forward, backward, AdamW)."};
+  CLI::App app{"Time a GPT / MoD / MoB / MoE training step (forward, backward, AdamW)."};
   app.add_option("--config", config, "tiny | small | gpt2")
       ->check(CLI::IsMember({"tiny", "small", "gpt2"}))
       ->capture_default_str();
-  app.add_option("--model", model_kind, "dense | mod | mob")->check(CLI::IsMember({"dense", "mod", "mob"}))->capture_default_str();
+  app.add_option("--model", model_kind, "dense | mod | mob | moe")
+      ->check(CLI::IsMember({"dense", "mod", "mob", "moe"}))->capture_default_str();
   app.add_option("--steps", steps, "timed steps (0: only --save-init)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--warmup", warmup, "untimed steps first")->check(CLI::NonNegativeNumber)->capture_default_str();
@@ -158,6 +174,13 @@ int main(int argc, char** argv) {
     } else if (model_kind == "mod") {
       models::MoDConfig c;
       c.gpt = g;
+      cfg_json = models::to_json(c);
+    } else if (model_kind == "moe") {
+      models::MoEConfig c;
+      c.gpt = g;
+      c.n_experts = 4;
+      c.top_k = 2;
+      c.capacity_factor = 1.0;
       cfg_json = models::to_json(c);
     } else {
       models::MoBConfig c;

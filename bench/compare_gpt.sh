@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # dyngrad vs PyTorch on a full training step (zero_grad, forward, objective,
-# backward, AdamW step) of the dense GPT, MoD and MoB, f32, 2 threads each, for
+# backward, AdamW step) of the dense GPT, MoD, MoB and MoE, f32, 2 threads each, for
 # the tiny and small configs. Prints one markdown table.
 #
 #   bash bench/compare_gpt.sh                    # all models, tiny then small, 2 rounds, 20 steps
@@ -11,7 +11,7 @@
 # The dyngrad side is $BUILD/bench/bench_gpt_step (default BUILD=build; build
 # it first, Release, e.g. cmake --build build --target bench_gpt_step); the
 # PyTorch side is bench/torch_gpt.py run by Debian's /usr/bin/python3, with the
-# reference models of bench/torch_models.py. Both take --model dense|mod|mob
+# reference models of bench/torch_models.py. Both take --model dense|mod|mob|moe
 # --config tiny|small --steps N --warmup 3 --threads 2 and print one JSON line.
 # The routed configs, and why MoB is timed with a uniform gate, are described
 # at the top of bench/bench_gpt_step.cpp.
@@ -22,7 +22,8 @@
 #      torch_gpt.py --check rebuilds the model in f64 from that file and must
 #      get the same objective and LM loss (relative difference <= 1e-9), the
 #      same gradients (<= 1e-8 of each tensor's largest) and, for MoB, the same
-#      route for every token. f64 because in f32 a near-tie in MoD's top-k or
+#      route for every token (MoE: the same expert for every assignment, and
+#      the same ones dropped). f64 because in f32 a near-tie in MoD's top-k or
 #      MoB's argmax could flip on rounding alone. A failure stops the script.
 #   2. weights (f32): bench_gpt_step --save-init --batches WARMUP+STEPS writes
 #      the f32 initial weights and every batch the timing uses; torch_gpt.py
@@ -45,7 +46,7 @@ STEPS=${STEPS:-20}
 WARMUP=${WARMUP:-3}
 ROUNDS=${ROUNDS:-2}
 CONFIGS=${CONFIGS:-"tiny small"}
-MODELS=${MODELS:-"dense mod mob"}
+MODELS=${MODELS:-"dense mod mob moe"}
 SIDES=${SIDES:-"dyngrad pytorch"}
 OUT=${OUT:-$BUILD/compare_gpt}
 BIN="$BUILD/bench/bench_gpt_step"
@@ -70,8 +71,8 @@ for side in $SIDES; do
 done
 for model in $MODELS; do
   case "$model" in
-    dense|mod|mob) ;;
-    *) echo "compare_gpt.sh: error: unknown model '$model' in MODELS (dense, mod, mob)" >&2; exit 1 ;;
+    dense|mod|mob|moe) ;;
+    *) echo "compare_gpt.sh: error: unknown model '$model' in MODELS (dense, mod, mob, moe)" >&2; exit 1 ;;
   esac
 done
 for config in $CONFIGS; do
@@ -225,7 +226,7 @@ def cell(x, fmt):
 
 if checks:
     print("Same-work check (f64, same initial weights and batch): relative differences PyTorch vs dyngrad\n")
-    print("| model | config | objective | rel. diff objective | rel. diff LM loss | max grad diff (rel.) | MoB routes differing | MoB mean depth |")
+    print("| model | config | objective | rel. diff objective | rel. diff LM loss | max grad diff (rel.) | routes differing (MoB, MoE) | MoB mean depth |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for c in checks:
         print(f"| {c['model']} | {c['config']} | {c['objective']:.10f} | {c['objective_rel_diff']:.1e} | "

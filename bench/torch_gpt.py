@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 """The PyTorch side of bench/compare_gpt.sh: time of one full training step of
-the dense GPT, MoD or MoB (zero_grad, forward, objective, backward, AdamW
+the dense GPT, MoD, MoB or MoE (zero_grad, forward, objective, backward, AdamW
 step), f32, on the CPU or a GPU — and the same-work check against dyngrad.
 
-    /usr/bin/python3 bench/torch_gpt.py --model dense|mod|mob --config tiny|small|gpt2
+    /usr/bin/python3 bench/torch_gpt.py --model dense|mod|mob|moe --config tiny|small|gpt2
                                         [--steps 20] [--warmup 3] [--threads 2]
                                         [--weights FILE.safetensors]
                                         [--device cpu|cuda[:N]] [--sdpa]
@@ -16,7 +16,9 @@ Configs (the same as build/bench/bench_gpt_step):
          T=1024 (GPT-2 small's shape with the byte vocabulary; a GPU config)
   mod: capacity 0.125, every other block routed, raw router weight, aux +
        predictor BCE; mob: max_depth 6, ponder halting, scope step, gate_init
-       uniform (see the header of bench/bench_gpt_step.cpp for why).
+       uniform (see the header of bench/bench_gpt_step.cpp for why); moe: 4
+       experts in every block, top-2, capacity factor 1.0, balance 0.01,
+       z-loss 1e-3.
 
 --weights FILE: a file written by `bench_gpt_step --save-init FILE` (f32): the
 model kind and config are taken from its metadata (and must agree with
@@ -43,7 +45,8 @@ Builds the same model in f64 from the file's config and weights, computes the
 training objective on the file's batch and its gradients, and compares with
 what dyngrad wrote: objective and LM loss within --rtol (relative), every
 parameter gradient within --grad-rtol of that tensor's largest magnitude, and
-for MoB every token's route (block per step, halting step) exactly. Prints one
+for MoB every token's route (block per step, halting step) exactly, for MoE
+every assignment's expert (and which were dropped) in every MoE layer. Prints one
 JSON line with the differences; exits 1 (with the reason on stderr) when any
 check fails.
 
@@ -62,8 +65,8 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_models import (CausalSelfAttention, GPTConfig, MoBConfig, MoDConfig, adamw_param_groups,  # noqa: E402
-                          config_from_json, load_state, make_torch_model, read_safetensors)
+from torch_models import (CausalSelfAttention, GPTConfig, MoBConfig, MoDConfig, MoEConfig,  # noqa: E402
+                          adamw_param_groups, config_from_json, load_state, make_torch_model, read_safetensors)
 
 # name -> (dense model config, batch size, sequence length)
 CONFIGS = {
@@ -71,7 +74,7 @@ CONFIGS = {
     "small": (GPTConfig(n_layer=6, n_head=6, n_embd=384, block_size=256), 8, 256),
     "gpt2": (GPTConfig(n_layer=12, n_head=12, n_embd=768, block_size=1024), 8, 1024),
 }
-MODELS = ("dense", "mod", "mob")
+MODELS = ("dense", "mod", "mob", "moe")
 
 
 def default_config(model, gpt):
@@ -80,13 +83,15 @@ def default_config(model, gpt):
         return gpt
     if model == "mod":
         return MoDConfig(gpt=gpt)
+    if model == "moe":
+        return MoEConfig(gpt=gpt, n_experts=4, top_k=2, capacity_factor=1.0)
     return MoBConfig(gpt=gpt, n_blocks=gpt.n_layer, gate_init="uniform")
 
 
 def parse_args():
     """Command-line flags (the same as bench_gpt_step's, plus --check)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", choices=MODELS, default=None, help="dense | mod | mob (default dense)")
+    p.add_argument("--model", choices=MODELS, default=None, help="dense | mod | mob | moe (default dense)")
     p.add_argument("--config", choices=sorted(CONFIGS), default=None, help="tiny | small | gpt2 (default tiny)")
     p.add_argument("--steps", type=int, default=20, help="timed steps (after warm-up)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
@@ -157,7 +162,7 @@ def check(args):
     _, objective = model(x, y)
     objective.backward()
     got_obj = objective.item()
-    got_lm = model.last_lm.item() if kind == "mod" else got_obj
+    got_lm = model.last_lm.item() if kind in ("mod", "moe") else got_obj
     want_obj, want_lm = float(ref["objective"]), float(ref["lm"])
     failures = []
     d_obj, d_lm = rel(got_obj, want_obj), rel(got_lm, want_lm)
@@ -182,15 +187,20 @@ def check(args):
         if not d <= args.grad_rtol:
             failures.append(f"grad.{name}: max difference {d:.3e} of its largest |grad| {scale:.3e} > {args.grad_rtol}")
     paths_mismatch = None
-    if kind == "mob":
-        if "route.paths" not in ref:
-            failures.append("the file has no route.paths")
+    if kind in ("mob", "moe"):
+        # MoB: per token (B*T, max_depth + 1) the block of each step; MoE: per
+        # MoE layer (layers, B*T, k) the expert of each assignment, -1 dropped.
+        key, got = ("route.paths", model.last_paths) if kind == "mob" else ("route.experts", model.last_routes)
+        if key not in ref:
+            failures.append(f"the file has no {key}")
         else:
-            want = torch.from_numpy(ref["route.paths"])
-            if want.shape != model.last_paths.shape:
-                failures.append(f"route.paths shape {list(want.shape)} vs {list(model.last_paths.shape)}")
+            want = torch.from_numpy(ref[key])
+            if want.shape != got.shape:
+                failures.append(f"{key} shape {list(want.shape)} vs {list(got.shape)}")
             else:
-                paths_mismatch = int((want != model.last_paths).any(dim=1).sum())
+                differs = want != got
+                differs = differs.any(dim=1) if kind == "mob" else differs.any(dim=2).any(dim=0)  # per token
+                paths_mismatch = int(differs.sum())
                 if paths_mismatch:
                     failures.append(f"{paths_mismatch} tokens took a different route than in dyngrad")
     depth = None
@@ -278,7 +288,7 @@ def main():
         if step >= args.warmup:
             times.append(elapsed)
         # The plain LM loss, like dyngrad's final_loss (read outside the timing).
-        loss = (model.last_lm if kind == "mod" else loss).item()
+        loss = (model.last_lm if kind in ("mod", "moe") else loss).item()
 
     median_s = statistics.median(times)
     result = {

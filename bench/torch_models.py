@@ -14,8 +14,9 @@ What it holds:
   * TorchGPT: the dense GPT of models/gpt.h, with the very same state-dict
     names and the same order of floating-point operations where it matters
     (a block returns its delta a + m; the model adds it to the residual);
-  * TorchMoD and TorchMoB: the routed models of models/mod.h and models/mob.h
-    (training objectives), with config_from_json to read dyngrad's config JSON.
+  * TorchMoD, TorchMoB and TorchMoE: the routed models of models/mod.h,
+    models/mob.h and models/moe.h (training objectives), with config_from_json
+    to read dyngrad's config JSON.
 
 State-dict names (V = 256, C = n_embd):
   wte.weight (V, C), wpe.weight (block_size, C),
@@ -287,6 +288,20 @@ class TorchGPT(nn.Module):
         return logits, loss
 
 
+    def head_and_lm(self, x, targets):
+        """(logits, LM loss or None) of the residual x (B, T, C) through ln_f
+        and the head; the routed models' objectives add their terms to it and
+        keep the LM loss as self.last_lm."""
+        B, T, _ = x.shape
+        h = self.ln_f(x)
+        logits = h @ self.wte.weight.t() if self.cfg.tied_head else self.lm_head(h)
+        if targets is None:
+            return logits, None
+        lm = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T))
+        self.last_lm = lm.detach()
+        return logits, lm
+
+
 def adamw_param_groups(model, weight_decay):
     """Two AdamW groups: weight decay on parameters with dim >= 2 (embeddings,
     Linear weights), none on biases and LayerNorm parameters."""
@@ -349,8 +364,20 @@ class MoBConfig:
     balance: float = 0.0
 
 
+@dataclass
+class MoEConfig:
+    """Mixture-of-Experts (the fields of models::MoEConfig)."""
+    gpt: GPTConfig
+    n_experts: int = 4
+    top_k: int = 1
+    moe_every: int = 1
+    capacity_factor: float = 0.0
+    balance: float = 0.01
+    z_loss: float = 1e-3
+
+
 def config_from_json(kind, text):
-    """The config of a dyngrad model of `kind` (dense | mod | mob) from the JSON
+    """The config of a dyngrad model of `kind` (dense | mod | mob | moe) from the JSON
     its to_json wrote (e.g. a checkpoint's or a bench file's model_config).
     Returns (config, dtype name)."""
     j = json.loads(text) if isinstance(text, str) else dict(text)
@@ -373,9 +400,13 @@ def config_from_json(kind, text):
             return MoBConfig(gpt=gpt, n_blocks=int(j["n_blocks"]), max_depth=int(j["max_depth"]),
                              halting=j["halting"], gate_init=j["gate_init"], attn_scope=j["attn_scope"],
                              weight=j["weight"], explore=j["explore"], **{k: float(j[k]) for k in floats}), dtype
+        if kind == "moe":
+            return MoEConfig(gpt=gpt, n_experts=int(j["n_experts"]), top_k=int(j["top_k"]),
+                             moe_every=int(j["moe_every"]), capacity_factor=float(j["capacity_factor"]),
+                             balance=float(j["balance"]), z_loss=float(j["z_loss"])), dtype
     except KeyError as e:
         raise ValueError(f"{kind} config: no field {e} in {text!r}") from None
-    raise ValueError(f"unknown model kind '{kind}' (dense, mod or mob)")
+    raise ValueError(f"unknown model kind '{kind}' (dense, mod, mob or moe)")
 
 
 def config_to_json(kind, cfg, dtype="f64"):
@@ -393,8 +424,8 @@ def config_to_json(kind, cfg, dtype="f64"):
 
 
 def make_torch_model(kind, cfg):
-    """TorchGPT, TorchMoD or TorchMoB for `kind` with config `cfg`."""
-    return {"dense": TorchGPT, "mod": TorchMoD, "mob": TorchMoB}[kind](cfg)
+    """TorchGPT, TorchMoD, TorchMoB or TorchMoE for `kind` with config `cfg`."""
+    return {"dense": TorchGPT, "mod": TorchMoD, "mob": TorchMoB, "moe": TorchMoE}[kind](cfg)
 
 
 class Router(nn.Module):
@@ -485,12 +516,9 @@ class TorchMoD(TorchGPT):
                 term = p if term is None else term + p
             if term is not None:
                 aux = term if aux is None else aux + term
-        h = self.ln_f(x)
-        logits = h @ self.wte.weight.t() if self.cfg.tied_head else self.lm_head(h)
-        if targets is None:
+        logits, lm = self.head_and_lm(x, targets)
+        if lm is None:
             return logits, None
-        lm = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T))
-        self.last_lm = lm.detach()
         return logits, (lm if aux is None else lm + aux)
 
 
@@ -638,3 +666,118 @@ class TorchMoB(TorchGPT):
             active = rows
         self.last_paths = paths.cpu()
         return None, (total + kl * cfg.kl) * (1.0 / N)
+
+
+class MoELayer(nn.Module):
+    """The router (C -> E, no bias) and experts 1..E-1 of one MoE block
+    (expert 0 is the block's own mlp), as moe.{i}.router / moe.{i}.experts.{e}."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        C, E = cfg.gpt.n_embd, cfg.n_experts
+        self.router = nn.Linear(C, E, bias=False)
+        self.experts = nn.ModuleDict({str(e): MLP(cfg.gpt) for e in range(1, E)})
+
+
+class TorchMoE(TorchGPT):
+    """Mixture-of-Experts (models/moe.h), token-choice top-k, training objective.
+
+    In blocks i with i % moe_every == moe_every - 1 the MLP half is replaced:
+    x1 = x + attn half; h = ln2(x1) as N = B*T rows; p = softmax(router(h));
+    each token takes its top-k experts (argmax, ties to the lower index; for
+    k = 2 the second is the argmax with the first masked), gates p at the
+    choices (renormalised over the two when k = 2). In training with
+    capacity_factor > 0 an expert keeps at most ceil(cf * N * k / E)
+    assignments in token order (a token's first choice before its second;
+    the rank of an assignment in its expert is a cumulative count). Execution
+    as a PyTorch user writes it: a loop over the experts, each on its rows
+    (index_select), the weighted outputs index_add-ed into x1. Objective: LM
+    + balance * mean over layers of E * sum_i f_i P_i + z_loss * mean over
+    layers of mean(logsumexp(logits)^2). forward returns (logits, objective);
+    self.last_lm is the LM loss and self.last_routes (layers, N, k) the
+    expert of every assignment (-1 where dropped), like dyngrad's routes.
+    """
+
+    def __init__(self, cfg):
+        if not 1 <= cfg.top_k <= min(2, cfg.n_experts):
+            raise ValueError(f"TorchMoE: top_k {cfg.top_k} must be in 1..min(2, n_experts {cfg.n_experts})")
+        if cfg.capacity_factor < 0 or cfg.moe_every < 1:
+            raise ValueError(f"TorchMoE: invalid config {cfg}")
+        super().__init__(cfg.gpt)
+        self.mcfg = cfg
+        self.moe = nn.ModuleDict({str(i): MoELayer(cfg) for i in range(cfg.gpt.n_layer) if self.has_experts(i)})
+        proj_std = 0.02 / math.sqrt(2 * cfg.gpt.n_layer)
+        with torch.no_grad():
+            for name, p in self.moe.named_parameters():
+                if name.endswith(".bias"):
+                    p.zero_()
+                else:
+                    p.normal_(0.0, proj_std if name.endswith("proj.weight") else 0.02)
+        self.last_lm = None
+        self.last_routes = None
+
+    def has_experts(self, i):
+        return i % self.mcfg.moe_every == self.mcfg.moe_every - 1
+
+    def _experts(self, i):
+        layer = self.moe[str(i)]
+        return [self.blocks[i].mlp] + [layer.experts[str(e)] for e in range(1, self.mcfg.n_experts)]
+
+    def _route(self, p):
+        """p (N, E) -> (choice (N, k), kept (N, k) bool, counts (E)); no gradient."""
+        N, E = p.shape
+        k = self.mcfg.top_k
+        first = p.argmax(dim=1)                                   # the first maximal index
+        choice = first.unsqueeze(1)
+        if k == 2:
+            second = p.masked_fill(F.one_hot(first, E).bool(), float("-inf")).argmax(dim=1)
+            choice = torch.stack([first, second], dim=1)
+        flat = choice.reshape(-1)                                 # token order, first choice first
+        kept = torch.ones_like(flat, dtype=torch.bool)
+        if self.training and self.mcfg.capacity_factor > 0:
+            cap = math.ceil(self.mcfg.capacity_factor * N * k / E)
+            rank = (F.one_hot(flat, E).cumsum(dim=0) - 1).gather(1, flat.unsqueeze(1)).squeeze(1)
+            kept = rank < cap
+        return choice, kept.reshape(N, k), torch.bincount(flat, minlength=E)
+
+    def forward(self, idx, targets=None):
+        B, T = idx.shape
+        if T > self.cfg.block_size:
+            raise ValueError(f"TorchMoE: sequence length {T} exceeds block_size {self.cfg.block_size}")
+        C, E, k, N = self.cfg.n_embd, self.mcfg.n_experts, self.mcfg.top_k, B * T
+        pos = torch.arange(T, device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(pos))
+        balance, zs, routes = [], [], []
+        for i, block in enumerate(self.blocks):
+            if not self.has_experts(i):
+                x = x + block(x)
+                continue
+            x1 = (x + block.drop(block.attn(block.ln1(x)))).reshape(N, C)
+            h = block.ln2(x1)
+            logits = self.moe[str(i)].router(h)                   # (N, E)
+            p = F.softmax(logits, dim=-1)
+            with torch.no_grad():
+                choice, kept, counts = self._route(p)
+            gates = p.gather(1, choice)                           # (N, k)
+            if k == 2:
+                gates = gates / gates.sum(dim=1, keepdim=True)
+            flat, gflat, kflat = choice.reshape(-1), gates.reshape(-1), kept.reshape(-1)
+            out = x1
+            for e, expert in enumerate(self._experts(i)):
+                a = torch.nonzero(kflat & (flat == e)).squeeze(1)  # assignments, token order
+                if a.numel() == 0:
+                    continue
+                tok = a // k
+                y = block.drop(expert(h.index_select(0, tok)))
+                out = out.index_add(0, tok, y * gflat.index_select(0, a).unsqueeze(1))
+            x = out.reshape(B, T, C)
+            f = counts.to(p.dtype) / (N * k)
+            balance.append(E * (p.mean(dim=0) * f).sum())
+            zs.append(torch.logsumexp(logits, dim=-1).square().mean())
+            routes.append(torch.where(kept, choice, torch.full_like(choice, -1)))
+        self.last_routes = torch.stack(routes)
+        logits, lm = self.head_and_lm(x, targets)
+        if lm is None:
+            return logits, None
+        objective = lm + torch.stack(balance).mean() * self.mcfg.balance + torch.stack(zs).mean() * self.mcfg.z_loss
+        return logits, objective

@@ -4,7 +4,7 @@
 // describes (what models::make_model takes).
 //
 //   LMFlags f;
-//   add_model_flags(app, f);        // --layers, --embd, ..., MoD and MoB groups (from the config tables)
+//   add_model_flags(app, f);        // --layers, --embd, ..., MoD, MoB and MoE groups (from the config tables)
 //   std::string cfg = model_config(f, "mob");
 //   auto model = models::make_model("mob", cfg);
 #include <CLI/CLI.hpp>
@@ -18,6 +18,7 @@
 #include "models/gpt.h"
 #include "models/mob.h"
 #include "models/mod.h"
+#include "models/moe.h"
 
 namespace dg::examples {
 
@@ -28,9 +29,10 @@ struct LMFlags {
                         .dropout = 0.0, .tied_head = true, .seed = 1337, .dtype = DType::f32};
   models::MoDConfig mod;  // its own fields (models::mod_fields()); the GPT part is `gpt`
   models::MoBConfig mob;  // its own fields (models::mob_fields()); the GPT part is `gpt`
+  models::MoEConfig moe;  // its own fields (models::moe_fields()); the GPT part is `gpt`
 };
 
-// The config JSON of model `kind` (dense | mod | mob) that the flags describe,
+// The config JSON of model `kind` (dense | mod | mob | moe) that the flags describe,
 // after the checks across fields (a dg::Error naming the keys and flags).
 inline std::string model_config(const LMFlags& f, const std::string& kind) {
   models::validate(f.gpt, kind == "mob" ? f.mob.n_blocks : f.gpt.n_layer, "model flags");
@@ -38,6 +40,12 @@ inline std::string model_config(const LMFlags& f, const std::string& kind) {
   if (kind == "mod") {
     models::MoDConfig c = f.mod;
     c.gpt = f.gpt;
+    return models::to_json(c);
+  }
+  if (kind == "moe") {
+    models::MoEConfig c = f.moe;
+    c.gpt = f.gpt;
+    models::validate(c, "model flags");
     return models::to_json(c);
   }
   models::MoBConfig c = f.mob;
@@ -58,6 +66,7 @@ inline void add_model_flags(CLI::App& app, LMFlags& f) {
   add_flags(app, models::gpt_config_table(), f.gpt);
   add_flags(*app.add_option_group("Mixture-of-Depths (--model mod)"), models::mod_fields(), f.mod);
   add_flags(*app.add_option_group("Mixture-of-Blocks (--model mob)"), models::mob_fields(), f.mob);
+  add_flags(*app.add_option_group("Mixture-of-Experts (--model moe)"), models::moe_fields(), f.moe);
 }
 
 }  // namespace dg::examples

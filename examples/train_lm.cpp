@@ -154,7 +154,7 @@ int main(int argc, char** argv) {
   Flags f;
   CLI::App app{"Train a byte-level language model (dense GPT, Mixture-of-Depths or Mixture-of-Blocks)."};
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a repeated flag: the last wins
-  app.add_option("--model", f.model, "dense | mod | mob")->check(CLI::IsMember({"dense", "mod", "mob"}))->capture_default_str();
+  app.add_option("--model", f.model, "dense | mod | mob | moe")->check(CLI::IsMember({"dense", "mod", "mob", "moe"}))->capture_default_str();
   examples::add_flags(app, train::train_options_table(), f.train);
   app.add_option("--threads", f.threads, "CPU threads (0: DG_NUM_THREADS or all cores)")->capture_default_str()
       ->check(CLI::NonNegativeNumber);

@@ -8,6 +8,7 @@
 #include "models/gpt.h"
 #include "models/mob.h"
 #include "models/mod.h"
+#include "models/moe.h"
 #include "nn/checkpoint.h"
 
 namespace dg::models {
@@ -21,11 +22,13 @@ Registry& registry() {
       {"dense", [](const std::string& j) { return std::make_unique<GPT>(gpt_config_from_json(j)); }},
       {"mod", [](const std::string& j) { return std::make_unique<MoD>(mod_config_from_json(j)); }},
       {"mob", [](const std::string& j) { return std::make_unique<MoB>(mob_config_from_json(j)); }},
+      {"moe", [](const std::string& j) { return std::make_unique<MoE>(moe_config_from_json(j)); }},
   };
   return r;
 }
 
-// The weights the trunk of a built-in config needs (trunk_parameters), or 0
+// The weights the trunk of a built-in config needs (trunk_parameters, and an
+// MoE's experts: expert_parameters), or 0
 // when the config does not say (then its parser reports what is wrong). Only
 // non-negative integers are read, never converted from floats.
 double trunk_weights_claimed(const std::string& config_json) {
@@ -39,7 +42,13 @@ double trunk_weights_claimed(const std::string& config_json) {
   GPTConfig c{.n_embd = size("n_embd"), .block_size = size("block_size"), .vocab_size = size("vocab_size")};
   auto tied = j.find("tied_head");
   c.tied_head = tied == j.end() || !tied->is_boolean() || tied->get<bool>();
-  return trunk_parameters(c, j.contains("n_blocks") ? size("n_blocks") : size("n_layer"));  // MoB: n_blocks
+  double claimed = trunk_parameters(c, j.contains("n_blocks") ? size("n_blocks") : size("n_layer"));  // MoB: n_blocks
+  if (j.contains("n_experts") && size("moe_every") > 0) {  // MoE: the experts beyond the trunk
+    MoEConfig m{.gpt = c, .n_experts = std::max<int64_t>(size("n_experts"), 1), .moe_every = size("moe_every")};
+    m.gpt.n_layer = size("n_layer");
+    claimed += expert_parameters(m);
+  }
+  return claimed;
 }
 
 }  // namespace
@@ -83,8 +92,9 @@ std::unique_ptr<LanguageModel> load_model(const std::string& path, bool allow_no
   for (auto& [name, t] : f.tensors)
     if (name.rfind("model.", 0) == 0) held += static_cast<double>(t.numel());
   const double claimed = trunk_weights_claimed(cfg->second);
-  DG_CHECK(claimed <= held, "load_model: {}: model_config asks for {:.4g} weights in the trunk alone, but the file "
-           "holds {:.4g} (a truncated or mismatched checkpoint)", path, claimed, held);
+  DG_CHECK(claimed <= held, "load_model: {}: model_config asks for {:.4g} weights in the trunk{} alone, but the file "
+           "holds {:.4g} (a truncated or mismatched checkpoint)", path, claimed,
+           cfg->second.find("\"n_experts\"") != std::string::npos ? " and experts" : "", held);
   auto model = make_model(kind->second, cfg->second);
   nn::NamedTensors targets, weights;
   for (auto& [name, t] : model->state_dict()) targets.emplace(name, t);

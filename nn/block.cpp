@@ -4,12 +4,21 @@ namespace dg::nn {
 
 // ---------------------------------------------------------------- the formula
 Tensor block_delta(const BlockLayers& layers, const Tensor& x, const AttentionKernel& kernel) {
+  Tensor a = attention_delta(layers, x, kernel);
+  Tensor m = mlp_delta(layers, layers.norm(BlockNorm::ln2, x + a));
+  return a + m;
+}
+
+Tensor attention_delta(const BlockLayers& layers, const Tensor& x, const AttentionKernel& kernel) {
   using enum BlockLinear;
   Tensor h = layers.norm(BlockNorm::ln1, x);
-  Tensor a = layers.dropout(layers.linear(attn_proj, kernel(layers.linear(attn_qkv, h))));
-  Tensor f = gelu(layers.linear(mlp_fc, layers.norm(BlockNorm::ln2, x + a)), /*tanh_approx=*/true);
-  Tensor m = layers.dropout(layers.linear(mlp_proj, f));
-  return a + m;
+  return layers.dropout(layers.linear(attn_proj, kernel(layers.linear(attn_qkv, h))));
+}
+
+Tensor mlp_delta(const BlockLayers& layers, const Tensor& h) {
+  using enum BlockLinear;
+  Tensor f = gelu(layers.linear(mlp_fc, h), /*tanh_approx=*/true);
+  return layers.dropout(layers.linear(mlp_proj, f));
 }
 
 // ---------------------------------------------------------------- one block

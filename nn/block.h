@@ -43,6 +43,13 @@ class BlockLayers {
 // The block's delta of x through `layers`, attending with `kernel`
 // (qkv (..., 3C) -> (..., C)). The formula at the top of this file.
 Tensor block_delta(const BlockLayers& layers, const Tensor& x, const AttentionKernel& kernel);
+// Its two halves, for models that replace one of them (MoE routes the MLP
+// half to experts): block_delta = a + mlp_delta(layers, norm(ln2, x + a))
+// with a = attention_delta(layers, x, kernel).
+//   a = drop(attn.proj(kernel(attn.qkv(ln1(x)))))     x (..., C) -> (..., C)
+//   m = drop(mlp.proj(gelu(mlp.fc(h))))               h (..., C), already normed -> (..., C)
+Tensor attention_delta(const BlockLayers& layers, const Tensor& x, const AttentionKernel& kernel);
+Tensor mlp_delta(const BlockLayers& layers, const Tensor& h);
 
 class Block : public Module, public BlockLayers {
  public:

@@ -1,5 +1,5 @@
-// The models above tensor/ on another device than the CPU: dense GPT, MoD
-// and MoB train, sample, checkpoint and resume on it exactly as on the CPU.
+// The models above tensor/ on another device than the CPU: dense GPT, MoD,
+// MoB and MoE train, sample, checkpoint and resume on it exactly as on the CPU.
 //
 // The guarded test device (tensor/guarded_backend.h) runs the CPU's kernels on
 // memory the host cannot touch, so there every result must be BIT-identical
@@ -10,7 +10,7 @@
 // present (f64 to 1e-10 instead of bitwise), and skip with the reason
 // otherwise.
 //
-// Legend: B = batch, T = time; kinds dense | mod | mob.
+// Legend: B = batch, T = time; kinds dense | mod | mob | moe.
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -21,6 +21,7 @@
 #include "models/gpt.h"
 #include "models/mob.h"
 #include "models/mod.h"
+#include "models/moe.h"
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
 #include "tensor/guarded_backend.h"
@@ -43,6 +44,14 @@ std::string config_of(const std::string& kind) {
     c.gpt = g;
     c.capacity = 0.5;
     c.causal = CausalMethod::both;
+    return to_json(c);
+  }
+  if (kind == "moe") {
+    MoEConfig c;
+    c.gpt = g;
+    c.n_experts = 3;
+    c.top_k = 2;
+    c.capacity_factor = 0.75;  // some tokens dropped in training
     return to_json(c);
   }
   MoBConfig c;
@@ -131,9 +140,9 @@ TEST_P(ModelsOnDevice, TrainsThreeStepsLikeTheCpu) {
         EXPECT_TRUE(near(pc[i].second.grad(), pd[i].second.grad(), c.tol)) << "step " << step << " " << pc[i].first;
       }
     }
-    if (c.kind == "mob") {
-      const auto& tc = dynamic_cast<MoB&>(*cpu).last_trace().tokens;
-      const auto& td = dynamic_cast<MoB&>(*dev).last_trace().tokens;
+    if (c.kind == "mob" || c.kind == "moe") {
+      const auto& tc = cpu->last_routing_trace()->tokens;
+      const auto& td = dev->last_routing_trace()->tokens;
       ASSERT_EQ(tc.size(), td.size());
       for (size_t t = 0; t < tc.size(); ++t) {
         ASSERT_EQ(tc[t].size(), td[t].size()) << "token " << t << " step " << step;
@@ -202,7 +211,7 @@ TEST_P(ModelsOnDevice, CheckpointsAndResumesLikeTheCpu) {
 
 std::vector<Case> cases() {
   std::vector<Case> v;
-  for (const char* kind : {"dense", "mod", "mob"}) {
+  for (const char* kind : {"dense", "mod", "mob", "moe"}) {
     v.push_back({kind, Device::guarded(), 0.0});
     v.push_back({kind, Device::cuda(0), 1e-10});
   }
@@ -243,6 +252,12 @@ TEST(ModelsOnDeviceHostReads, MoBReadsItsDecisionsOncePerDepthStep) {
   EXPECT_EQ(r.copies, static_cast<uint64_t>(r.steps));  // the policy's read of each step
   std::printf("MoB training forward + backward: %llu host reads over %lld depth steps\n",
               static_cast<unsigned long long>(r.copies), static_cast<long long>(r.steps));
+}
+
+// MoE: one read per MoE layer (its router probabilities, for the top-k and
+// the grouping of tokens by expert) and nothing else.
+TEST(ModelsOnDeviceHostReads, MoEReadsItsRouterOncePerLayer) {
+  EXPECT_EQ(host_reads_of_a_step("moe").copies, 2u);  // n_layer 2, an MoE layer in each block
 }
 
 // The trainer's own reads per step: the loss, LM loss and stats in one copy

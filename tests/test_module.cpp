@@ -109,6 +109,22 @@ TEST(Layers, BlockDeltaGradcheckAndZeroedBlockIsIdentity) {
   EXPECT_EQ(max_abs_diff(blk.forward(x), zeros({2, 5, 8}, {DType::f64})), 0.0);
 }
 
+// The block's two halves: attention_delta, then mlp_delta on ln2(x + a), add
+// up to the block's delta bit for bit; the attention half alone is the block
+// with a zero MLP.
+TEST(Layers, BlockHalvesAddUpToTheBlock) {
+  Generator gen(7);
+  nn::Block blk(8, 2, 0.0, {DType::f64, &gen});
+  Tensor x = rand_input({2, 5, 8}, 5).detach();
+  Tensor a = nn::attention_delta(blk, x, blk.attn->kernel());
+  Tensor m = nn::mlp_delta(blk, blk.ln2->forward(x + a));
+  EXPECT_EQ(max_abs_diff(a + m, blk.forward(x)), 0.0);
+  EXPECT_EQ(max_abs_diff(m, blk.mlp->forward(blk.ln2->forward(x + a))), 0.0);
+  nn::init::zeros_(blk.mlp->proj->weight);
+  nn::init::zeros_(blk.mlp->proj->bias);
+  EXPECT_EQ(max_abs_diff(a, blk.forward(x)), 0.0);
+}
+
 // Several blocks on their own rows of one group-ordered tensor (an empty
 // group included) give each block's delta on its rows, and gradients reach
 // every block's weights through the grouped ops.

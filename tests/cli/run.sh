@@ -51,6 +51,12 @@ expect_error "--halting must be one of ponder | bias, got \"sometimes\"" "$TRAIN
 expect_error "n_head (--heads) 3 must divide n_embd (--embd) 16" "$TRAIN" "${TINY[@]}" --heads 3
 expect_error "depth_target (--depth-target) 5 must be at most max_depth (--max-depth) 2" \
   "$TRAIN" "${TINY[@]}" --depth-target 5
+expect_error "--experts-per-token must be an integer in [1, 2], got 3" "$TRAIN" "${TINY[@]}" --model moe --experts-per-token 3
+expect_error "top_k (--experts-per-token) 2 is larger than n_experts (--experts) 1 (allowed: 1..n_experts, at most 2)" \
+  "$TRAIN" "${TINY[@]}" --model moe --experts 1 --experts-per-token 2
+expect_error "--capacity-factor must be a number >= 0, got -1" "$TRAIN" "${TINY[@]}" --model moe --capacity-factor -1
+expect_error "moe_every (--moe-every) 3 is larger than n_layer (--layers) 2" "$TRAIN" "${TINY[@]}" --model moe --moe-every 3
+expect_error "'top_k' must be an integer in [1, 2], got 3" "$COMPARE" --run moe=moe:top_k=3 --no-plot --out "$DIR/c2"
 # A validation split shorter than one window: refused before training.
 head -c 300 "$SRC/README.md" > "$DIR/short.txt"
 expect_error "the validation split has 30 bytes, fewer than one window of --block 64 plus 1" \

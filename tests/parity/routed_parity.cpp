@@ -1,7 +1,9 @@
 // Parity of the routed models with their PyTorch references (bench/
-// torch_models.py: TorchMoD, TorchMoB), f64: the same weights and batch must
-// give the same training objective, the same gradient for every parameter and,
-// for MoB, the same route for every token (block per step, halting step).
+// torch_models.py: TorchMoD, TorchMoB, TorchMoE), f64: the same weights and
+// batch must give the same training objective, the same gradient for every
+// parameter and, for MoB, the same route for every token (block per step,
+// halting step), for MoE the same expert for every assignment (and the same
+// ones dropped).
 // The reference files come from tests/parity/make_routed_reference.py, which
 // tests/parity/run_routed_parity.sh runs (with Debian's /usr/bin/python3)
 // before this binary, passing their directory in DG_ROUTED_REFERENCE_DIR.
@@ -14,6 +16,7 @@
 
 #include "models/factory.h"
 #include "models/mob.h"
+#include "models/moe.h"
 #include "nn/safetensors.h"
 
 using namespace dg;
@@ -91,6 +94,20 @@ void run_case(const std::string& name) {
                static_cast<double>(depth_sum) / static_cast<double>(N));
     EXPECT_EQ(differing, 0) << name << ": tokens routed differently from PyTorch";
   }
+  if (kind == "moe") {
+    const std::vector<models::MoERoutes>& routes = dynamic_cast<models::MoE&>(*model).last_routes();
+    std::vector<int64_t> got;
+    int64_t dropped = 0;
+    for (const models::MoERoutes& r : routes)
+      for (size_t a = 0; a < r.choice.size(); ++a) got.push_back(r.kept[a] ? r.choice[a] : -1), dropped += !r.kept[a];
+    const Tensor& want = ref.tensors.at("route.experts");
+    ASSERT_EQ(want.numel(), static_cast<int64_t>(got.size()));
+    const std::vector<int64_t> w = want.to_vector<int64_t>();
+    int64_t differing = 0;
+    for (size_t i = 0; i < got.size(); ++i) differing += got[i] != w[i];
+    fmt::print("  {:<12} assignments differing: {} of {}, {} dropped\n", name, differing, got.size(), dropped);
+    EXPECT_EQ(differing, 0) << name << ": assignments routed differently from PyTorch";
+  }
 }
 
 }  // namespace
@@ -98,3 +115,5 @@ void run_case(const std::string& name) {
 TEST(RoutedParity, MoDMatchesPyTorchInF64) { run_case("mod"); }
 TEST(RoutedParity, MoBStepScopeMatchesPyTorchInF64) { run_case("mob_step"); }
 TEST(RoutedParity, MoBBlockScopeStraightThroughMatchesPyTorchInF64) { run_case("mob_block"); }
+TEST(RoutedParity, MoETop1DroplessMatchesPyTorchInF64) { run_case("moe_top1"); }
+TEST(RoutedParity, MoETop2WithDropsMatchesPyTorchInF64) { run_case("moe_top2"); }
