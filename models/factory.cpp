@@ -8,6 +8,7 @@
 #include "models/gpt.h"
 #include "models/mob.h"
 #include "models/mod.h"
+#include "models/mor.h"
 #include "nn/checkpoint.h"
 
 namespace dg::models {
@@ -21,6 +22,7 @@ Registry& registry() {
       {"dense", [](const std::string& j) { return std::make_unique<GPT>(gpt_config_from_json(j)); }},
       {"mod", [](const std::string& j) { return std::make_unique<MoD>(mod_config_from_json(j)); }},
       {"mob", [](const std::string& j) { return std::make_unique<MoB>(mob_config_from_json(j)); }},
+      {"mor", [](const std::string& j) { return std::make_unique<MoR>(mor_config_from_json(j)); }},
   };
   return r;
 }

@@ -10,7 +10,8 @@
 // present (f64 to 1e-10 instead of bitwise), and skip with the reason
 // otherwise.
 //
-// Legend: B = batch, T = time; kinds dense | mod | mob.
+// Legend: B = batch, T = time; kinds dense | mod | mob | mor (expert-choice)
+// | mor_token (token-choice).
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -21,6 +22,7 @@
 #include "models/gpt.h"
 #include "models/mob.h"
 #include "models/mod.h"
+#include "models/mor.h"
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
 #include "tensor/guarded_backend.h"
@@ -45,6 +47,14 @@ std::string config_of(const std::string& kind) {
     c.causal = CausalMethod::both;
     return to_json(c);
   }
+  if (kind == "mor" || kind == "mor_token") {
+    MoRConfig c;
+    c.gpt = g;
+    c.router = kind == "mor" ? MoRRouter::expert : MoRRouter::token;
+    c.aux_weight = 0.1;
+    c.balance = 0.1;
+    return to_json(c);
+  }
   MoBConfig c;
   c.gpt = g;
   c.n_blocks = 3;
@@ -56,7 +66,7 @@ std::string config_of(const std::string& kind) {
 }
 
 std::unique_ptr<LanguageModel> make(const std::string& kind, Device d) {
-  auto m = make_model(kind, config_of(kind));
+  auto m = make_model(kind == "mor_token" ? "mor" : kind, config_of(kind));
   m->to(d);
   return m;
 }
@@ -131,9 +141,9 @@ TEST_P(ModelsOnDevice, TrainsThreeStepsLikeTheCpu) {
         EXPECT_TRUE(near(pc[i].second.grad(), pd[i].second.grad(), c.tol)) << "step " << step << " " << pc[i].first;
       }
     }
-    if (c.kind == "mob") {
-      const auto& tc = dynamic_cast<MoB&>(*cpu).last_trace().tokens;
-      const auto& td = dynamic_cast<MoB&>(*dev).last_trace().tokens;
+    if (cpu->last_routing_trace()) {  // MoB, MoR
+      const auto& tc = cpu->last_routing_trace()->tokens;
+      const auto& td = dev->last_routing_trace()->tokens;
       ASSERT_EQ(tc.size(), td.size());
       for (size_t t = 0; t < tc.size(); ++t) {
         ASSERT_EQ(tc[t].size(), td[t].size()) << "token " << t << " step " << step;
@@ -202,7 +212,7 @@ TEST_P(ModelsOnDevice, CheckpointsAndResumesLikeTheCpu) {
 
 std::vector<Case> cases() {
   std::vector<Case> v;
-  for (const char* kind : {"dense", "mod", "mob"}) {
+  for (const char* kind : {"dense", "mod", "mob", "mor", "mor_token"}) {
     v.push_back({kind, Device::guarded(), 0.0});
     v.push_back({kind, Device::cuda(0), 1e-10});
   }
