@@ -105,15 +105,19 @@ int64_t MoR::capacity_k(int64_t T, int64_t r) const {
   return k;
 }
 
-Tensor MoR::apply_cycle(Tensor x, const Rows& rows, const std::vector<int64_t>& counts, const Tensor& w) {
+void MoR::count_cycle(const std::vector<int64_t>& counts) {
   const double C = static_cast<double>(trunk_.cfg.n_embd), cycle = static_cast<double>(mcfg_.cycle);
-  std::vector<int64_t> cu{0};
   for (int64_t c : counts) {
-    cu.push_back(cu.back() + c);
-    // causal attention of a packed sequence of L tokens: L(L+1)/2 pairs at 4C
-    last_flops_ += cycle * 2.0 * C * static_cast<double>(c) * static_cast<double>(c + 1);
+    // per token 24C^2; causal attention of L tokens: L(L+1)/2 pairs at 4C
+    const double L = static_cast<double>(c);
+    last_flops_ += cycle * (24.0 * C * C * L + 2.0 * C * L * (L + 1.0));
   }
-  last_flops_ += cycle * 24.0 * C * C * static_cast<double>(cu.back());
+}
+
+Tensor MoR::apply_cycle(Tensor x, const Rows& rows, const std::vector<int64_t>& counts, const Tensor& w) {
+  count_cycle(counts);
+  std::vector<int64_t> cu{0};
+  for (int64_t c : counts) cu.push_back(cu.back() + c);
   const Tensor cu_seqlens = from_vector<int64_t>(cu, {static_cast<int64_t>(cu.size())}, x.device());
   for (const auto& block : trunk_.blocks)
     x = scatter_add_rows(x, rows, block->forward_packed(gather_rows(x, rows), cu_seqlens), w);
@@ -128,31 +132,31 @@ double sigmoid_of(double s) { return 1.0 / (1.0 + std::exp(-s)); }
 
 }  // namespace
 
-// Top-k routing: every selection stays on the device (static k_r per
-// sequence); the trace is read from the records when someone asks.
+// Top-k routing: k_r tokens in every sequence, so each recursion is a static
+// (B, k_r, C) batch through Block::forward (faster than packed sequences of
+// equal length); every selection stays on the device, and the trace is read
+// from the records when someone asks.
 Tensor MoR::run_topk(Tensor x, int64_t B, int64_t T, Terms& terms) {
-  const int64_t N = B * T, cycle = mcfg_.cycle;
-  const Device dev = x.device();
-  std::vector<int64_t> all(N);
-  std::iota(all.begin(), all.end(), 0);
-  Rows rows(all, dev);
-  x = apply_cycle(x, rows, std::vector<int64_t>(B, T), Tensor());  // recursion 0: every token, g = 1
-  terms.applications += static_cast<double>(N * cycle);
+  const int64_t C = trunk_.cfg.n_embd, cycle = mcfg_.cycle;
+  x = reshape(x, {B, T, C});
+  count_cycle(std::vector<int64_t>(B, T));
+  for (const auto& block : trunk_.blocks) x = x + block->forward(x);  // recursion 0: every token, g = 1
+  terms.applications += static_cast<double>(B * T * cycle);
   Tensor prev;  // (B, kp) positions active at r; undefined: all
   int64_t kp = T;
   for (int64_t r = 1; r < mcfg_.n_recursions; ++r) {
     const int64_t k = capacity_k(T, r);
-    Tensor s = reshape(routers[r]->forward(gather_rows(x, rows)), {B, kp});  // (B, kp)
-    last_flops_ += 2.0 * static_cast<double>(trunk_.cfg.n_embd * B * kp);
+    Tensor s = squeeze(routers[r]->forward(prev.defined() ? gather_tokens(x, prev) : x), -1);  // (B, kp)
+    last_flops_ += 2.0 * static_cast<double>(C * B * kp);
     ExpertChoice e = expert_choice(s, k);
     Tensor pos;
     {
       NoGradGuard no_grad;
       pos = prev.defined() ? gather(prev, 1, e.idx) : e.idx;  // (B, k) ascending positions
     }
-    rows = Rows();
-    rows.ids = flat_rows(pos, T);
-    x = apply_cycle(x, rows, std::vector<int64_t>(B, k), reshape(e.weight, {B * k}));
+    count_cycle(std::vector<int64_t>(B, k));
+    for (const auto& block : trunk_.blocks)
+      x = scatter_add_tokens(x, pos, block->forward(gather_tokens(x, pos)), e.weight);
     terms.aux = plus(terms.aux, e.aux);
     terms.router_accuracy.push_back(agreement(s, membership(e.idx, kp, s.dtype())));
     terms.applications += static_cast<double>(B * k * cycle);
@@ -160,7 +164,7 @@ Tensor MoR::run_topk(Tensor x, int64_t B, int64_t T, Terms& terms) {
     prev = pos, kp = k;
   }
   trace_pending_ = true;
-  return x;
+  return reshape(x, {B * T, C});
 }
 
 MoR::Step MoR::causal_step(int64_t r, const Tensor& x, const std::vector<int64_t>& active, const TokenChoice* tc) {

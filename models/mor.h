@@ -136,6 +136,8 @@ class MoR : public LanguageModel {
   // Every block of the cycle on `rows` of x (N, C) (ascending; counts[b] of
   // them in sequence b), x <- x + w·Delta_j(x), attention packed per sequence.
   Tensor apply_cycle(Tensor x, const Rows& rows, const std::vector<int64_t>& counts, const Tensor& w);
+  // Adds the FLOPs of the cycle on counts[b] tokens of each sequence b.
+  void count_cycle(const std::vector<int64_t>& counts);
   // Causal routing at recursion r: which of the `active` rows of x (N, C)
   // (ascending) run it, with g and the stop probabilities (the trace).
   struct Step {
