@@ -5,8 +5,9 @@
 // memory the host cannot touch, so there every result must be BIT-identical
 // to the CPU's (same kernels, same order), and any host access to a tensor a
 // model made there crashes the test. Its counters bound the host reads of a
-// training step: none for dense and MoD, one batched read per depth step for
-// MoB (its routing decisions). The same tests run on CUDA when a GPU is
+// training step: none for dense, MoD and MoR's top-k routing, one batched
+// read per depth step for MoB (its routing decisions), one for MoR's
+// token-choice depths. The same tests run on CUDA when a GPU is
 // present (f64 to 1e-10 instead of bitwise), and skip with the reason
 // otherwise.
 //
@@ -245,6 +246,13 @@ Reads host_reads_of_a_step(const std::string& kind) {
 TEST(ModelsOnDeviceHostReads, DenseAndMoDReadNothingPerStep) {
   EXPECT_EQ(host_reads_of_a_step("dense").copies, 0u);
   EXPECT_EQ(host_reads_of_a_step("mod").copies, 0u);
+}
+
+// MoR: expert-choice top-k keeps every selection on the device (its trace is
+// read only when asked); token-choice reads its depth probabilities once.
+TEST(ModelsOnDeviceHostReads, MoRReadsNothingWithTopkAndOnceWithTokenChoice) {
+  EXPECT_EQ(host_reads_of_a_step("mor").copies, 0u);
+  EXPECT_EQ(host_reads_of_a_step("mor_token").copies, 1u);
 }
 
 TEST(ModelsOnDeviceHostReads, MoBReadsItsDecisionsOncePerDepthStep) {
