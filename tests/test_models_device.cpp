@@ -1,5 +1,5 @@
-// The models above tensor/ on another device than the CPU: dense GPT, MoD
-// and MoB train, sample, checkpoint and resume on it exactly as on the CPU.
+// The models above tensor/ on another device than the CPU: dense GPT, MoD,
+// MoB and MoR train, sample, checkpoint and resume on it exactly as on the CPU.
 //
 // The guarded test device (tensor/guarded_backend.h) runs the CPU's kernels on
 // memory the host cannot touch, so there every result must be BIT-identical
