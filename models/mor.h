@@ -134,7 +134,8 @@ class MoR : public LanguageModel {
   Tensor run_topk(Tensor x, int64_t B, int64_t T, Terms& terms);     // expert, top-k routing
   Tensor run_causal(Tensor x, int64_t B, int64_t T, Terms& terms);   // expert causal, or token
   // Every block of the cycle on `rows` of x (N, C) (ascending; counts[b] of
-  // them in sequence b), x <- x + w·Delta_j(x), attention packed per sequence.
+  // them in sequence b), x <- x + w·Delta_j(x), attention among each
+  // sequence's rows (a (B, k, C) batch when every count is k, else packed).
   Tensor apply_cycle(Tensor x, const Rows& rows, const std::vector<int64_t>& counts, const Tensor& w);
   // Adds the FLOPs of the cycle on counts[b] tokens of each sequence b.
   void count_cycle(const std::vector<int64_t>& counts);

@@ -188,6 +188,28 @@ TEST(MoR, CausalAndTokenChoiceFilterHierarchically) {
   }
 }
 
+// Sequences with different numbers of active tokens run as packed sequences;
+// one sequence alone runs as a (1, k, C) batch: the same logits.
+TEST(MoR, PackedRecursionsEqualEachSequenceAlone) {
+  for (MoRRouter router : {MoRRouter::expert, MoRRouter::token}) {
+    MoR m(tiny(router));
+    sharpen(m, 40.0);
+    m.set_routing(MoRRouting::causal);
+    Tensor idx = tokens(3, 12, 13);
+    Tensor all = m.forward(idx);
+    const RoutingTrace tr = *m.last_routing_trace();
+    bool unequal = false;
+    for (int64_t r = 1; r < 3; ++r) {
+      std::vector<int64_t> at(3, 0);
+      for (int64_t i = 0; i < 36; ++i) at[i / 12] += static_cast<int64_t>(recursions_of(tr, i).size()) > r;
+      unequal = unequal || at[0] != at[1] || at[1] != at[2];
+    }
+    EXPECT_TRUE(unequal) << "the test needs sequences with different counts";
+    for (int64_t b = 0; b < 3; ++b)
+      EXPECT_LT(max_abs_diff(slice(all, 0, b, b + 1), m.forward(slice(idx, 0, b, b + 1))), 1e-12) << b;
+  }
+}
+
 TEST(MoR, LossGradientsMatchFiniteDifferences) {
   for (MoRRouter router : {MoRRouter::expert, MoRRouter::token}) {
     MoR m(tiny(router));
