@@ -251,4 +251,11 @@ TEST(CompareSeeds, BadSeedsAndBudgetsAreRefusedNamingTheFlag) {
   std::filesystem::remove_all(o.out);
   EXPECT_DG_ERROR(train::compare_runs({train::parse_run("dense", base_config)}, corpus, o), "--budgets");
   EXPECT_FALSE(std::filesystem::exists(o.out));
+  // A config its kind refuses (checks across fields) stops the comparison before the first run trains.
+  o.budgets.clear();
+  const std::vector<train::RunSpec> runs = {train::parse_run("dense", base_config),
+                                            train::parse_run("h=dense:n_head=3", base_config)};
+  EXPECT_DG_ERROR(train::compare_runs(runs, corpus, o),
+                  "--run 'h'", "n_head (--heads) 3 must divide n_embd (--embd) 16");
+  EXPECT_FALSE(std::filesystem::exists(o.out));
 }

@@ -242,6 +242,14 @@ std::vector<RunResult> compare_runs(const std::vector<RunSpec>& runs, const data
     for (size_t j = 0; j < i; ++j) DG_CHECK(runs[i].name != runs[j].name, "two runs are named '{}'", runs[i].name);
   DG_CHECK(o.evals > 0 && o.steps > 0, "compare_runs: steps {} and evals {} must be positive", o.steps, o.evals);
   validate(o);
+  // Every run's config is checked, its model built once, before anything trains.
+  for (const RunSpec& s : runs) {
+    try {
+      models::make_model(s.kind, s.config);
+    } catch (const Error& e) {
+      throw Error(fmt::format("--run '{}': {}", s.name, e.what()));
+    }
+  }
   const int64_t windows = std::min(o.eval_batches, corpus.num_eval_batches(o.batch, o.block));
   std::filesystem::create_directories(o.out);
   // Without a sweep: one budget, o.budget or (0) what the first run spends.
