@@ -114,10 +114,9 @@ class ExpertChoiceMoB : public models::LanguageModel {
     Tensor objective = aux_.defined() && cfg_.aux > 0 ? lm + aux_ * cfg_.aux : lm;
     return {objective, lm, {{"depth", trace_.summary().mean_depth}}, {{"router_bce", aux_}}};
   }
-  std::unique_ptr<models::DecodeState> start_decoding(int64_t) override {
-    throw Error("ec-mob: no incremental decoding (top-k over a whole sequence is not causal)");
-  }
-  Tensor decode(models::DecodeState&, const Tensor&) override { throw Error("ec-mob: no incremental decoding"); }
+  // No incremental decoding: top-k over a whole sequence is not causal.
+  std::unique_ptr<models::DecodeState> start_decoding(int64_t) override { throw Error("ec-mob: not causal"); }
+  Tensor decode(models::DecodeState&, const Tensor&) override { throw Error("ec-mob: not causal"); }
   int64_t block_size() const override { return cfg_.gpt.block_size; }
   int64_t vocab_size() const override { return cfg_.gpt.vocab_size; }
   double last_forward_flops_per_token() const override { return flops_; }
@@ -146,7 +145,7 @@ int main(int argc, char** argv) {
   app.add_option("--out", o.out, "output folder");
   CLI11_PARSE(app, argc, argv);
   try {
-    o.warmup = std::min(o.warmup, o.steps / 4), o.block = gpt.block_size;
+    o.block = gpt.block_size;
     models::register_model_kind("ec-mob", [](const std::string& json) {
       return std::make_unique<ExpertChoiceMoB>(config::from_json_text(ec_table(), json, "ec-mob config"));
     });
