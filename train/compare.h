@@ -130,8 +130,12 @@ RunResult aggregate_seeds(const std::vector<RunResult>& seeds);
 // of a budget without a dense run are left unmarked.
 void mark_noise(std::vector<RunResult>& rows);
 
-// Trains and evaluates every run in order (names must differ); writes the
-// outputs listed above and returns the rows.
+// Trains and evaluates every run in order (names must differ): with budgets,
+// every run at the first budget, then at the next, ...; with seeds, each run
+// N times in a row. Before anything trains, the options are validated and
+// every run's model is built once from its config, so a config its kind
+// refuses is a dg::Error naming the run. Writes the outputs listed above and
+// returns the rows (one per run and budget, in that order).
 std::vector<RunResult> compare_runs(const std::vector<RunSpec>& runs, const data::Corpus& corpus,
                                     const CompareOptions& opt);
 

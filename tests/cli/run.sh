@@ -62,6 +62,8 @@ expect_error "--seeds must be an integer in [1, 1000], got 0" "$COMPARE" --seeds
 expect_error "--budgets '1e12,,2e12': item 2 is empty; expected positive training-FLOP counts separated by commas" \
   "$COMPARE" --budgets 1e12,,2e12 --no-plot --out "$DIR/c3"
 expect_error "--budgets 'lots': item 1 'lots' is not a positive number" "$COMPARE" --budgets lots --no-plot --out "$DIR/c4"
+expect_error "--budgets is empty; expected positive training-FLOP counts" "$COMPARE" --budgets "" --no-plot --out "$DIR/c4b"
+expect_error "--seeds must be an integer in [1, 1000], got 1.5" "$COMPARE" --seeds 1.5 --no-plot --out "$DIR/c4c"
 expect_error "--budgets '1e12,-5': item 2 '-5' is not a positive number" "$COMPARE" --budgets=1e12,-5 --no-plot --out "$DIR/c5"
 expect_error "--budgets and --budget exclude each other" "$COMPARE" --budgets 1e12 --budget 1e12 --no-plot --out "$DIR/c6"
 expect_error "--budgets needs --match flops" "$COMPARE" --budgets 1e12 --match steps --no-plot --out "$DIR/c7"
