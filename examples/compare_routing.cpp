@@ -10,8 +10,16 @@
 //   compare_routing                                   # defaults, 5-7 minutes on 2 cores
 //   compare_routing --data bible.txt --steps 3000     # a text file, a larger budget
 //   compare_routing --match steps                     # equal steps instead of equal FLOPs
+//   compare_routing --seeds 3                         # mean ± sd over 3 seeds; differences beyond the noise marked
+//   compare_routing --budgets 1e12,2e12,4e12 --seeds 3   # isoFLOP sweep: a table per budget, <out>/isoflop.png
 //   compare_routing --run dense-4=dense --run mob-block=mob:attn_scope=block
 //                   --run mob-bias=mob:halting=bias,gate_init=uniform     (one line)
+//
+// Noise: --seeds N trains every run N times (seeds --seed + i, for the data
+// order and the initial weights) and reports mean ± sample standard deviation;
+// a difference against the best dense run is marked (*) only when it exceeds
+// twice Welch's standard error (the table's legend says so). --budgets a,b,c
+// repeats the whole comparison at each training-FLOP budget.
 //
 // The budget: --steps is the number of steps of the first run (the dense
 // L-layer model by default); the budget is what that run spends, measured on
@@ -53,7 +61,15 @@ struct Flags : examples::LMFlags {
   }
   int threads = 0;
   bool no_plot = false;
+  int64_t seeds = 1;
+  std::string budgets;  // "1e12,2e12": parsed by train::parse_budgets
 };
+// --seeds, checked like the config fields (one line naming the flag and the range).
+const config::Table<Flags>& seeds_flag() {
+  static const config::Table<Flags> t = {config::integer<Flags>(
+      "seeds", "--seeds", &Flags::seeds, 1, 1000, "trainings per run, seeds --seed + i; the table shows mean ± sd")};
+  return t;
+}
 const std::vector<std::string> kTrainFlags = {"--batch",        "--lr",        "--min-lr",      "--warmup",
                                               "--weight-decay", "--grad-clip", "--eval-batches"};
 
@@ -81,6 +97,9 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--budget", f.budget, "training FLOPs per run (0: what the first run spends in --steps steps)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
+  examples::add_flags(app, seeds_flag(), f);
+  app.add_option("--budgets", f.budgets,
+                 "isoFLOP sweep: training-FLOP budgets separated by commas, e.g. 1e12,2e12,4e12 (every run at each)");
   app.add_option("--match", f.match, "flops (equal training FLOPs) | steps (equal steps)")
       ->check(CLI::IsMember({"flops", "steps"}))->capture_default_str();
   examples::add_flags(app, train::train_options_table(), f.train, kTrainFlags);
@@ -98,24 +117,27 @@ int main(int argc, char** argv) {
     f.train.steps = f.steps, f.train.block = f.gpt.block_size, f.train.seed = f.gpt.seed;
     examples::fit_default_warmup(app, f.train);
     train::validate(f.train);
+    std::vector<double> budgets;
+    if (app.count("--budgets") > 0) budgets = train::parse_budgets(f.budgets);
     const Device d = examples::open_device(device);
     if (f.threads > 0) set_num_threads(f.threads);
     if (f.runs.empty()) f.runs = default_runs(f);
     std::vector<train::RunSpec> specs;
     for (const std::string& s : f.runs)
       specs.push_back(train::parse_run(s, [&](const std::string& kind) { return examples::model_config(f, kind); }));
+    const train::TrainOptions& t = f.train;
+    train::CompareOptions o;
+    o.out = f.out, o.match = f.match == "steps" ? train::Match::steps : train::Match::flops, o.steps = f.steps;
+    o.budget = f.budget, o.batch = t.batch, o.block = t.block, o.warmup = t.warmup, o.evals = f.evals;
+    o.eval_batches = t.eval_batches, o.lr = t.lr, o.min_lr = t.min_lr, o.weight_decay = t.weight_decay;
+    o.grad_clip = t.grad_clip, o.seed = t.seed, o.device = d, o.seeds = f.seeds, o.budgets = budgets;
+    train::validate(o);  // before the corpus is read or a model built
     auto corpus = examples::load_corpus(f.data, f.gpt.seed);
     train::check_data(*corpus, f.gpt.block_size);
     fmt::print("compare_routing: data {} (train {} bytes, val {}; unigram entropy {:.3f}, bigram {:.3f} nats/byte), "
                "B={} T={}, match {}\n",
                corpus->source(), corpus->size(data::Split::train), corpus->size(data::Split::val),
                corpus->unigram_entropy(), corpus->bigram_entropy(), f.train.batch, f.gpt.block_size, f.match);
-    const train::TrainOptions& t = f.train;
-    train::CompareOptions o;
-    o.out = f.out, o.match = f.match == "steps" ? train::Match::steps : train::Match::flops, o.steps = f.steps;
-    o.budget = f.budget, o.batch = t.batch, o.block = t.block, o.warmup = t.warmup, o.evals = f.evals;
-    o.eval_batches = t.eval_batches, o.lr = t.lr, o.min_lr = t.min_lr, o.weight_decay = t.weight_decay;
-    o.grad_clip = t.grad_clip, o.seed = t.seed, o.device = d;
     std::vector<train::RunResult> rows = train::compare_runs(specs, *corpus, o);
     fmt::print("\n{}", train::results_table(rows));
     fmt::print("\nresults: {0}/table.md, {0}/summary.jsonl, {0}/<run>/metrics.jsonl\n", f.out);

@@ -4,12 +4,17 @@ folder; it calls this script itself unless given --no-plot).
 
     /usr/bin/python3 tools/plot_compare.py runs/compare
 
-reads <dir>/summary.jsonl and <dir>/<run>/metrics.jsonl and writes
-  loss_vs_flops.png   validation loss against training FLOPs, every run
+reads <dir>/summary.jsonl and each run's metrics.jsonl and writes
+  loss_vs_flops.png   validation loss against training FLOPs, every run (every
+                      seed, one colour per run; with --budgets the largest budget)
                       (MoD's final loss with causal routing as an open marker)
-  depth_histogram.png share of tokens per MoB depth (block applications), per MoB run
-  depth_by_level.png  MoB's mean depth on the tokens that predict answer bytes,
+  depth_histogram.png share of tokens per depth (block applications), per run
+                      of a kind with a routing trace (MoB, custom kinds, ...)
+  depth_by_level.png  their mean depth on the tokens that predict answer bytes,
                       per difficulty level (only on the arithmetic corpus)
+  isoflop.png         with --budgets: final val loss against training FLOPs,
+                      per run (mean over seeds, error bars = sample sd), and
+                      the dense frontier (the lowest dense run at each budget)
 
 Run with Debian's interpreter (/usr/bin/python3), which has matplotlib.
 """
@@ -33,26 +38,38 @@ def finite(x):
     return x is not None and not (isinstance(x, float) and math.isnan(x))
 
 
-def plot_loss_vs_flops(rows, folder, path):
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, r in enumerate(rows):
-        evals = [m for m in read_jsonl(os.path.join(folder, r["dir"], "metrics.jsonl")) if m.get("kind") == "eval"]
-        xs = [m["train_flops"] for m in evals]
-        ys = [m["val_loss"] for m in evals]
-        color = f"C{i}"
-        ax.plot(xs, ys, marker="o", ms=3, color=color, label=f'{r["run"]} ({r["flops_per_token"] / 1e6:.2f} MFLOP/tok)')
-        if finite(r.get("val_loss_causal")) and xs:
-            ax.plot([xs[-1]], [r["val_loss_causal"]], marker="o", mfc="none", color=color, ms=7,
-                    label=f'{r["run"]}, causal routing')
+def save_against_flops(fig, ax, path, ylabel, title):
+    """Log-FLOPs x axis, labels, grid and legend; writes the figure."""
     ax.set_xscale("log")
     ax.set_xlabel("training FLOPs")
-    ax.set_ylabel("validation loss (nats/byte)")
-    ax.set_title("Validation loss against training compute")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def seeds_of(r):
+    """The rows of a run's seeds (the row itself when it has one seed)."""
+    return r.get("per_seed") or [r]
+
+
+def plot_loss_vs_flops(rows, folder, path):
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, r in enumerate(rows):
+        color = f"C{i}"
+        for j, s in enumerate(seeds_of(r)):
+            evals = [m for m in read_jsonl(os.path.join(folder, s["dir"], "metrics.jsonl")) if m.get("kind") == "eval"]
+            xs = [m["train_flops"] for m in evals]
+            ys = [m["val_loss"] for m in evals]
+            label = f'{r["run"]} ({r["flops_per_token"] / 1e6:.2f} MFLOP/tok)' if j == 0 else None
+            ax.plot(xs, ys, marker="o", ms=3, color=color, alpha=1.0 if j == 0 else 0.5, label=label)
+        if finite(r.get("val_loss_causal")) and xs:
+            ax.plot([xs[-1]], [r["val_loss_causal"]], marker="o", mfc="none", color=color, ms=7,
+                    label=f'{r["run"]}, causal routing')
+    save_against_flops(fig, ax, path, "validation loss (nats/byte)", "Validation loss against training compute")
 
 
 def plot_depth_histogram(mobs, path):
@@ -64,7 +81,7 @@ def plot_depth_histogram(mobs, path):
                label=f'{r["run"]} (mean {r["mean_depth"]:.2f})')
     ax.set_xlabel("depth (blocks applied before returning)")
     ax.set_ylabel("tokens (%)")
-    ax.set_title("MoB depth histogram on the validation windows")
+    ax.set_title("Depth histogram on the validation windows")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
@@ -80,12 +97,37 @@ def plot_depth_by_level(mobs, path):
     ax.set_xticks([1, 2, 3, 4])
     ax.set_xlabel("difficulty level of the answer (operand digits)")
     ax.set_ylabel("mean depth of the predicting token")
-    ax.set_title("MoB depth by difficulty")
+    ax.set_title("Depth by difficulty")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_isoflop(rows, path):
+    """Final val loss against training FLOPs per run over the budgets (error
+    bars: sd over seeds), and the dense frontier: at each budget the lowest
+    mean val loss among the dense runs (their sizes)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    names = list(dict.fromkeys(r["run"] for r in rows))
+    for i, name in enumerate(names):
+        runs = sorted((r for r in rows if r["run"] == name), key=lambda r: r["budget"])
+        xs = [r["train_flops"] for r in runs]
+        ys = [r["val_loss"] for r in runs]
+        err = [r["val_loss_sd"] if finite(r.get("val_loss_sd")) else 0.0 for r in runs]
+        marker = "s" if runs[0]["kind"] == "dense" else "o"
+        ax.errorbar(xs, ys, yerr=err, marker=marker, ms=4, capsize=3, color=f"C{i}",
+                    label=f'{name} ({runs[0]["kind"]})')
+    frontier = []
+    for b in sorted({r["budget"] for r in rows}):
+        dense = [r for r in rows if r["budget"] == b and r["kind"] == "dense"]
+        if dense:
+            best = min(dense, key=lambda r: r["val_loss"])
+            frontier.append((best["train_flops"], best["val_loss"]))
+    if len(frontier) >= 2:
+        ax.plot(*zip(*frontier), color="black", ls="--", lw=1.2, label="dense frontier")
+    save_against_flops(fig, ax, path, "final validation loss (nats/byte)", "IsoFLOP sweep: mean over seeds, bars = sample sd")
 
 
 def main():
@@ -95,9 +137,15 @@ def main():
     rows = read_jsonl(os.path.join(args.folder, "summary.jsonl"))
     if not rows:
         raise SystemExit(f"plot_compare.py: {args.folder}/summary.jsonl holds no runs")
-    written = [os.path.join(args.folder, "loss_vs_flops.png")]
+    written = []
+    if len({r.get("budget", 0) for r in rows}) > 1:
+        written.append(os.path.join(args.folder, "isoflop.png"))
+        plot_isoflop(rows, written[-1])
+        largest = max(r["budget"] for r in rows)
+        rows = [r for r in rows if r["budget"] == largest]
+    written.append(os.path.join(args.folder, "loss_vs_flops.png"))
     plot_loss_vs_flops(rows, args.folder, written[-1])
-    mobs = [r for r in rows if r["kind"] == "mob" and r.get("depth_histogram")]
+    mobs = [r for r in rows if r.get("depth_histogram")]
     if mobs:
         written.append(os.path.join(args.folder, "depth_histogram.png"))
         plot_depth_histogram(mobs, written[-1])

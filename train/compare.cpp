@@ -159,14 +159,82 @@ bool evaluate_depth(models::LanguageModel& model, const data::Corpus& corpus, co
   return true;
 }
 
-TrainOptions train_options(const CompareOptions& o, int64_t steps, double budget, const std::string& dir) {
+TrainOptions train_options(const CompareOptions& o, int64_t steps, double budget, uint64_t seed,
+                           const std::string& dir) {
   TrainOptions t;
   t.steps = steps, t.batch = o.batch, t.block = o.block, t.lr = o.lr, t.min_lr = o.min_lr;
   t.warmup = std::min(o.warmup, steps / 4), t.weight_decay = o.weight_decay, t.grad_clip = o.grad_clip;
-  t.eval_every = std::max<int64_t>(1, steps / o.evals), t.eval_batches = o.eval_batches, t.seed = o.seed;
+  t.eval_every = std::max<int64_t>(1, steps / o.evals), t.eval_batches = o.eval_batches, t.seed = seed;
   t.out_dir = dir, t.flop_budget = o.match == Match::flops ? budget : 0.0, t.flop_schedule = o.match == Match::flops;
   t.overwrite = true;  // a comparison reruns every run from scratch into its folder
   return t;
+}
+
+// The config of seed i: its "seed" field (the initial weights), where it has
+// one, moved on by i.
+std::string config_of_seed(const std::string& config, int64_t i) {
+  nlohmann::json j = nlohmann::json::parse(config);
+  auto it = j.find("seed");
+  if (i == 0 || it == j.end() || !it->is_number_unsigned()) return config;
+  *it = it->get<uint64_t>() + static_cast<uint64_t>(i);
+  return j.dump();
+}
+
+// "1e+12" -> "1e12": a budget as a folder name.
+std::string budget_label(double b) {
+  std::string s = fmt::format("{:.3g}", b);
+  const size_t e = s.find('e');
+  if (e == std::string::npos) return s;
+  std::string exponent = s.substr(e + 1);
+  const bool negative = exponent[0] == '-';
+  exponent.erase(0, exponent.find_first_not_of("+-0"));
+  return s.substr(0, e) + "e" + (negative ? "-" : "") + (exponent.empty() ? "0" : exponent);
+}
+
+// One training of run s with seed index i into out/<rel>, at `budget` (0:
+// set here to what this run spends in o.steps steps).
+RunResult train_once(const RunSpec& s, int64_t i, const std::string& rel, double& budget, const data::Corpus& corpus,
+                     const CompareOptions& o, int64_t windows) {
+  const std::string config = config_of_seed(s.config, i);
+  const uint64_t seed = o.seed + static_cast<uint64_t>(i);
+  auto model = models::make_model(s.kind, config);
+  model->to(o.device);
+  const double probe = probe_flops(*model, corpus, o.batch, o.block);
+  const double step_flops = 3.0 * probe * static_cast<double>(o.batch * o.block);
+  if (budget <= 0 && o.match == Match::flops) budget = step_flops * static_cast<double>(o.steps);
+  const int64_t steps =
+      o.match == Match::steps ? o.steps : std::max<int64_t>(1, std::llround(budget / step_flops));
+  const std::string dir = o.out + "/" + rel;
+  std::filesystem::create_directories(dir);
+  std::filesystem::remove(dir + "/metrics.jsonl");
+  std::filesystem::remove(dir + "/routing.json");
+  if (o.print_progress) {
+    fmt::print("\n== {} ({}{}): {:.2f}M parameters, {:.3f} MFLOP/token at init, {} steps{}\n", s.name, s.kind,
+               o.seeds > 1 ? fmt::format(", seed {}", seed) : "", static_cast<double>(model->num_parameters()) / 1e6,
+               probe / 1e6, steps,
+               o.match == Match::flops ? fmt::format(" (estimated; budget {:.3g} FLOPs)", budget) : "");
+    std::fflush(stdout);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  Trainer trainer(*model, corpus, train_options(o, steps, budget, seed, dir));
+  trainer.run({}, [&](const EvalLog& e) {
+    if (!o.print_progress) return;
+    fmt::print("  step {:>5}  val loss {:.4f}  {:.3f} MFLOP/token  train {:.3g} FLOPs\n", e.step, e.val.loss,
+               e.val.flops_per_token / 1e6, e.train_flops);
+    std::fflush(stdout);
+  });
+  RunResult r;
+  r.wall_s = seconds_since(t0);
+  const EvalResult& v = trainer.last_eval().val;
+  r.run = s.name, r.kind = s.kind, r.config = config, r.dir = rel, r.budget = o.match == Match::flops ? budget : 0;
+  r.seed = seed;
+  r.params = model->num_parameters(), r.steps = trainer.step(), r.train_flops = trainer.train_flops();
+  r.flops_per_token = v.flops_per_token, r.val_loss = v.loss, r.tokens_per_s = trainer.tokens_per_s();
+  if (v.answers_by_level[1] + v.answers_by_level[4] > 0) r.answer_accuracy = v.answer_accuracy;
+  for (size_t lv = 1; lv <= 4; ++lv) r.answer_accuracy_by_level[lv - 1] = v.accuracy_by_level[lv];
+  if (auto* mod = dynamic_cast<models::MoD*>(model.get())) evaluate_mod(*mod, corpus, o, windows, r);
+  evaluate_depth(*model, corpus, o, windows, dir, r);
+  return r;
 }
 
 }  // namespace
@@ -176,108 +244,36 @@ std::vector<RunResult> compare_runs(const std::vector<RunSpec>& runs, const data
   for (size_t i = 0; i < runs.size(); ++i)
     for (size_t j = 0; j < i; ++j) DG_CHECK(runs[i].name != runs[j].name, "two runs are named '{}'", runs[i].name);
   DG_CHECK(o.evals > 0 && o.steps > 0, "compare_runs: steps {} and evals {} must be positive", o.steps, o.evals);
-  const double tokens_per_step = static_cast<double>(o.batch * o.block);
+  validate(o);
+  // Every run's config is checked, its model built once, before anything trains.
+  for (const RunSpec& s : runs) {
+    try {
+      models::make_model(s.kind, s.config);
+    } catch (const Error& e) {
+      throw Error(fmt::format("--run '{}': {}", s.name, e.what()));
+    }
+  }
   const int64_t windows = std::min(o.eval_batches, corpus.num_eval_batches(o.batch, o.block));
   std::filesystem::create_directories(o.out);
-  double budget = 0;
+  // Without a sweep: one budget, o.budget or (0) what the first run spends.
+  const std::vector<double> budgets = o.budgets.empty() ? std::vector<double>{o.budget} : o.budgets;
   std::vector<RunResult> rows;
-  for (size_t i = 0; i < runs.size(); ++i) {
-    const RunSpec& s = runs[i];
-    auto model = models::make_model(s.kind, s.config);
-    model->to(o.device);
-    const double probe = probe_flops(*model, corpus, o.batch, o.block);
-    const double step_flops = 3.0 * probe * tokens_per_step;
-    if (i == 0) budget = o.budget > 0 ? o.budget : step_flops * static_cast<double>(o.steps);
-    const int64_t steps =
-        o.match == Match::steps ? o.steps : std::max<int64_t>(1, std::llround(budget / step_flops));
-    const std::string dir = o.out + "/" + s.name;
-    std::filesystem::create_directories(dir);
-    std::filesystem::remove(dir + "/metrics.jsonl");
-    std::filesystem::remove(dir + "/routing.json");
-    if (o.print_progress) {
-      fmt::print("\n== {} ({}): {:.2f}M parameters, {:.3f} MFLOP/token at init, {} steps{}\n", s.name, s.kind,
-                 static_cast<double>(model->num_parameters()) / 1e6, probe / 1e6, steps,
-                 o.match == Match::flops ? fmt::format(" (estimated; budget {:.3g} FLOPs)", budget) : "");
-      std::fflush(stdout);
+  for (double budget : budgets) {
+    const std::string under = o.budgets.empty() ? "" : "budget-" + budget_label(budget) + "/";
+    for (const RunSpec& s : runs) {
+      std::vector<RunResult> seeds;
+      for (int64_t i = 0; i < o.seeds; ++i) {
+        const std::string rel = under + s.name + (o.seeds > 1 ? fmt::format("/seed{}", i) : "");
+        seeds.push_back(train_once(s, i, rel, budget, corpus, o, windows));
+      }
+      rows.push_back(o.seeds == 1 ? seeds[0] : aggregate_seeds(seeds));
+      rows.back().dir = under + s.name;
     }
-    const auto t0 = std::chrono::steady_clock::now();
-    Trainer trainer(*model, corpus, train_options(o, steps, budget, dir));
-    trainer.run({}, [&](const EvalLog& e) {
-      if (!o.print_progress) return;
-      fmt::print("  step {:>5}  val loss {:.4f}  {:.3f} MFLOP/token  train {:.3g} FLOPs\n", e.step, e.val.loss,
-                 e.val.flops_per_token / 1e6, e.train_flops);
-      std::fflush(stdout);
-    });
-    RunResult r;
-    r.wall_s = seconds_since(t0);
-    const EvalResult& v = trainer.last_eval().val;
-    r.run = s.name, r.kind = s.kind, r.config = s.config, r.dir = s.name;
-    r.params = model->num_parameters(), r.steps = trainer.step(), r.train_flops = trainer.train_flops();
-    r.flops_per_token = v.flops_per_token, r.val_loss = v.loss, r.tokens_per_s = trainer.tokens_per_s();
-    if (v.answers_by_level[1] + v.answers_by_level[4] > 0) r.answer_accuracy = v.answer_accuracy;
-    for (size_t lv = 1; lv <= 4; ++lv) r.answer_accuracy_by_level[lv - 1] = v.accuracy_by_level[lv];
-    if (auto* mod = dynamic_cast<models::MoD*>(model.get())) evaluate_mod(*mod, corpus, o, windows, r);
-    evaluate_depth(*model, corpus, o, windows, dir, r);
-    rows.push_back(std::move(r));
   }
+  mark_noise(rows);
   std::ofstream(o.out + "/table.md") << results_table(rows);
   std::ofstream(o.out + "/summary.jsonl") << summary_jsonl(rows);
   return rows;
-}
-
-// ---------------------------------------------------------------- results
-namespace {
-
-std::string num(double x, const char* spec) {
-  return std::isfinite(x) ? fmt::format(fmt::runtime(spec), x) : std::string("—");
-}
-
-nlohmann::json finite_or_null(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); }
-
-}  // namespace
-
-std::string results_table(const std::vector<RunResult>& rows) {
-  const bool answers = !rows.empty() && std::isfinite(rows[0].answer_accuracy);
-  std::string table = fmt::format(
-      "| run | params | steps | train FLOPs | MFLOP/token | val loss | val loss (causal) |{} mean depth | tok/s | wall |\n"
-      "|---|---:|---:|---:|---:|---:|---:|{}---:|---:|---:|\n",
-      answers ? " answers |" : "", answers ? "---:|" : "");
-  for (const RunResult& r : rows)
-    table += fmt::format("| {} | {:.2f}M | {} | {:.3g} | {:.3f} | {:.4f} | {} |{} {} | {:.0f} | {:.0f} s |\n", r.run,
-                         static_cast<double>(r.params) / 1e6, r.steps, r.train_flops, r.flops_per_token / 1e6,
-                         r.val_loss, num(r.val_loss_causal, "{:.4f}"),
-                         answers ? fmt::format(" {} |", num(100 * r.answer_accuracy, "{:.1f}%")) : "",
-                         num(r.mean_depth, "{:.2f}"), r.tokens_per_s, r.wall_s);
-  return table;
-}
-
-std::string summary_jsonl(const std::vector<RunResult>& rows) {
-  std::string out;
-  for (const RunResult& r : rows) {
-    nlohmann::json by_level = nlohmann::json::array();
-    for (double d : r.depth_by_level) by_level.push_back(finite_or_null(d));
-    nlohmann::json j = {{"run", r.run},
-                        {"kind", r.kind},
-                        {"config", nlohmann::json::parse(r.config)},
-                        {"params", r.params},
-                        {"steps", r.steps},
-                        {"train_flops", r.train_flops},
-                        {"flops_per_token", r.flops_per_token},
-                        {"val_loss", r.val_loss},
-                        {"val_loss_causal", finite_or_null(r.val_loss_causal)},
-                        {"predictor_accuracy", finite_or_null(r.predictor_accuracy)},
-                        {"routed_fraction_causal", finite_or_null(r.routed_fraction_causal)},
-                        {"answer_acc", finite_or_null(r.answer_accuracy)},
-                        {"answer_acc_by_level", r.answer_accuracy_by_level},
-                        {"mean_depth", finite_or_null(r.mean_depth)},
-                        {"depth_histogram", r.depth_histogram},
-                        {"depth_by_level", by_level},
-                        {"tokens_per_s", r.tokens_per_s},
-                        {"wall_s", r.wall_s},
-                        {"dir", r.dir}};
-    out += j.dump() + '\n';
-  }
-  return out;
 }
 
 }  // namespace dg::train

@@ -9,7 +9,18 @@
 // (and, for MoD and the kinds with a routing trace, evaluated for its routing) and becomes one row of
 // the results table.
 //
-//   train::CompareOptions o;  o.out = "runs/cmp";  o.steps = 1500;
+// Noise: with `seeds` = N > 1 every run trains N times, with seeds seed + i
+// for the data order and for the model's initial weights (its config's
+// "seed" field), and its row holds the mean and sample standard deviation
+// over the seeds; a run's difference of mean val loss against the best dense
+// run (kind "dense", lowest mean) is marked beyond the noise only when it
+// exceeds twice Welch's standard error, sqrt(sd_a^2/n_a + sd_b^2/n_b). With
+// one seed the noise is unknown and nothing is marked.
+//
+// IsoFLOP sweep: with `budgets` every run trains at every budget (x seeds);
+// the rows carry their budget and the table has one section per budget.
+//
+//   train::CompareOptions o;  o.out = "runs/cmp";  o.steps = 1500;  o.seeds = 3;
 //   auto base = [&](const std::string& kind) { return my_config_json(kind); };
 //   std::vector<train::RunSpec> runs = {train::parse_run("dense", base),
 //                                       train::parse_run("mob-block=mob:attn_scope=block", base)};
@@ -18,7 +29,9 @@
 //
 // Outputs under o.out: <run>/metrics.jsonl and <run>/ckpt.safetensors (the
 // Trainer's), <run>/routing.json (kinds with a routing trace: that of the first validation
-// window), table.md and summary.jsonl (one JSON object per run).
+// window), table.md and summary.jsonl (one JSON object per run). With seeds
+// the run's files are in <run>/seed<i>/, and with budgets under
+// budget-<B>/<run>/ (B as in "1e12").
 //
 // A run may be of any registered model kind (models::register_model_kind).
 #include <array>
@@ -61,11 +74,27 @@ struct CompareOptions {
   uint64_t seed = 1337;         // data order
   Device device = Device::cpu();  // where every run's model trains
   bool print_progress = true;   // a header per run and a line per evaluation on stdout
+  int64_t seeds = 1;            // trainings per run, seeds seed + i (data order and initial weights)
+  std::vector<double> budgets;  // isoFLOP sweep: every run at each of these training-FLOP budgets
 };
 
-// One row of the table. NAN where a figure does not apply to the run.
+// The checks on the options compare_runs makes before anything trains (seeds
+// >= 1, budgets positive and finite, not both budget and budgets, budgets
+// only with Match::flops); a dg::Error names the flag.
+void validate(const CompareOptions& o);
+
+// "1e12,2e12,4e12" -> the budgets; a dg::Error naming --budgets, the bad item
+// and what is allowed (positive FLOP counts separated by commas).
+std::vector<double> parse_budgets(const std::string& text);
+
+// One row of the table. NAN where a figure does not apply to the run. A row
+// of several seeds holds the means over them (val loss, accuracies, depths,
+// FLOPs, tok/s, wall time; steps rounded), the sample standard deviations in
+// the *_sd fields, and each seed's own row in per_seed.
 struct RunResult {
   std::string run, kind, config, dir;
+  double budget = 0;  // the training-FLOP budget of the row (0 when matching steps)
+  uint64_t seed = 0;  // the data-order seed (of the first seed in a row of several)
   int64_t params = 0, steps = 0;
   double train_flops = 0, flops_per_token = 0, val_loss = 0;
   double answer_accuracy = NAN;                 // NAN when the corpus has no answers
@@ -78,16 +107,43 @@ struct RunResult {
   // mean depth of the tokens predicting an answer byte, by level 1..4.
   double mean_depth = NAN;
   std::vector<double> depth_histogram, depth_by_level;
+  // Over seeds: their number, the sample standard deviations (NAN with one
+  // seed), and each seed's row (empty with one seed).
+  int64_t seeds = 1;
+  double val_loss_sd = NAN, answer_accuracy_sd = NAN, mean_depth_sd = NAN, tokens_per_s_sd = NAN;
+  std::vector<RunResult> per_seed;
+  // Against the best dense run of the same budget (mark_noise): the
+  // difference of mean val loss (this - dense), Welch's standard error, and
+  // whether |diff| > kNoiseSigmas * se. NAN / false where unknown.
+  std::string vs_run;
+  double vs_dense = NAN, vs_dense_se = NAN;
+  bool beyond_noise = false;
 };
 
-// Trains and evaluates every run in order (names must differ); writes the
-// outputs listed above and returns the rows.
+// A difference is beyond the noise when larger than this many standard errors.
+inline constexpr double kNoiseSigmas = 2.0;
+
+// One row from the rows of one run's seeds (same run, kind and budget).
+RunResult aggregate_seeds(const std::vector<RunResult>& seeds);
+// Sets vs_run, vs_dense, vs_dense_se and beyond_noise of every row against
+// the best dense row (kind "dense", lowest mean val loss) of its budget; rows
+// of a budget without a dense run are left unmarked.
+void mark_noise(std::vector<RunResult>& rows);
+
+// Trains and evaluates every run in order (names must differ): with budgets,
+// every run at the first budget, then at the next, ...; with seeds, each run
+// N times in a row. Before anything trains, the options are validated and
+// every run's model is built once from its config, so a config its kind
+// refuses is a dg::Error naming the run. Writes the outputs listed above and
+// returns the rows (one per run and budget, in that order).
 std::vector<RunResult> compare_runs(const std::vector<RunSpec>& runs, const data::Corpus& corpus,
                                     const CompareOptions& opt);
 
-// The rows as a markdown table (the answers column only when the corpus has answers).
+// The rows as markdown: one table per budget (the answers column only when
+// the corpus has answers), each followed by its legend (what ± means, the
+// noise criterion, or that the noise is unknown with one seed).
 std::string results_table(const std::vector<RunResult>& rows);
-// One JSON object per row (the fields above; NAN as null).
+// One JSON object per row (the fields above, per-seed values under "per_seed"; NAN as null).
 std::string summary_jsonl(const std::vector<RunResult>& rows);
 
 }  // namespace dg::train

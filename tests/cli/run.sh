@@ -63,6 +63,18 @@ expect_error "the validation split has 30 bytes, fewer than one window of --bloc
   "$TRAIN" "${TINY[@]}" --data "$DIR/short.txt" --block 64
 expect_error "--batch must be an integer in [1, 1048576], got 0" "$COMPARE" --batch 0 --no-plot --out "$DIR/c0"
 expect_error "--warmup 100 must be at most --steps 12" "$COMPARE" --steps 12 --warmup 100 --no-plot --out "$DIR/c1"
+# compare_routing's seeds, budgets and run specs: refused before any model is built.
+expect_error "--seeds must be an integer in [1, 1000], got 0" "$COMPARE" --seeds 0 --no-plot --out "$DIR/c2"
+expect_error "--budgets '1e12,,2e12': item 2 is empty; expected positive training-FLOP counts separated by commas" \
+  "$COMPARE" --budgets 1e12,,2e12 --no-plot --out "$DIR/c3"
+expect_error "--budgets 'lots': item 1 'lots' is not a positive number" "$COMPARE" --budgets lots --no-plot --out "$DIR/c4"
+expect_error "--budgets is empty; expected positive training-FLOP counts" "$COMPARE" --budgets "" --no-plot --out "$DIR/c4b"
+expect_error "--seeds must be an integer in [1, 1000], got 1.5" "$COMPARE" --seeds 1.5 --no-plot --out "$DIR/c4c"
+expect_error "--budgets '1e12,-5': item 2 '-5' is not a positive number" "$COMPARE" --budgets=1e12,-5 --no-plot --out "$DIR/c5"
+expect_error "--budgets and --budget exclude each other" "$COMPARE" --budgets 1e12 --budget 1e12 --no-plot --out "$DIR/c6"
+expect_error "--budgets needs --match flops" "$COMPARE" --budgets 1e12 --match steps --no-plot --out "$DIR/c7"
+expect_error "unknown kind 'moo' (dense, mod, mob" "$COMPARE" --run x=moo --no-plot --out "$DIR/c8"
+expect_error "mob has no config field 'nope' (fields: " "$COMPARE" --run x=mob:nope=1 --no-plot --out "$DIR/c9"
 expect_error "--tokens must be an integer >= 0, got -3" "$SAMPLE" "$SRC/tests/data/legacy/dense/ckpt.safetensors" --tokens -3
 
 # Mixture-of-Recursions: N_r < 1, capacity outside (0, 1], an unknown router, as flags and in --run specs.
