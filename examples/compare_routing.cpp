@@ -1,10 +1,13 @@
 // compare_routing: trains a dense GPT of L layers, one of L/2 layers,
 // Mixture-of-Depths and Mixture-of-Blocks on the same data, with the same
 // seed and schedule, for the same training-FLOP budget, and prints one table
-// (params, FLOPs/token, val loss — MoD with top-k and with causal routing —,
-// answer accuracy, MoB's mean depth, tokens/s, wall time). Metrics go to
-// <out>/<run>/metrics.jsonl, the table to <out>/summary.jsonl and
-// <out>/table.md, MoB routing traces to <out>/<run>/routing.json, and the
+// (params, FLOPs/token, val loss — MoD and expert-choice MoR with top-k and
+// with causal routing —, answer accuracy, mean depth, tokens/s, wall time).
+// Other kinds (mor, moe, or one a program registers) are added with --run.
+// Metrics go to <out>/<run>/metrics.jsonl, the table to <out>/summary.jsonl
+// and <out>/table.md, routing traces (MoB, MoR, MoE) to
+// <out>/<run>/routing.json with a page to look at them in
+// (<out>/<run>/routing.html), and the
 // pictures (tools/plot_compare.py, matplotlib) to <out>/*.png.
 //
 //   compare_routing                                   # defaults, 5-7 minutes on 2 cores
@@ -12,6 +15,7 @@
 //   compare_routing --match steps                     # equal steps instead of equal FLOPs
 //   compare_routing --seeds 3                         # mean ± sd over 3 seeds; differences beyond the noise marked
 //   compare_routing --budgets 1e12,2e12,4e12 --seeds 3   # isoFLOP sweep: a table per budget, <out>/isoflop.png
+//   compare_routing --run dense-4=dense --run mor=mor --run mor-tc=mor:router=token --run moe=moe:top_k=2
 //   compare_routing --run dense-4=dense --run mob-block=mob:attn_scope=block
 //                   --run mob-bias=mob:halting=bias,gate_init=uniform     (one line)
 //
@@ -30,9 +34,9 @@
 // its schedule at the budget. The steps shown at the start are estimates
 // from the probe (routed models: their routing at initialisation).
 //
-// A run is NAME=KIND[:KEY=VALUE,...] (or just KIND): KIND is dense, mod or mob, built from
+// A run is NAME=KIND[:KEY=VALUE,...] (or just KIND): KIND is dense, mod, mob, mor or moe, built from
 // the model flags below; each KEY is a field of that kind's config JSON (see
-// models/*.h: n_layer, capacity, attn_scope, halting, gate_init, prior, ...)
+// models/*.h: n_layer, capacity, attn_scope, halting, router, top_k, ...)
 // whose value replaces the flag's. The driver itself is a library call,
 // train::compare_runs (train/compare.h); this program is its command line.
 #include <cstdlib>

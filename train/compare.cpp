@@ -9,9 +9,10 @@
 #include <nlohmann/json.hpp>
 
 #include "models/factory.h"
+#include "models/mod.h"
+#include "models/mor.h"
 #include "models/trace.h"
 #include "models/trace_page.h"
-#include "models/mod.h"
 #include "train/evaluate.h"
 #include "train/trainer.h"
 
@@ -117,6 +118,16 @@ void evaluate_mod(models::MoD& mod, const data::Corpus& corpus, const CompareOpt
     for (const Tensor& a : mod.last_stats().predictor_accuracy) acc += a.item<double>(), ++n;
   }
   if (n > 0) r.predictor_accuracy = acc / static_cast<double>(n);
+}
+
+// MoR with the expert-choice router: validation loss with causal routing (a
+// token goes on while its router says so, as in decoding). Token-choice
+// routing is causal already.
+void evaluate_mor(models::MoR& mor, const data::Corpus& corpus, const CompareOptions& o, RunResult& r) {
+  if (mor.mor_config().router != models::MoRRouter::expert) return;
+  mor.set_routing(models::MoRRouting::causal);
+  r.val_loss_causal = evaluate(mor, corpus, o.batch, o.block, o.eval_batches).loss;
+  mor.set_routing(models::MoRRouting::topk);
 }
 
 // Models with a routing trace (MoB, and any kind whose last_routing_trace()
@@ -233,6 +244,7 @@ RunResult train_once(const RunSpec& s, int64_t i, const std::string& rel, double
   if (v.answers_by_level[1] + v.answers_by_level[4] > 0) r.answer_accuracy = v.answer_accuracy;
   for (size_t lv = 1; lv <= 4; ++lv) r.answer_accuracy_by_level[lv - 1] = v.accuracy_by_level[lv];
   if (auto* mod = dynamic_cast<models::MoD*>(model.get())) evaluate_mod(*mod, corpus, o, windows, r);
+  if (auto* mor = dynamic_cast<models::MoR*>(model.get())) evaluate_mor(*mor, corpus, o, r);
   evaluate_depth(*model, corpus, o, windows, dir, r);
   return r;
 }

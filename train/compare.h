@@ -6,7 +6,7 @@
 // probe batch, or a given number — with warmup + cosine on the share of the
 // budget spent (train/schedule.h), so a MoB whose depth changes during
 // training still ends its schedule at the budget. Each run is then evaluated
-// (and, for MoD and the kinds with a routing trace, evaluated for its routing) and becomes one row of
+// (and, for MoD, expert-choice MoR and the kinds with a routing trace, evaluated for its routing) and becomes one row of
 // the results table.
 //
 // Noise: with `seeds` = N > 1 every run trains N times, with seeds seed + i
@@ -100,8 +100,9 @@ struct RunResult {
   double answer_accuracy = NAN;                 // NAN when the corpus has no answers
   std::array<double, 4> answer_accuracy_by_level{};
   double tokens_per_s = 0, wall_s = 0;
-  // MoD: validation loss and share of tokens routed under causal routing,
-  // and the causal predictor's accuracy against top-k.
+  // MoD and expert-choice MoR: validation loss under causal routing; MoD
+  // also the share of tokens routed that way and the causal predictor's
+  // accuracy against top-k.
   double val_loss_causal = NAN, routed_fraction_causal = NAN, predictor_accuracy = NAN;
   // Kinds with a routing trace (MoB, ...): mean depth, depth histogram (shares of tokens, depth 0..D_max) and
   // mean depth of the tokens predicting an answer byte, by level 1..4.
