@@ -20,10 +20,6 @@ GPTConfig tiny(bool tied = true, DType dt = DType::f32) {
           .tied_head = tied, .seed = 7, .dtype = dt};
 }
 
-Tensor tokens(int64_t B, int64_t T, uint64_t seed) {
-  Generator g(seed);
-  return randint(0, 256, {B, T}, &g);
-}
 
 }  // namespace
 
@@ -60,7 +56,7 @@ TEST(GPT, IncrementalDecodingEqualsFullForward) {
   for (bool tied : {true, false}) {
     GPT m(tiny(tied));
     m.eval();
-    Tensor idx = tokens(2, 10, 3);
+    Tensor idx = random_tokens(2, 10, 3);
     Tensor full = m.forward(idx);
     auto state = m.start_decoding(2);
     Tensor a = m.decode(*state, slice(idx, 1, 0, 6));
@@ -75,13 +71,13 @@ TEST(GPT, IncrementalDecodingEqualsFullForward) {
 TEST(GPT, DecodingStateBelongsToTheModelThatMadeIt) {
   GPT a(tiny(true, DType::f64)), b(tiny(true, DType::f64));
   auto state = a.start_decoding(1);
-  EXPECT_DG_ERROR(b.decode(*state, tokens(1, 2, 3)), "GPT::decode", "not made by this model");
-  EXPECT_EQ(a.decode(*state, tokens(1, 2, 3)).size(1), 2);
+  EXPECT_DG_ERROR(b.decode(*state, random_tokens(1, 2, 3)), "GPT::decode", "not made by this model");
+  EXPECT_EQ(a.decode(*state, random_tokens(1, 2, 3)).size(1), 2);
 }
 
 TEST(GPT, LaterTokensNeverChangeEarlierLogits) {
   GPT m(tiny(true, DType::f64));
-  Tensor idx = tokens(1, 12, 5);
+  Tensor idx = random_tokens(1, 12, 5);
   Tensor base = m.forward(idx);
   std::vector<int64_t> v = idx.to_vector<int64_t>();
   for (int64_t t = 7; t < 12; ++t) v[t] = (v[t] + 101) % 256;
@@ -95,7 +91,7 @@ TEST(GPT, GradientsReachEveryParameterAndGradcheckF64) {
   c.n_embd = 8;
   c.block_size = 5;
   GPT m(c);
-  Tensor idx = tokens(2, 5, 9), tgt = tokens(2, 5, 10);
+  Tensor idx = random_tokens(2, 5, 9), tgt = random_tokens(2, 5, 10);
   m.loss(idx, tgt).objective.backward();
   for (auto& [name, p] : m.named_parameters()) {
     ASSERT_TRUE(p.grad().defined()) << name;
@@ -114,22 +110,22 @@ TEST(GPT, GradientsReachEveryParameterAndGradcheckF64) {
 
 TEST(GPT, FlopsPerTokenFormula) {
   GPT m(tiny());
-  m.forward(tokens(1, 12, 1));
+  m.forward(random_tokens(1, 12, 1));
   const double C = 16, T = 12;
   EXPECT_DOUBLE_EQ(m.last_forward_flops_per_token(), 2 * (24 * C * C + 2 * C * (T + 1)) + 2 * C * 256);
 }
 
 TEST(GPT, ErrorsNameTheProblem) {
   GPT m(tiny());
-  EXPECT_DG_ERROR(m.forward(tokens(1, 13, 1)), "GPT", "sequence length 13", "block_size = 12");
+  EXPECT_DG_ERROR(m.forward(random_tokens(1, 13, 1)), "GPT", "sequence length 13", "block_size = 12");
   EXPECT_DG_ERROR(m.forward(from_vector<int64_t>({1, 2, 300}, {1, 3})), "embedding", "300");
   EXPECT_DG_ERROR(m.forward(zeros({2, 3})), "GPT", "i64");
   GPTConfig bad = tiny();
   bad.n_head = 3;
   EXPECT_DG_ERROR(GPT{bad}, "n_head (--heads) 3 must divide n_embd (--embd) 16");
   auto state = m.start_decoding(1);
-  m.decode(*state, tokens(1, 12, 2));
-  EXPECT_DG_ERROR(m.decode(*state, tokens(1, 1, 2)), "GPT::decode");
+  m.decode(*state, random_tokens(1, 12, 2));
+  EXPECT_DG_ERROR(m.decode(*state, random_tokens(1, 1, 2)), "GPT::decode");
 }
 
 TEST(GPT, ConfigJsonRoundTripAndErrors) {

@@ -31,10 +31,6 @@ MoBConfig tiny(AttnScope scope, DType dt = DType::f64) {
   return c;
 }
 
-Tensor tokens(int64_t B, int64_t T, uint64_t seed) {
-  Generator g(seed);
-  return randint(0, 256, {B, T}, &g);
-}
 
 // Scales the gate so that its choices vary a lot between tokens.
 void randomise_gate(MoB& m, double scale, uint64_t seed) {
@@ -51,7 +47,7 @@ TEST(MoB, BatchedExecutorEqualsNaivePerTokenExecutor) {
     MoB m(tiny(scope));
     randomise_gate(m, 3.0, 5);
     m.train();
-    Tensor idx = tokens(2, 10, 1), tgt = tokens(2, 10, 2);
+    Tensor idx = random_tokens(2, 10, 1), tgt = random_tokens(2, 10, 2);
     std::vector<std::vector<int64_t>> paths;
     Tensor ref = dg::testing::naive_mob_objective(m, idx, tgt, &paths);
     // The model is interesting only if tokens halt at different depths and repeat blocks.
@@ -100,7 +96,7 @@ TEST(MoB, DensePathInitIsTheDenseModel) {
   for (auto& [name, t] : m.state_dict())
     if (dense.state_dict().count(name)) sd.emplace(name, t);
   dense.load_state_dict(sd);
-  Tensor idx = tokens(2, 10, 3);
+  Tensor idx = random_tokens(2, 10, 3);
   EXPECT_LT(max_abs_diff(m.forward(idx), dense.forward(idx)), 1e-12);
   for (auto& path : m.last_trace().tokens) {
     ASSERT_EQ(path.size(), 4u);  // blocks 0, 1, 2 then return at step 3
@@ -115,7 +111,7 @@ TEST(MoB, MaxDepthForcesReturnAndEpsOneStopsAtStepZero) {
   c.max_depth = 2;  // dense path wants 3 blocks; D_max cuts it at 2
   MoB m(c);
   m.eval();
-  m.forward(tokens(1, 6, 4));
+  m.forward(random_tokens(1, 6, 4));
   for (auto& path : m.last_trace().tokens) {
     EXPECT_EQ(m.last_trace().depth(&path - m.last_trace().tokens.data()), 2);
     EXPECT_EQ(path.back().block, -1);
@@ -125,7 +121,7 @@ TEST(MoB, MaxDepthForcesReturnAndEpsOneStopsAtStepZero) {
   e.eps = 1.0;
   MoB m1(e);
   m1.train();
-  auto out = m1.loss(tokens(1, 6, 5), tokens(1, 6, 6));
+  auto out = m1.loss(random_tokens(1, 6, 5), random_tokens(1, 6, 6));
   EXPECT_EQ(out.stats.at("depth"), 0.0);
 }
 
@@ -134,7 +130,7 @@ TEST(MoB, LaterTokensNeverChangeEarlierLogits) {
     MoB m(tiny(scope));
     randomise_gate(m, 3.0, 7);
     m.eval();
-    Tensor idx = tokens(1, 10, 8);
+    Tensor idx = random_tokens(1, 10, 8);
     Tensor base = m.forward(idx);
     std::vector<int64_t> v = idx.to_vector<int64_t>();
     for (int64_t t = 6; t < 10; ++t) v[t] = (v[t] + 91) % 256;
@@ -153,7 +149,7 @@ TEST(MoB, CachedDecodingEqualsFullForward) {
     MoB m(tiny(scope, DType::f32));
     randomise_gate(m, 3.0, 9);
     m.eval();
-    Tensor idx = tokens(1, 10, 10);
+    Tensor idx = random_tokens(1, 10, 10);
     Tensor full = m.forward(idx);
     auto st = m.start_decoding(1);
     Tensor parts = m.decode(*st, slice(idx, 1, 0, 4));
@@ -167,7 +163,7 @@ TEST(MoB, TraceDepthsMatchFlopAccounting) {
   MoB m(c);
   randomise_gate(m, 3.0, 12);
   m.eval();
-  m.forward(tokens(2, 10, 13));
+  m.forward(random_tokens(2, 10, 13));
   const RoutingTrace& tr = m.last_trace();
   int64_t apps = 0;
   for (size_t i = 0; i < tr.tokens.size(); ++i) apps += tr.depth(static_cast<int64_t>(i));
@@ -197,7 +193,7 @@ TEST(MoB, BiasPolicyTrainsAndReportsDepth) {
   MoB m(c);
   randomise_gate(m, 3.0, 14);
   m.train();
-  auto out = m.loss(tokens(2, 10, 15), tokens(2, 10, 16));
+  auto out = m.loss(random_tokens(2, 10, 15), random_tokens(2, 10, 16));
   out.objective.backward();
   EXPECT_TRUE(m.gate->weight.grad().defined());
   EXPECT_TRUE(std::isfinite(out.objective.item<double>()));

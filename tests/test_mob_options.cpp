@@ -30,10 +30,6 @@ MoBConfig small(int64_t vocab = 256) {
   return c;
 }
 
-Tensor tokens(int64_t B, int64_t T, uint64_t seed, int64_t vocab = 256) {
-  Generator g(seed);
-  return randint(0, vocab, {B, T}, &g);
-}
 
 // Every token's route: (step, block) pairs, -1 = return.
 std::vector<std::vector<std::pair<int32_t, int32_t>>> routes(const RoutingTrace& tr) {
@@ -80,7 +76,7 @@ TEST(MoBOptions, ParameterGradcheckOfTheWholeModelF64) {
   MoB m(c);
   randomise_gate_weight(m, 2.0, 21);
   m.train();
-  Tensor idx = tokens(2, 4, 22, 16), tgt = tokens(2, 4, 23, 16);
+  Tensor idx = random_tokens(2, 4, 22, 16), tgt = random_tokens(2, 4, 23, 16);
   m.loss(idx, tgt);
   const auto reference = routes(m.last_trace());
   int64_t forwards = 0, flipped = 0;
@@ -106,7 +102,7 @@ TEST(MoBOptions, BalanceTermHasItsDocumentedValue) {
   MoB balanced(c);
   balanced.load_state_dict(plain.state_dict());
   zero_gate(plain), zero_gate(balanced);
-  Tensor idx = tokens(2, 8, 1), tgt = tokens(2, 8, 2);
+  Tensor idx = random_tokens(2, 8, 1), tgt = random_tokens(2, 8, 2);
   const double a = plain.loss(idx, tgt).objective.item<double>();
   const double b = balanced.loss(idx, tgt).objective.item<double>();
   std::set<int32_t> steps_going_on;
@@ -144,7 +140,7 @@ TEST(MoBOptions, DepthBudgetAddsWeightTimesSquaredDistance) {
       NoGradGuard ng;
       fill_(plain.step_bias, 0.0), fill_(budget.step_bias, 0.0);
     }
-    Tensor idx = tokens(2, 8, 3), tgt = tokens(2, 8, 4);
+    Tensor idx = random_tokens(2, 8, 3), tgt = random_tokens(2, 8, 4);
     const double a = plain.loss(idx, tgt).objective.item<double>();
     LossOutput out = budget.loss(idx, tgt);
     double E = out.stats.at("expected_depth");
@@ -200,7 +196,7 @@ TEST(MoBOptions, ExplorationRatesAndNoneInEvalOrAtZero) {
   c.explore = Explore::epsilon, c.explore_param = 0.5;
   MoB explore(c);
   explore.load_state_dict(none.state_dict());
-  Tensor idx = tokens(2, 8, 5), tgt = tokens(2, 8, 6);
+  Tensor idx = random_tokens(2, 8, 5), tgt = random_tokens(2, 8, 6);
   none.eval(), explore.eval();
   EXPECT_EQ(max_abs_diff(none.forward(idx), explore.forward(idx)), 0.0);
   none.train(), explore.train();
@@ -238,7 +234,7 @@ TEST(MoBOptions, CustomPolicyThroughSetPolicy) {
   MoB m(small());
   m.set_policy(std::make_unique<BlockZeroOnce>());
   m.eval();
-  Tensor idx = tokens(2, 8, 7);
+  Tensor idx = random_tokens(2, 8, 7);
   Tensor logits = m.forward(idx);
   for (auto& path : m.last_trace().tokens) {
     ASSERT_EQ(path.size(), 2u);
@@ -246,7 +242,7 @@ TEST(MoBOptions, CustomPolicyThroughSetPolicy) {
     EXPECT_EQ(path[1].block, -1);
   }
   EXPECT_EQ(m.last_trace().summary().mean_depth, 1.0);
-  EXPECT_EQ(m.loss(idx, tokens(2, 8, 8)).stats.at("depth"), 1.0);
+  EXPECT_EQ(m.loss(idx, random_tokens(2, 8, 8)).stats.at("depth"), 1.0);
   // One application of block 0 with weight 1: the dense one-layer model.
   EXPECT_LT(max_abs_diff(logits, dense_twin(m, 1)->forward(idx)), 1e-12);
 }
@@ -258,7 +254,7 @@ TEST(MoBOptions, BiasPolicyReportsTheTraceDepth) {
   MoB m(c);
   randomise_gate_weight(m, 3.0, 41);
   m.train();
-  LossOutput out = m.loss(tokens(4, 8, 9), tokens(4, 8, 10));
+  LossOutput out = m.loss(random_tokens(4, 8, 9), random_tokens(4, 8, 10));
   const TraceSummary s = m.last_trace().summary();
   int64_t depths_seen = 0;
   for (int64_t count : s.depth_histogram) depths_seen += count > 0;
@@ -281,7 +277,7 @@ TEST(MoBOptions, UntrainedMoBIsDenseOnlyWithStraightThroughWeight) {
   qw.load_state_dict(st.state_dict());
   st.eval(), qw.eval();
   auto dense = dense_twin(st, c.n_blocks);
-  Tensor idx = tokens(2, 8, 11);
+  Tensor idx = random_tokens(2, 8, 11);
   EXPECT_LT(max_abs_diff(st.forward(idx), dense->forward(idx)), 1e-12);
   Tensor q_logits = qw.forward(idx);
   EXPECT_GT(max_abs_diff(q_logits, dense->forward(idx)), 1e-3);

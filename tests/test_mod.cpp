@@ -26,10 +26,6 @@ MoDConfig tiny(double capacity = 0.25, DType dt = DType::f64) {
   return c;
 }
 
-Tensor tokens(int64_t B, int64_t T, uint64_t seed) {
-  Generator g(seed);
-  return randint(0, 256, {B, T}, &g);
-}
 
 }  // namespace
 
@@ -85,7 +81,7 @@ TEST(Routing, PackChoicePadsAfterRealTokens) {
 
 TEST(MoD, ProcessesExactlyKTokensPerSequenceAndCountsFlops) {
   MoD m(tiny(0.25));
-  Tensor idx = tokens(3, 8, 1);
+  Tensor idx = random_tokens(3, 8, 1);
   m.forward(idx);
   ASSERT_EQ(m.last_stats().fraction.size(), 1u);  // 2 blocks, mod_every 2: block 1 routed
   EXPECT_DOUBLE_EQ(m.last_stats().fraction[0], 2.0 / 8.0);
@@ -108,13 +104,13 @@ TEST(MoD, CapacityOneWithUnitWeightIsTheDenseModel) {
   std::map<std::string, Tensor> sd;
   for (auto& [name, t] : dense.state_dict()) sd.emplace(name, t);
   mod.load_state_dict(sd, /*strict=*/false);
-  Tensor idx = tokens(2, 8, 2);
+  Tensor idx = random_tokens(2, 8, 2);
   EXPECT_EQ(max_abs_diff(mod.forward(idx), dense.forward(idx)), 0.0);
 }
 
 TEST(MoD, RouterGetsGradientAndFiniteDifferencesAgree) {
   MoD m(tiny(0.5));
-  Tensor idx = tokens(2, 8, 4), tgt = tokens(2, 8, 5);
+  Tensor idx = random_tokens(2, 8, 4), tgt = random_tokens(2, 8, 5);
   m.loss(idx, tgt).objective.backward();
   Tensor rw = m.routers[1]->proj->weight;
   ASSERT_TRUE(rw.grad().defined());
@@ -136,7 +132,7 @@ TEST(MoD, PredictorDoesNotChangeLmGradients) {
   b.predictor_weight = 1.0;  // a large predictor loss
   MoD ma(a), mb(b);
   mb.load_state_dict(ma.state_dict(), /*strict=*/false);
-  Tensor idx = tokens(2, 8, 6), tgt = tokens(2, 8, 7);
+  Tensor idx = random_tokens(2, 8, 6), tgt = random_tokens(2, 8, 7);
   ma.loss(idx, tgt).objective.backward();
   mb.loss(idx, tgt).objective.backward();
   for (auto& [name, p] : ma.named_parameters()) {
@@ -155,7 +151,7 @@ TEST(MoD, CausalRoutingNeverLetsTheFutureIn) {
   // scale its weight up to get decisive logits.
   { NoGradGuard ng; mul_(m.routers[1]->proj->weight, 50.0); }
   m.set_routing(MoDRouting::causal);
-  Tensor idx = tokens(1, 8, 8);
+  Tensor idx = random_tokens(1, 8, 8);
   Tensor base = m.forward(idx);
   EXPECT_GT(m.last_stats().fraction[0], 0.0);
   std::vector<int64_t> v = idx.to_vector<int64_t>();
@@ -172,7 +168,7 @@ TEST(MoD, CachedDecodingEqualsCausalForward) {
     { NoGradGuard ng; mul_(m.routers[1]->proj->weight, 50.0); mul_(m.routers[1]->pred_out->weight, 50.0); }
     m.eval();
     m.set_routing(MoDRouting::causal);
-    Tensor idx = tokens(1, 8, 9);
+    Tensor idx = random_tokens(1, 8, 9);
     Tensor full = m.forward(idx);
     auto st = m.start_decoding(1);
     Tensor parts = m.decode(*st, slice(idx, 1, 0, 3));

@@ -33,10 +33,6 @@ MoEConfig tiny(int64_t E = 4, int64_t k = 1, double cf = 0.0, DType dt = DType::
   return c;
 }
 
-Tensor tokens(int64_t B, int64_t T, uint64_t seed) {
-  Generator g(seed);
-  return randint(0, 256, {B, T}, &g);
-}
 
 // Routers scaled up so that tokens spread over the experts decisively (no
 // near-ties for finite differences to flip) and capacity has something to drop.
@@ -158,7 +154,7 @@ TEST(MoE, WholeLossGradcheckOverRouterAndExperts) {
     for (double cf : {0.0, 0.5}) {
       MoE m(tiny(4, k, cf));
       sharpen_routers(m, 40.0);
-      Tensor idx = tokens(2, 6, 4), tgt = tokens(2, 6, 5);
+      Tensor idx = random_tokens(2, 6, 4), tgt = random_tokens(2, 6, 5);
       m.loss(idx, tgt);
       if (cf > 0) {
         EXPECT_GT(m.last_routes()[0].dropped() + m.last_routes()[1].dropped(), 0) << "k " << k;
@@ -186,7 +182,7 @@ TEST(MoE, BatchedEqualsNaivePerTokenReference) {
       c.balance = 0.3, c.z_loss = 0.05;  // large, so their gradients show
       MoE m(c);
       sharpen_routers(m, 20.0);
-      Tensor idx = tokens(3, 7, 6), tgt = tokens(3, 7, 7);
+      Tensor idx = random_tokens(3, 7, 6), tgt = random_tokens(3, 7, 7);
       Tensor fast = m.loss(idx, tgt).objective;
       Tensor slow = naive_objective(m, idx, tgt, cf);
       EXPECT_NEAR(fast.item<double>(), slow.item<double>(), 1e-12) << "k " << k << " cf " << cf;
@@ -219,7 +215,7 @@ TEST(MoE, DroppedTokensPassUnchangedAndAreNotCounted) {
   // The model counts only the expert work it ran.
   MoE dropless(tiny(4, 1, 0.0)), capped(tiny(4, 1, 0.5));
   for (MoE* m : {&dropless, &capped}) sharpen_routers(*m, 40.0);
-  Tensor idx = tokens(2, 8, 13), tgt = tokens(2, 8, 14);
+  Tensor idx = random_tokens(2, 8, 13), tgt = random_tokens(2, 8, 14);
   dropless.loss(idx, tgt);
   capped.loss(idx, tgt);
   int64_t dropped = 0;
@@ -240,7 +236,7 @@ TEST(MoE, OneExpertIsTheDenseModel) {
   MoEConfig c = tiny(1, 1);
   MoE moe(c);
   GPT dense(c.gpt);
-  Tensor idx = tokens(2, 8, 2);
+  Tensor idx = random_tokens(2, 8, 2);
   EXPECT_LT(max_abs_diff(moe.forward(idx), dense.forward(idx)), 1e-12);
   EXPECT_EQ(moe.num_parameters(), dense.num_parameters() + 2 * 8);  // the two routers (C x 1)
 }
@@ -251,7 +247,7 @@ TEST(MoE, CachedDecodingEqualsForward) {
     MoE m(tiny(4, k, 0.5, DType::f64));
     sharpen_routers(m, 20.0);
     m.eval();
-    Tensor idx = tokens(2, 8, 9);
+    Tensor idx = random_tokens(2, 8, 9);
     Tensor full = m.forward(idx);
     auto st = m.start_decoding(2);
     Tensor parts = m.decode(*st, slice(idx, 1, 0, 3));
@@ -263,7 +259,7 @@ TEST(MoE, CachedDecodingEqualsForward) {
 TEST(MoE, TraceListsEachTokensExperts) {
   MoE m(tiny(4, 2, 0.5));
   sharpen_routers(m, 40.0);
-  m.loss(tokens(2, 8, 15), tokens(2, 8, 16));
+  m.loss(random_tokens(2, 8, 15), random_tokens(2, 8, 16));
   const RoutingTrace* tr = m.last_routing_trace();
   ASSERT_NE(tr, nullptr);
   EXPECT_EQ(tr->n_blocks, 4);
@@ -290,7 +286,7 @@ TEST(MoE, TraceListsEachTokensExperts) {
 TEST(MoE, LossStats) {
   MoE m(tiny(4, 1, 0.5));
   sharpen_routers(m, 40.0);
-  LossValues v = read_values(m.loss(tokens(2, 8, 17), tokens(2, 8, 18)));
+  LossValues v = read_values(m.loss(random_tokens(2, 8, 17), random_tokens(2, 8, 18)));
   double share = 0;
   for (int64_t e = 0; e < 4; ++e) share += v.stats.at(fmt::format("expert{}_share", e));
   EXPECT_NEAR(share, 1.0, 1e-12);
@@ -311,7 +307,7 @@ TEST(MoE, CheckpointRoundTripThroughTheFactory) {
                       {{"model_kind", m->kind()}, {"model_config", m->config_json()}});
   auto back = load_model(dir + "/ckpt.safetensors");
   EXPECT_EQ(back->config_json(), m->config_json());
-  Tensor idx = tokens(1, 8, 19);
+  Tensor idx = random_tokens(1, 8, 19);
   m->eval(), back->eval();
   EXPECT_EQ(max_abs_diff(back->forward(idx), m->forward(idx)), 0.0);
   std::filesystem::remove_all(dir);

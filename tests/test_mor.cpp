@@ -34,10 +34,6 @@ MoRConfig tiny(MoRRouter router = MoRRouter::expert, DType dt = DType::f64) {
   return c;
 }
 
-Tensor tokens(int64_t B, int64_t T, uint64_t seed) {
-  Generator g(seed);
-  return randint(0, 256, {B, T}, &g);
-}
 
 // Decisive routers: scaled up so that decisions are far from the boundary
 // (no flip between differently shaped but equal computations).
@@ -120,7 +116,7 @@ TEST(MoR, OneRecursionIsTheDenseModel) {
   g.n_layer = 2;
   GPT dense(g);
   dense.load_state_dict(m.state_dict());
-  Tensor idx = tokens(2, 10, 1);
+  Tensor idx = random_tokens(2, 10, 1);
   EXPECT_LT(max_abs_diff(m.forward(idx), dense.forward(idx)), 1e-12);
   EXPECT_NEAR(m.last_forward_flops_per_token(), dense.last_forward_flops_per_token(), 1e-9);
 }
@@ -135,7 +131,7 @@ TEST(MoR, TopkCapacitiesAndHierarchicalFiltering) {
   EXPECT_EQ(m.capacity_k(T, 1), 6);
   EXPECT_EQ(m.capacity_k(T, 2), 4);  // ceil(0.6 * 6)
   EXPECT_EQ(m.capacity_k(T, 3), 3);  // ceil(0.6 * 4)
-  m.forward(tokens(B, T, 2));
+  m.forward(random_tokens(B, T, 2));
   const RoutingTrace& tr = *m.last_routing_trace();
   double applications = 0;
   for (int64_t b = 0; b < B; ++b) {
@@ -174,7 +170,7 @@ TEST(MoR, CausalAndTokenChoiceFilterHierarchically) {
     MoR m(tiny(router));
     sharpen(m, 40.0);
     m.set_routing(MoRRouting::causal);
-    m.forward(tokens(2, 12, 3));
+    m.forward(random_tokens(2, 12, 3));
     const RoutingTrace& tr = *m.last_routing_trace();
     std::vector<int64_t> depths(4, 0);
     for (int64_t i = 0; i < 24; ++i) {
@@ -195,7 +191,7 @@ TEST(MoR, PackedRecursionsEqualEachSequenceAlone) {
     MoR m(tiny(router));
     sharpen(m, 40.0);
     m.set_routing(MoRRouting::causal);
-    Tensor idx = tokens(3, 12, 13);
+    Tensor idx = random_tokens(3, 12, 13);
     Tensor all = m.forward(idx);
     const RoutingTrace tr = *m.last_routing_trace();
     bool unequal = false;
@@ -214,7 +210,7 @@ TEST(MoR, LossGradientsMatchFiniteDifferences) {
   for (MoRRouter router : {MoRRouter::expert, MoRRouter::token}) {
     MoR m(tiny(router));
     if (router == MoRRouter::token) sharpen(m, 40.0);  // depths spread over 1..3
-    Tensor idx = tokens(2, 8, 4), tgt = tokens(2, 8, 5);
+    Tensor idx = random_tokens(2, 8, 4), tgt = random_tokens(2, 8, 5);
     auto loss = [&] { return m.loss(idx, tgt).objective; };
     const nn::Block& b0 = *m.trunk().blocks[0];
     const nn::Block& b1 = *m.trunk().blocks[1];
@@ -233,7 +229,7 @@ TEST(MoR, SharedGradientIsTheSumOverRecursions) {
   MoRConfig c = tiny();
   MoR m(c);
   const int64_t B = 2, T = 10, C = 8, R = 3;
-  Tensor idx = tokens(B, T, 6), tgt = tokens(B, T, 7);
+  Tensor idx = random_tokens(B, T, 6), tgt = random_tokens(B, T, 7);
   std::vector<std::vector<std::shared_ptr<nn::Block>>> copies(R);
   for (int64_t r = 0; r < R; ++r)
     for (int64_t j = 0; j < 2; ++j) {
@@ -300,7 +296,7 @@ TEST(MoR, CausalRoutingNeverLetsTheFutureIn) {
     MoR m(tiny(router));
     sharpen(m, 40.0);
     m.set_routing(MoRRouting::causal);
-    Tensor idx = tokens(1, 12, 8);
+    Tensor idx = random_tokens(1, 12, 8);
     Tensor base = m.forward(idx);
     std::vector<int64_t> v = idx.to_vector<int64_t>();
     for (int64_t t = 7; t < 12; ++t) v[t] = (v[t] + 77) % 256;
@@ -318,7 +314,7 @@ TEST(MoR, DecodeEqualsForwardAndCachesOnlyActiveTokens) {
     sharpen(m, 40.0);
     m.eval();
     m.set_routing(MoRRouting::causal);
-    Tensor idx = tokens(1, 12, 9);
+    Tensor idx = random_tokens(1, 12, 9);
     Tensor full = m.forward(idx);
     const RoutingTrace tr = *m.last_routing_trace();
     auto st = m.start_decoding(1);
@@ -348,7 +344,7 @@ TEST(MoR, DecodeEqualsForwardAndCachesOnlyActiveTokens) {
 
 TEST(MoR, LossHasTheRoutingTermsAndStats) {
   MoR e(tiny(MoRRouter::expert));
-  Tensor idx = tokens(2, 8, 10), tgt = tokens(2, 8, 11);
+  Tensor idx = random_tokens(2, 8, 10), tgt = random_tokens(2, 8, 11);
   LossOutput a = e.loss(idx, tgt);
   EXPECT_TRUE(a.device_stats.count("aux") && a.device_stats.count("router_acc"));
   EXPECT_NEAR(a.objective.item<double>(), a.lm.item<double>() + a.device_stats.at("aux").item<double>(), 1e-12);

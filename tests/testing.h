@@ -25,6 +25,12 @@ inline Tensor rand_input(const Shape& shape, uint64_t seed, double lo = -1.0, do
   return from_vector<double>(v, shape).set_requires_grad();
 }
 
+// Token ids (B, T) i64, uniform over [0, vocab) from a fixed seed: a batch for the language models.
+inline Tensor random_tokens(int64_t B, int64_t T, uint64_t seed, int64_t vocab = 256) {
+  Generator g(seed);
+  return randint(0, vocab, {B, T}, &g);
+}
+
 // Max |a - b| / (1 + |b|) over elements (sizes must match); NaN, e.g. an
 // element a kernel never wrote, counts as infinite.
 inline double max_rel_diff(const std::vector<double>& a, const std::vector<double>& b) {

@@ -4,7 +4,8 @@
 #   libraries:       libeigen3-dev (GEMM), libfmt-dev (formatting), libomp-dev (OpenMP),
 #                    nlohmann-json3-dev (safetensors headers, parity references),
 #                    libcli11-dev (command lines of the examples), zlib1g-dev (idx.gz files)
-#   data:            dataset-fashion-mnist (the idx files examples/fashion_mnist trains on)
+#   data:            dataset-fashion-mnist (the idx files examples/fashion_mnist trains on),
+#                    bible-kjv (`bible` prints the 4.3 MB English text of tools/study.sh)
 #   pictures:        python3-matplotlib (routing and loss plots)
 #   GEMM:            libopenblas-openmp-dev (our CPU GEMM where OpenBLAS runs its AVX-512 kernels,
 #                    ~1.5x Eigen's GFLOP/s; also PyTorch's BLAS in the side-by-side runs)
@@ -18,7 +19,8 @@
 set -euo pipefail
 packages=(g++ cmake ninja-build libeigen3-dev libfmt-dev libomp-dev nlohmann-json3-dev libcli11-dev zlib1g-dev
           libgtest-dev libbenchmark-dev python3-torch python3-numpy python3-matplotlib dataset-fashion-mnist
-          libopenblas-openmp-dev clang-14 libclang-rt-14-dev chromium)
+          libopenblas-openmp-dev clang-14 libclang-rt-14-dev chromium
+          bible-kjv)
 if [ "${1:-}" = "--no-torch" ]; then packages=("${packages[@]/python3-torch}"); fi
 missing=()
 for p in "${packages[@]}"; do
