@@ -6,6 +6,7 @@
 //
 //   bench_gpt_step --config tiny --steps 20 --warmup 3 --threads 2
 //   bench_gpt_step --model mob --config tiny
+//   bench_gpt_step --model moe --threads 1 --cpu-time  # process CPU time: steadier on a loaded machine
 //   bench_gpt_step --config small --device cuda     # the step on the first GPU (the loss read syncs it)
 //   bench_gpt_step --model mod --config tiny --dtype f64 --save-init check.safetensors --steps 0
 //
@@ -53,6 +54,7 @@
 // batches (compare_gpt.sh stores warm-up + steps of them, so both sides train
 // on the very same data). --steps 0 writes the file and exits without timing.
 #include <sys/resource.h>
+#include <time.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -70,6 +72,13 @@
 using namespace dg;
 
 namespace {
+
+// Milliseconds on the process's CPU clock (all threads): --cpu-time.
+double cpu_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
 
 // The state-dict file described in the header, for the first batch (x, y).
 void save_init(const std::string& path, models::LanguageModel& model, const std::string& config, DType dtype,
@@ -130,6 +139,7 @@ int main(int argc, char** argv) {
   std::string config = "tiny", model_kind = "dense", dtype = "f32", gate_init = "uniform", init_path;
   int64_t steps = 20, warmup = 3, n_batches = 1;
   int threads = 2;
+  bool cpu_time = false;
   CLI::App app{"Time a GPT / MoD / MoB / MoE training step (forward, backward, AdamW)."};
   app.add_option("--config", config, "tiny | small | gpt2")
       ->check(CLI::IsMember({"tiny", "small", "gpt2"}))
@@ -150,6 +160,9 @@ int main(int argc, char** argv) {
   app.add_option("--batches", n_batches,
                  "with --save-init: also store this many batches (batches.x/y: the ones the timing draws)")
       ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_flag("--cpu-time", cpu_time,
+               "time each step by the process's CPU time (all threads) instead of wall time: steadier on a loaded "
+               "machine (use with --threads 1)");
   std::string device = "cpu";
   examples::add_device_flag(app, device);
   CLI11_PARSE(app, argc, argv);
@@ -209,12 +222,14 @@ int main(int argc, char** argv) {
     for (int64_t s = 0; s < warmup + steps; ++s) {
       auto [x, y] = s < static_cast<int64_t>(saved.size()) ? saved[s] : next_batch();
       const auto t0 = std::chrono::steady_clock::now();
+      const double c0 = cpu_ms();
       opt.zero_grad();
       models::LossOutput out = model->loss(x, y);
       out.objective.backward();
       opt.step();
       loss = out.lm.item<double>();
-      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      const double ms = cpu_time ? cpu_ms() - c0
+                                 : std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       if (s >= warmup) times.push_back(ms);
     }
     std::sort(times.begin(), times.end());
@@ -223,10 +238,10 @@ int main(int argc, char** argv) {
     getrusage(RUSAGE_SELF, &ru);
     fmt::print("{{\"impl\":\"dyngrad\",\"model\":\"{}\",\"config\":\"{}\",\"median_step_ms\":{:.3f},"
                "\"tokens_per_s\":{:.1f},\"peak_rss_mb\":{:.1f},\"steps\":{},\"threads\":{},\"final_loss\":{:.6f},"
-               "\"forward_flops_per_token\":{:.1f},\"dtype\":\"{}\",\"device\":\"{}\"}}\n",
+               "\"forward_flops_per_token\":{:.1f},\"dtype\":\"{}\",\"device\":\"{}\",\"clock\":\"{}\"}}\n",
                model_kind, config, median, static_cast<double>(B * T) / (median / 1e3),
                static_cast<double>(ru.ru_maxrss) / 1024.0, steps, threads, loss,
-               model->last_forward_flops_per_token(), dtype, d);
+               model->last_forward_flops_per_token(), dtype, d, cpu_time ? "cpu" : "wall");
   } catch (const Error& e) {
     fmt::print(stderr, "bench_gpt_step: {}\n", e.what());
     return 1;
