@@ -1,5 +1,5 @@
 // One full training step (zero_grad, forward, loss, backward, AdamW step) of
-// the dense GPT, MoD, MoB or MoE, timed like bench/torch_gpt.py times PyTorch:
+// the dense GPT, MoD, MoB, MoE or MoR, timed like bench/torch_gpt.py times PyTorch:
 // random batches from a fixed seed made outside the timed region, median over
 // --steps after --warmup. Prints one JSON line; bench/compare_gpt.sh runs it
 // beside the PyTorch reference.
@@ -36,6 +36,13 @@
 //        capacity factor 1.0 (training drops past ceil(N 2 / 4) per
 //        expert), balance 0.01, z-loss 1e-3: twice the dense MLP work per
 //        token (less the dropped assignments) plus the router.
+//   mor: a cycle of L/2 blocks (2 tiny, 3 small) shared over N_r = 3
+//        recursions, expert-choice with capacity 0.5 (the library defaults):
+//        per sequence the recursions process T, T/2, T/4 tokens (the top k by
+//        router score, hierarchically), 1.75 recursions of L/2 blocks = 0.875 L
+//        block applications per token; objective LM + aux BCE. mor-token: the
+//        same with the token-choice router (depth argmax up front, balancing
+//        loss), whose work per step follows the router.
 //
 // --save-init FILE writes, before any update: the initial weights
 // (param.<name>), the first batch (x, y, I64; with --batches K also the first
@@ -48,6 +55,7 @@
 // every assignment (route.experts (MoE layers, B*T, k) I64, -1 where capacity
 // dropped it), and metadata
 // model_kind / model_config (the config JSON) / config / dtype / batch / seq.
+// MoR: route.paths (B*T, N_r) I64, 1 where the token ran recursion r.
 // It prints {"impl":"dyngrad","check":true,"objective":...,"lm":...}.
 // bench/torch_gpt.py --check FILE recomputes all of it in PyTorch from the same
 // weights and batch; --weights FILE starts its timing from the same weights and
@@ -66,6 +74,7 @@
 #include "models/mob.h"
 #include "models/mod.h"
 #include "models/moe.h"
+#include "models/mor.h"
 #include "nn/optim.h"
 #include "nn/safetensors.h"
 
@@ -123,6 +132,15 @@ void save_init(const std::string& path, models::LanguageModel& model, const std:
     const int64_t N = routes.front().N, k = routes.front().k;
     out.emplace("route.experts", from_vector<int64_t>(experts, {static_cast<int64_t>(routes.size()), N, k}));
   }
+  if (auto* mor = dynamic_cast<models::MoR*>(&model)) {
+    const models::RoutingTrace& tr = *mor->last_routing_trace();
+    const int64_t N = tr.B * tr.T, R = mor->mor_config().n_recursions;
+    std::vector<int64_t> paths(N * R, 0);
+    for (int64_t i = 0; i < N; ++i)
+      for (const models::TraceStep& s : tr.tokens[i])
+        if (s.block >= 0) paths[i * R + s.step] = 1;
+    out.emplace("route.paths", from_vector<int64_t>(paths, {N, R}));
+  }
   nn::Metadata meta = {{"model_kind", model.kind()},      {"model_config", model.config_json()},
                        {"config", config},                {"dtype", std::string(dtype_name(dtype))},
                        {"batch", std::to_string(x.size(0))}, {"seq", std::to_string(x.size(1))},
@@ -140,12 +158,13 @@ int main(int argc, char** argv) {
   int64_t steps = 20, warmup = 3, n_batches = 1;
   int threads = 2;
   bool cpu_time = false;
-  CLI::App app{"Time a GPT / MoD / MoB / MoE training step (forward, backward, AdamW)."};
+  CLI::App app{"Time a GPT / MoD / MoB / MoE / MoR training step (forward, backward, AdamW)."};
   app.add_option("--config", config, "tiny | small | gpt2")
       ->check(CLI::IsMember({"tiny", "small", "gpt2"}))
       ->capture_default_str();
-  app.add_option("--model", model_kind, "dense | mod | mob | moe")
-      ->check(CLI::IsMember({"dense", "mod", "mob", "moe"}))->capture_default_str();
+  app.add_option("--model", model_kind, "dense | mod | mob | moe | mor | mor-token")
+      ->check(CLI::IsMember({"dense", "mod", "mob", "moe", "mor", "mor-token"}))
+      ->capture_default_str();
   app.add_option("--steps", steps, "timed steps (0: only --save-init)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--warmup", warmup, "untimed steps first")->check(CLI::NonNegativeNumber)->capture_default_str();
@@ -195,6 +214,12 @@ int main(int argc, char** argv) {
       c.top_k = 2;
       c.capacity_factor = 1.0;
       cfg_json = models::to_json(c);
+    } else if (model_kind == "mor" || model_kind == "mor-token") {
+      models::MoRConfig c;
+      c.gpt = g;
+      c.cycle = g.n_layer / 2;
+      c.router = model_kind == "mor" ? models::MoRRouter::expert : models::MoRRouter::token;
+      cfg_json = models::to_json(c);
     } else {
       models::MoBConfig c;
       c.gpt = g;
@@ -203,7 +228,7 @@ int main(int argc, char** argv) {
       cfg_json = models::to_json(c);
     }
     const Device d = examples::open_device(device);
-    auto model = models::make_model(model_kind, cfg_json);
+    auto model = models::make_model(model_kind == "mor-token" ? "mor" : model_kind, cfg_json);
     model->to(d);
     model->train();
     Generator gen(1234);

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # dyngrad vs PyTorch on a full training step (zero_grad, forward, objective,
-# backward, AdamW step) of the dense GPT, MoD, MoB and MoE, f32, 2 threads each, for
+# backward, AdamW step) of the dense GPT, MoD, MoB, MoE and MoR, f32, 2 threads each, for
 # the tiny and small configs. Prints one markdown table.
 #
 #   bash bench/compare_gpt.sh                    # all models, tiny then small, 2 rounds, 20 steps
 #   BUILD=build-bench bash bench/compare_gpt.sh  # where bench/bench_gpt_step was built
 #   STEPS=5 ROUNDS=1 CONFIGS=tiny MODELS="mod mob" bash bench/compare_gpt.sh
+#   STEPS=3 ROUNDS=1 CONFIGS=tiny MODELS="mor mor-token" bash bench/compare_gpt.sh   # MoR, both routers
 #   SIDES=pytorch bash bench/compare_gpt.sh      # only the PyTorch half (no binary needed, no check)
 #
 # The dyngrad side is $BUILD/bench/bench_gpt_step (default BUILD=build; build
@@ -23,7 +24,7 @@
 #      get the same objective and LM loss (relative difference <= 1e-9), the
 #      same gradients (<= 1e-8 of each tensor's largest) and, for MoB, the same
 #      route for every token (MoE: the same expert for every assignment, and
-#      the same ones dropped). f64 because in f32 a near-tie in MoD's top-k or
+#      the same ones dropped; MoR: the same recursions for every token). f64 because in f32 a near-tie in MoD's top-k or
 #      MoB's argmax could flip on rounding alone. A failure stops the script.
 #   2. weights (f32): bench_gpt_step --save-init --batches WARMUP+STEPS writes
 #      the f32 initial weights and every batch the timing uses; torch_gpt.py
@@ -46,7 +47,7 @@ STEPS=${STEPS:-20}
 WARMUP=${WARMUP:-3}
 ROUNDS=${ROUNDS:-2}
 CONFIGS=${CONFIGS:-"tiny small"}
-MODELS=${MODELS:-"dense mod mob moe"}
+MODELS=${MODELS:-"dense mod mob moe mor"}
 SIDES=${SIDES:-"dyngrad pytorch"}
 OUT=${OUT:-$BUILD/compare_gpt}
 BIN="$BUILD/bench/bench_gpt_step"
@@ -71,8 +72,8 @@ for side in $SIDES; do
 done
 for model in $MODELS; do
   case "$model" in
-    dense|mod|mob|moe) ;;
-    *) echo "compare_gpt.sh: error: unknown model '$model' in MODELS (dense, mod, mob, moe)" >&2; exit 1 ;;
+    dense|mod|mob|moe|mor|mor-token) ;;
+    *) echo "compare_gpt.sh: error: unknown model '$model' in MODELS (dense, mod, mob, moe, mor, mor-token)" >&2; exit 1 ;;
   esac
 done
 for config in $CONFIGS; do
@@ -226,7 +227,7 @@ def cell(x, fmt):
 
 if checks:
     print("Same-work check (f64, same initial weights and batch): relative differences PyTorch vs dyngrad\n")
-    print("| model | config | objective | rel. diff objective | rel. diff LM loss | max grad diff (rel.) | routes differing (MoB, MoE) | MoB mean depth |")
+    print("| model | config | objective | rel. diff objective | rel. diff LM loss | max grad diff (rel.) | routes differing (MoB, MoE, MoR) | mean depth (MoB, MoR) |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for c in checks:
         print(f"| {c['model']} | {c['config']} | {c['objective']:.10f} | {c['objective_rel_diff']:.1e} | "

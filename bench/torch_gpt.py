@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 """The PyTorch side of bench/compare_gpt.sh: time of one full training step of
-the dense GPT, MoD, MoB or MoE (zero_grad, forward, objective, backward, AdamW
+the dense GPT, MoD, MoB, MoE or MoR (zero_grad, forward, objective, backward, AdamW
 step), f32, on the CPU or a GPU — and the same-work check against dyngrad.
 
-    /usr/bin/python3 bench/torch_gpt.py --model dense|mod|mob|moe --config tiny|small|gpt2
+    /usr/bin/python3 bench/torch_gpt.py --model dense|mod|mob|moe|mor|mor-token --config tiny|small|gpt2
                                         [--steps 20] [--warmup 3] [--threads 2]
                                         [--weights FILE.safetensors]
                                         [--device cpu|cuda[:N]] [--sdpa]
@@ -18,7 +18,9 @@ Configs (the same as build/bench/bench_gpt_step):
        predictor BCE; mob: max_depth 6, ponder halting, scope step, gate_init
        uniform (see the header of bench/bench_gpt_step.cpp for why); moe: 4
        experts in every block, top-2, capacity factor 1.0, balance 0.01,
-       z-loss 1e-3.
+       z-loss 1e-3; mor: a cycle of L/2 blocks over N_r = 3 recursions,
+       expert-choice, capacity 0.5; mor-token: the same with the token-choice
+       router.
 
 --weights FILE: a file written by `bench_gpt_step --save-init FILE` (f32): the
 model kind and config are taken from its metadata (and must agree with
@@ -46,7 +48,8 @@ training objective on the file's batch and its gradients, and compares with
 what dyngrad wrote: objective and LM loss within --rtol (relative), every
 parameter gradient within --grad-rtol of that tensor's largest magnitude, and
 for MoB every token's route (block per step, halting step) exactly, for MoE
-every assignment's expert (and which were dropped) in every MoE layer. Prints one
+every assignment's expert (and which were dropped) in every MoE layer, for
+MoR the recursions every token ran. Prints one
 JSON line with the differences; exits 1 (with the reason on stderr) when any
 check fails.
 
@@ -65,7 +68,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_models import (CausalSelfAttention, GPTConfig, MoBConfig, MoDConfig, MoEConfig,  # noqa: E402
+from torch_models import (CausalSelfAttention, GPTConfig, MoBConfig, MoDConfig, MoEConfig, MoRConfig,  # noqa: E402
                           adamw_param_groups, config_from_json, load_state, make_torch_model, read_safetensors)
 
 # name -> (dense model config, batch size, sequence length)
@@ -74,7 +77,12 @@ CONFIGS = {
     "small": (GPTConfig(n_layer=6, n_head=6, n_embd=384, block_size=256), 8, 256),
     "gpt2": (GPTConfig(n_layer=12, n_head=12, n_embd=768, block_size=1024), 8, 1024),
 }
-MODELS = ("dense", "mod", "mob", "moe")
+MODELS = ("dense", "mod", "mob", "moe", "mor", "mor-token")
+
+
+def base_kind(model):
+    """The dyngrad model kind of a --model name (mor-token is kind mor)."""
+    return "mor" if model == "mor-token" else model
 
 
 def default_config(model, gpt):
@@ -85,13 +93,15 @@ def default_config(model, gpt):
         return MoDConfig(gpt=gpt)
     if model == "moe":
         return MoEConfig(gpt=gpt, n_experts=4, top_k=2, capacity_factor=1.0)
+    if model in ("mor", "mor-token"):
+        return MoRConfig(gpt=gpt, cycle=gpt.n_layer // 2, router="token" if model == "mor-token" else "expert")
     return MoBConfig(gpt=gpt, n_blocks=gpt.n_layer, gate_init="uniform")
 
 
 def parse_args():
     """Command-line flags (the same as bench_gpt_step's, plus --check)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", choices=MODELS, default=None, help="dense | mod | mob | moe (default dense)")
+    p.add_argument("--model", choices=MODELS, default=None, help="dense | mod | mob | moe | mor | mor-token (default dense)")
     p.add_argument("--config", choices=sorted(CONFIGS), default=None, help="tiny | small | gpt2 (default tiny)")
     p.add_argument("--steps", type=int, default=20, help="timed steps (after warm-up)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
@@ -130,7 +140,7 @@ def model_from_file(path, want_model, want_config, dtype):
         if key not in meta:
             sys.exit(f"torch_gpt.py: error: {path}: no metadata '{key}' (not a bench_gpt_step --save-init file)")
     kind, config = meta["model_kind"], meta["config"]
-    if want_model and kind != want_model:
+    if want_model and kind != base_kind(want_model):
         sys.exit(f"torch_gpt.py: error: {path} holds a {kind} model, --model says {want_model}")
     if want_config and config != want_config:
         sys.exit(f"torch_gpt.py: error: {path} holds config {config}, --config says {want_config}")
@@ -162,7 +172,7 @@ def check(args):
     _, objective = model(x, y)
     objective.backward()
     got_obj = objective.item()
-    got_lm = model.last_lm.item() if kind in ("mod", "moe") else got_obj
+    got_lm = model.last_lm.item() if kind in ("mod", "moe", "mor") else got_obj
     want_obj, want_lm = float(ref["objective"]), float(ref["lm"])
     failures = []
     d_obj, d_lm = rel(got_obj, want_obj), rel(got_lm, want_lm)
@@ -187,10 +197,11 @@ def check(args):
         if not d <= args.grad_rtol:
             failures.append(f"grad.{name}: max difference {d:.3e} of its largest |grad| {scale:.3e} > {args.grad_rtol}")
     paths_mismatch = None
-    if kind in ("mob", "moe"):
-        # MoB: per token (B*T, max_depth + 1) the block of each step; MoE: per
-        # MoE layer (layers, B*T, k) the expert of each assignment, -1 dropped.
-        key, got = ("route.paths", model.last_paths) if kind == "mob" else ("route.experts", model.last_routes)
+    if kind in ("mob", "moe", "mor"):
+        # MoB: per token (B*T, max_depth + 1) the block of each step; MoR: per
+        # token (B*T, N_r) whether it ran each recursion; MoE: per MoE layer
+        # (layers, B*T, k) the expert of each assignment, -1 dropped.
+        key, got = ("route.experts", model.last_routes) if kind == "moe" else ("route.paths", model.last_paths)
         if key not in ref:
             failures.append(f"the file has no {key}")
         else:
@@ -199,14 +210,16 @@ def check(args):
                 failures.append(f"{key} shape {list(want.shape)} vs {list(got.shape)}")
             else:
                 differs = want != got
-                differs = differs.any(dim=1) if kind == "mob" else differs.any(dim=2).any(dim=0)  # per token
+                differs = differs.any(dim=2).any(dim=0) if kind == "moe" else differs.any(dim=1)  # per token
                 paths_mismatch = int(differs.sum())
                 if paths_mismatch:
                     failures.append(f"{paths_mismatch} tokens took a different route than in dyngrad")
     depth = None
     if kind == "mob":
         depth = float((model.last_paths >= 0).sum(dim=1).double().mean())
-    result = {"impl": "pytorch", "check": True, "model": kind, "config": config, "dtype": "f64",
+    if kind == "mor":  # block applications per token
+        depth = float(model.last_paths.sum(dim=1).double().mean()) * model.mcfg.cycle
+    result = {"impl": "pytorch", "check": True, "model": args.model or kind, "config": config, "dtype": "f64",
               "objective": got_obj, "objective_dyngrad": want_obj, "objective_rel_diff": d_obj,
               "lm_rel_diff": d_lm, "grad_max_rel_diff": worst, "grad_worst": worst_name,
               "paths_mismatch": paths_mismatch, "mean_depth": depth, "ok": not failures}
@@ -256,9 +269,10 @@ def main():
         else:
             saved = [(x, y)]
     else:
-        kind, config = args.model or "dense", args.config or "tiny"
+        name, config = args.model or "dense", args.config or "tiny"
+        kind = base_kind(name)
         torch.manual_seed(0)
-        model = make_torch_model(kind, default_config(kind, CONFIGS[config][0]))
+        model = make_torch_model(kind, default_config(name, CONFIGS[config][0]))
     _, batch, seq = CONFIGS[config]
     if saved and tuple(saved[0][0].shape) != (batch, seq):
         sys.exit(f"torch_gpt.py: error: {args.weights}: batch {list(saved[0][0].shape)}, config {config} "
@@ -288,12 +302,12 @@ def main():
         if step >= args.warmup:
             times.append(elapsed)
         # The plain LM loss, like dyngrad's final_loss (read outside the timing).
-        loss = (model.last_lm if kind in ("mod", "moe") else loss).item()
+        loss = (model.last_lm if kind in ("mod", "moe", "mor") else loss).item()
 
     median_s = statistics.median(times)
     result = {
         "impl": "pytorch",
-        "model": kind,
+        "model": args.model or kind,
         "config": config,
         "median_step_ms": round(median_s * 1e3, 3),
         "tokens_per_s": round(batch * seq / median_s, 1),

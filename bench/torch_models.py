@@ -16,7 +16,8 @@ What it holds:
     (a block returns its delta a + m; the model adds it to the residual);
   * TorchMoD, TorchMoB and TorchMoE: the routed models of models/mod.h,
     models/mob.h and models/moe.h (training objectives), with config_from_json
-    to read dyngrad's config JSON.
+    to read dyngrad's config JSON;
+  * TorchMoR: Mixture-of-Recursions (models/mor.h), both routers.
 
 State-dict names (V = 256, C = n_embd):
   wte.weight (V, C), wpe.weight (block_size, C),
@@ -376,8 +377,21 @@ class MoEConfig:
     z_loss: float = 1e-3
 
 
+@dataclass
+class MoRConfig:
+    """Mixture-of-Recursions (the fields of models::MoRConfig; gpt.n_layer is
+    ignored, the shared cycle has `cycle` blocks)."""
+    gpt: GPTConfig
+    cycle: int = 2
+    n_recursions: int = 3
+    router: str = "expert"            # expert | token
+    capacity: float = 0.5
+    aux_weight: float = 0.01
+    balance: float = 0.01
+
+
 def config_from_json(kind, text):
-    """The config of a dyngrad model of `kind` (dense | mod | mob | moe) from the JSON
+    """The config of a dyngrad model of `kind` (dense | mod | mob | moe | mor) from the JSON
     its to_json wrote (e.g. a checkpoint's or a bench file's model_config).
     Returns (config, dtype name)."""
     j = json.loads(text) if isinstance(text, str) else dict(text)
@@ -404,9 +418,13 @@ def config_from_json(kind, text):
             return MoEConfig(gpt=gpt, n_experts=int(j["n_experts"]), top_k=int(j["top_k"]),
                              moe_every=int(j["moe_every"]), capacity_factor=float(j["capacity_factor"]),
                              balance=float(j["balance"]), z_loss=float(j["z_loss"])), dtype
+        if kind == "mor":
+            return MoRConfig(gpt=gpt, cycle=int(j["cycle"]), n_recursions=int(j["n_recursions"]),
+                             router=_enum(j["router"], ("expert", "token"), "router"), capacity=float(j["capacity"]),
+                             aux_weight=float(j["aux_weight"]), balance=float(j["balance"])), dtype
     except KeyError as e:
         raise ValueError(f"{kind} config: no field {e} in {text!r}") from None
-    raise ValueError(f"unknown model kind '{kind}' (dense, mod, mob or moe)")
+    raise ValueError(f"unknown model kind '{kind}' (dense, mod, mob, moe or mor)")
 
 
 def config_to_json(kind, cfg, dtype="f64"):
@@ -420,12 +438,14 @@ def config_to_json(kind, cfg, dtype="f64"):
         j.update({k: v for k, v in cfg.__dict__.items() if k != "gpt"})
     if kind == "mob":
         j["n_layer"] = cfg.n_blocks
+    if kind == "mor":
+        j["n_layer"] = cfg.cycle
     return json.dumps(j)
 
 
 def make_torch_model(kind, cfg):
-    """TorchGPT, TorchMoD, TorchMoB or TorchMoE for `kind` with config `cfg`."""
-    return {"dense": TorchGPT, "mod": TorchMoD, "mob": TorchMoB, "moe": TorchMoE}[kind](cfg)
+    """TorchGPT, TorchMoD, TorchMoB, TorchMoE or TorchMoR for `kind` with config `cfg`."""
+    return {"dense": TorchGPT, "mod": TorchMoD, "mob": TorchMoB, "moe": TorchMoE, "mor": TorchMoR}[kind](cfg)
 
 
 class Router(nn.Module):
@@ -781,3 +801,132 @@ class TorchMoE(TorchGPT):
             return logits, None
         objective = lm + torch.stack(balance).mean() * self.mcfg.balance + torch.stack(zs).mean() * self.mcfg.z_loss
         return logits, objective
+
+
+def masked_block(blk, x, allowed):
+    """blk's delta on x (B, T, C) where query t sees key u iff allowed[b, t, u]
+    (B, T, T): the Block of this file with its attention mask given."""
+    B, T, C = x.shape
+    H = blk.attn.n_head
+    D = C // H
+    qkv = blk.attn.qkv(blk.ln1(x)).reshape(B, T, 3, H, D).permute(2, 0, 3, 1, 4)   # (3, B, H, T, D)
+    att = (qkv[0] * (1.0 / math.sqrt(D))) @ qkv[1].transpose(-2, -1)                # (B, H, T, T)
+    att = F.softmax(att.masked_fill(~allowed.unsqueeze(1), float("-inf")), dim=-1)
+    a = blk.drop(blk.attn.proj((att @ qkv[2]).transpose(1, 2).reshape(B, T, C)))
+    return a + blk.drop(blk.mlp(blk.ln2(x + a)))
+
+
+class TorchMoR(TorchGPT):
+    """Mixture-of-Recursions (models/mor.h), training objective.
+
+    The `cycle` blocks are shared by up to n_recursions recursions; every token
+    runs recursion 0 (x + delta_j for each block j of the cycle).
+      expert: recursion r >= 1 scores the tokens active at r with
+        routers[r] (C -> 1, no bias); per sequence the top k_r (k_0 = T,
+        k_r = ceil(capacity * k_{r-1}), at least 1) go on (torch.topk, indices
+        sorted: position order), are gathered into (B, k_r, C), run through
+        the cycle (causal attention among them) and scattered back as
+        x + sigmoid(s) * delta. Objective: LM + aux_weight * sum_r
+        BCE(s_r, top-k membership).
+      token: p = softmax(depth_router(embedding)) over depths 1..N_r; depth =
+        argmax + 1, g = p[depth - 1] scales the token's delta at each of its
+        recursions; attention at recursion r among the tokens with depth > r
+        (a key mask over the (B, T) layout). Objective: LM + balance *
+        N_r * sum_d f_d * mean(p_d).
+    forward returns (logits, objective); self.last_lm is the plain LM loss and
+    self.last_paths (B*T, N_r) int64 holds 1 where the token ran recursion r.
+    """
+
+    def __init__(self, cfg):
+        _enum(cfg.router, ("expert", "token"), "router")
+        if not 0 < cfg.capacity <= 1 or cfg.n_recursions < 1 or cfg.cycle < 1:
+            raise ValueError(f"TorchMoR: invalid config {cfg}")
+        super().__init__(GPTConfig(**{**cfg.gpt.__dict__, "n_layer": cfg.cycle}))
+        self.mcfg = cfg
+        C, R = cfg.gpt.n_embd, cfg.n_recursions
+        if cfg.router == "expert":
+            self.routers = nn.ModuleDict({str(r): nn.Linear(C, 1, bias=False) for r in range(1, R)})
+        else:
+            self.depth_router = nn.Linear(C, R)
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                if name.startswith("routers.") or name.startswith("depth_router."):
+                    p.zero_() if name.endswith("bias") else p.normal_(0.0, 0.02)
+        self.last_lm = None
+        self.last_paths = None
+
+    def capacity_k(self, T, r):
+        k = T
+        for _ in range(r):
+            k = min(max(math.ceil(self.mcfg.capacity * k - 1e-9), 1), k)
+        return k
+
+    def head(self, x):
+        h = self.ln_f(x)
+        return h @ self.wte.weight.t() if self.cfg.tied_head else self.lm_head(h)
+
+    def _expert(self, x, paths):
+        """The top-k recursions 1..N_r-1 of x (B, T, C); returns (x, sum of the BCE terms)."""
+        B, T, C = x.shape
+        pos, aux = None, None
+        for r in range(1, self.mcfg.n_recursions):
+            k = self.capacity_k(T, r)
+            xa = x if pos is None else torch.gather(x, 1, pos.unsqueeze(-1).expand(B, pos.shape[1], C))
+            s = self.routers[str(r)](xa).squeeze(-1)                              # (B, kp)
+            with torch.no_grad():
+                sel = torch.topk(s, k, dim=1, sorted=False).indices.sort(dim=1).values  # (B, k) ascending
+                target = torch.zeros_like(s).scatter_(1, sel, 1.0)
+            bce = F.binary_cross_entropy_with_logits(s, target)
+            aux = bce if aux is None else aux + bce
+            w = torch.sigmoid(torch.gather(s, 1, sel)).unsqueeze(-1)             # (B, k, 1)
+            pos = sel if pos is None else torch.gather(pos, 1, sel)               # (B, k) positions
+            idx = pos.unsqueeze(-1).expand(B, k, C)
+            for blk in self.blocks:
+                x = x.scatter_add(1, idx, blk(torch.gather(x, 1, idx)) * w)
+            paths.view(B, T, -1)[:, :, r].scatter_(1, pos, 1)
+        return x, aux
+
+    def _token(self, x, paths):
+        """Token-choice recursions of x (B, T, C); returns (x, balance term)."""
+        B, T, C = x.shape
+        R = self.mcfg.n_recursions
+        p = F.softmax(self.depth_router(x), dim=-1)                               # (B, T, R)
+        choice = torch.argmax(p.detach(), dim=-1)                                 # first maximum
+        g = torch.gather(p, -1, choice.unsqueeze(-1))                             # (B, T, 1)
+        f = F.one_hot(choice, R).to(p.dtype).mean(dim=(0, 1))
+        balance = (p.mean(dim=(0, 1)) * f).sum() * R
+        causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+        eye = torch.eye(T, dtype=torch.bool, device=x.device)
+        for r in range(R):
+            active = choice >= r                                                  # (B, T): depth > r
+            if not bool(active.any()):
+                break
+            allowed = (causal & active.unsqueeze(1)) | eye                        # idle rows see themselves
+            for blk in self.blocks:
+                x = x + torch.where(active.unsqueeze(-1), masked_block(blk, x, allowed) * g, 0.0)
+            paths[:, r] = active.reshape(-1).to(torch.int64)
+        return x, balance
+
+    def forward(self, idx, targets=None):
+        B, T = idx.shape
+        if T > self.cfg.block_size:
+            raise ValueError(f"TorchMoR: sequence length {T} exceeds block_size {self.cfg.block_size}")
+        pos = torch.arange(T, device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(pos))
+        paths = torch.zeros(B * T, self.mcfg.n_recursions, dtype=torch.int64, device=idx.device)
+        if self.mcfg.router == "token":
+            x, term = self._token(x, paths)
+            weight = self.mcfg.balance
+        else:
+            for blk in self.blocks:                                               # recursion 0: every token, g = 1
+                x = x + blk(x)
+            paths[:, 0] = 1
+            x, term = self._expert(x, paths)
+            weight = self.mcfg.aux_weight
+        self.last_paths = paths.cpu()
+        logits = self.head(x)
+        if targets is None:
+            return logits, None
+        lm = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T))
+        self.last_lm = lm.detach()
+        return logits, (lm if term is None else lm + term * weight)

@@ -4,7 +4,7 @@
 // describes (what models::make_model takes).
 //
 //   LMFlags f;
-//   add_model_flags(app, f);        // --layers, --embd, ..., MoD, MoB and MoE groups (from the config tables)
+//   add_model_flags(app, f);        // --layers, --embd, ..., MoD, MoB, MoE and MoR groups (from the config tables)
 //   std::string cfg = model_config(f, "mob");
 //   auto model = models::make_model("mob", cfg);
 #include <CLI/CLI.hpp>
@@ -19,6 +19,7 @@
 #include "models/mob.h"
 #include "models/mod.h"
 #include "models/moe.h"
+#include "models/mor.h"
 
 namespace dg::examples {
 
@@ -30,13 +31,20 @@ struct LMFlags {
   models::MoDConfig mod;  // its own fields (models::mod_fields()); the GPT part is `gpt`
   models::MoBConfig mob;  // its own fields (models::mob_fields()); the GPT part is `gpt`
   models::MoEConfig moe;  // its own fields (models::moe_fields()); the GPT part is `gpt`
+  models::MoRConfig mor;  // its own fields (models::mor_fields()); the GPT part is `gpt`
 };
 
-// The config JSON of model `kind` (dense | mod | mob | moe) that the flags describe,
+// The config JSON of model `kind` (dense | mod | mob | moe | mor) that the flags describe,
 // after the checks across fields (a dg::Error naming the keys and flags).
 inline std::string model_config(const LMFlags& f, const std::string& kind) {
-  models::validate(f.gpt, kind == "mob" ? f.mob.n_blocks : f.gpt.n_layer, "model flags");
+  models::validate(f.gpt, kind == "mob" ? f.mob.n_blocks : kind == "mor" ? f.mor.cycle : f.gpt.n_layer, "model flags");
   if (kind == "dense") return models::to_json(f.gpt);
+  if (kind == "mor") {
+    models::MoRConfig c = f.mor;
+    c.gpt = f.gpt;
+    models::validate(c, "model flags");
+    return models::to_json(c);
+  }
   if (kind == "mod") {
     models::MoDConfig c = f.mod;
     c.gpt = f.gpt;
@@ -60,13 +68,14 @@ inline std::unique_ptr<data::Corpus> load_corpus(const std::string& spec, uint64
   return std::make_unique<data::TextCorpus>(data::TextCorpus::from_file(spec));
 }
 
-// --data, the GPT flags and the MoD / MoB option groups, from the config tables.
+// --data, the GPT flags and the MoD / MoB / MoR option groups, from the config tables.
 inline void add_model_flags(CLI::App& app, LMFlags& f) {
   app.add_option("--data", f.data, "'synthetic' (embedded arithmetic corpus) or a text file")->capture_default_str();
   add_flags(app, models::gpt_config_table(), f.gpt);
   add_flags(*app.add_option_group("Mixture-of-Depths (--model mod)"), models::mod_fields(), f.mod);
   add_flags(*app.add_option_group("Mixture-of-Blocks (--model mob)"), models::mob_fields(), f.mob);
   add_flags(*app.add_option_group("Mixture-of-Experts (--model moe)"), models::moe_fields(), f.moe);
+  add_flags(*app.add_option_group("Mixture-of-Recursions (--model mor)"), models::mor_fields(), f.mor);
 }
 
 }  // namespace dg::examples

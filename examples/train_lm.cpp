@@ -1,5 +1,5 @@
-// train_lm: trains a byte-level language model — dense GPT, Mixture-of-Depths
-// or Mixture-of-Blocks — on the embedded arithmetic corpus (no download) or on
+// train_lm: trains a byte-level language model — dense GPT, Mixture-of-Depths,
+// Mixture-of-Blocks or Mixture-of-Recursions — on the embedded arithmetic corpus (no download) or on
 // any text file, then prints samples (and, for MoB, where the tokens spent
 // their steps).
 //
@@ -29,6 +29,7 @@
 #include "models/mob.h"
 #include "models/mod.h"
 #include "models/trace_page.h"
+#include "models/mor.h"
 #include "train/evaluate.h"
 #include "train/trainer.h"
 
@@ -125,6 +126,14 @@ void print_routing(models::LanguageModel& model, const data::Corpus& corpus, con
     fmt::print("\nMoD with causal routing (sampling mode): val loss {:.4f}, routed blocks process {:.1f}% of tokens\n",
                r.loss, 100 * frac);
   }
+  auto* mor = dynamic_cast<models::MoR*>(&model);
+  if (mor && mor->mor_config().router == models::MoRRouter::expert) {
+    mor->set_routing(models::MoRRouting::causal);
+    train::EvalResult r = train::evaluate(*mor, corpus, f.train.batch, f.gpt.block_size, f.train.eval_batches);
+    mor->set_routing(models::MoRRouting::topk);
+    fmt::print("\nMoR with causal routing (sampling mode): val loss {:.4f}, {:.2f} MFLOP/token\n", r.loss,
+               r.flops_per_token / 1e6);
+  }
 }
 
 void print_samples(models::LanguageModel& model, const data::Corpus& corpus, const Flags& f) {
@@ -154,7 +163,7 @@ int main(int argc, char** argv) {
   Flags f;
   CLI::App app{"Train a byte-level language model (dense GPT, Mixture-of-Depths or Mixture-of-Blocks)."};
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a repeated flag: the last wins
-  app.add_option("--model", f.model, "dense | mod | mob | moe")->check(CLI::IsMember({"dense", "mod", "mob", "moe"}))->capture_default_str();
+  app.add_option("--model", f.model, "dense | mod | mob | moe | mor")->check(CLI::IsMember({"dense", "mod", "mob", "moe", "mor"}))->capture_default_str();
   examples::add_flags(app, train::train_options_table(), f.train);
   app.add_option("--threads", f.threads, "CPU threads (0: DG_NUM_THREADS or all cores)")->capture_default_str()
       ->check(CLI::NonNegativeNumber);

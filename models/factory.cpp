@@ -9,6 +9,7 @@
 #include "models/mob.h"
 #include "models/mod.h"
 #include "models/moe.h"
+#include "models/mor.h"
 #include "nn/checkpoint.h"
 
 namespace dg::models {
@@ -23,6 +24,7 @@ Registry& registry() {
       {"mod", [](const std::string& j) { return std::make_unique<MoD>(mod_config_from_json(j)); }},
       {"mob", [](const std::string& j) { return std::make_unique<MoB>(mob_config_from_json(j)); }},
       {"moe", [](const std::string& j) { return std::make_unique<MoE>(moe_config_from_json(j)); }},
+      {"mor", [](const std::string& j) { return std::make_unique<MoR>(mor_config_from_json(j)); }},
   };
   return r;
 }

@@ -99,13 +99,6 @@ bool MoD::causal_choice(const Tensor& r, const Tensor& pred, std::vector<uint8_t
 
 namespace {
 
-// Share of tokens where sigmoid(logit) > 0.5 agrees with the 0/1 target: a
-// 0-dim f64 tensor on the logits' device.
-Tensor agreement(const Tensor& logits, const Tensor& target) {
-  NoGradGuard no_grad;
-  return mean(to_dtype(eq(gt(logits.detach(), 0.0), gt(target, 0.5)), DType::f64));
-}
-
 // The mean of 0-dim tensors (one device stat), or undefined for none.
 Tensor mean_of(const std::vector<Tensor>& xs) {
   return xs.empty() ? Tensor() : mean(stack(xs));

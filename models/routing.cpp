@@ -58,6 +58,11 @@ Tensor membership(const Tensor& idx, int64_t T, DType dtype) {
   return reshape(index_add(m, 0, flat_rows(idx, T), ones({idx.numel()}, {dtype, idx.device()})), {B, T});
 }
 
+Tensor agreement(const Tensor& logits, const Tensor& target) {
+  NoGradGuard no_grad;
+  return mean(to_dtype(eq(gt(logits.detach(), 0.0), gt(target, 0.5)), DType::f64));
+}
+
 PackedChoice pack_choice(const std::vector<uint8_t>& chosen, int64_t B, int64_t T, Device device) {
   DG_CHECK(static_cast<int64_t>(chosen.size()) == B * T, "pack_choice: {} choices for B={} T={}", chosen.size(), B, T);
   PackedChoice p;

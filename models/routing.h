@@ -57,6 +57,11 @@ Tensor scatter_add_rows(const Tensor& x, const Rows& rows, const Tensor& delta, 
 // selected, in `dtype` on idx's device (a BCE target; no gradient).
 Tensor membership(const Tensor& idx, int64_t T, DType dtype);
 
+// Share of tokens where sigmoid(logit) > 0.5 agrees with a 0/1 target (how
+// well a router decides causally what top-k chose): a 0-dim f64 tensor on the
+// logits' device, no gradient.
+Tensor agreement(const Tensor& logits, const Tensor& target);
+
 // Variable-length selection made static: from a (B, T) boolean choice, the
 // positions of each sequence's chosen tokens packed to the left and padded to
 // the longest count with copies of the sequence's last position (after all

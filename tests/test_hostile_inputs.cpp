@@ -256,7 +256,7 @@ TEST(HostileCheckpoint, ModelConfigJson) {
   };
   for (const auto& [name, config] : configs) {
     SCOPED_TRACE(name);
-    for (const char* kind : {"dense", "mod", "mob", "moe"}) {
+    for (const char* kind : {"dense", "mod", "mob", "moe", "mor"}) {
       const std::string p =
           checkpoint_with(dir, name + ".st", {{"step", "1"}, {"model_kind", kind}, {"model_config", config}});
       try {

@@ -1,16 +1,18 @@
 // The models above tensor/ on another device than the CPU: dense GPT, MoD,
-// MoB and MoE train, sample, checkpoint and resume on it exactly as on the CPU.
+// MoB, MoE and MoR train, sample, checkpoint and resume on it exactly as on the CPU.
 //
 // The guarded test device (tensor/guarded_backend.h) runs the CPU's kernels on
 // memory the host cannot touch, so there every result must be BIT-identical
 // to the CPU's (same kernels, same order), and any host access to a tensor a
 // model made there crashes the test. Its counters bound the host reads of a
-// training step: none for dense and MoD, one batched read per depth step for
-// MoB (its routing decisions). The same tests run on CUDA when a GPU is
+// training step: none for dense, MoD and MoR's top-k routing, one batched
+// read per depth step for MoB (its routing decisions), one for MoR's
+// token-choice depths. The same tests run on CUDA when a GPU is
 // present (f64 to 1e-10 instead of bitwise), and skip with the reason
 // otherwise.
 //
-// Legend: B = batch, T = time; kinds dense | mod | mob | moe.
+// Legend: B = batch, T = time; kinds dense | mod | mob | moe | mor (expert-choice)
+// | mor_token (token-choice).
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -22,6 +24,7 @@
 #include "models/mob.h"
 #include "models/mod.h"
 #include "models/moe.h"
+#include "models/mor.h"
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
 #include "tensor/guarded_backend.h"
@@ -54,6 +57,14 @@ std::string config_of(const std::string& kind) {
     c.capacity_factor = 0.75;  // some tokens dropped in training
     return to_json(c);
   }
+  if (kind == "mor" || kind == "mor_token") {
+    MoRConfig c;
+    c.gpt = g;
+    c.router = kind == "mor" ? MoRRouter::expert : MoRRouter::token;
+    c.aux_weight = 0.1;
+    c.balance = 0.1;
+    return to_json(c);
+  }
   MoBConfig c;
   c.gpt = g;
   c.n_blocks = 3;
@@ -65,7 +76,7 @@ std::string config_of(const std::string& kind) {
 }
 
 std::unique_ptr<LanguageModel> make(const std::string& kind, Device d) {
-  auto m = make_model(kind, config_of(kind));
+  auto m = make_model(kind == "mor_token" ? "mor" : kind, config_of(kind));
   m->to(d);
   return m;
 }
@@ -140,7 +151,7 @@ TEST_P(ModelsOnDevice, TrainsThreeStepsLikeTheCpu) {
         EXPECT_TRUE(near(pc[i].second.grad(), pd[i].second.grad(), c.tol)) << "step " << step << " " << pc[i].first;
       }
     }
-    if (c.kind == "mob" || c.kind == "moe") {
+    if (cpu->last_routing_trace()) {  // MoB, MoE, MoR
       const auto& tc = cpu->last_routing_trace()->tokens;
       const auto& td = dev->last_routing_trace()->tokens;
       ASSERT_EQ(tc.size(), td.size());
@@ -211,7 +222,7 @@ TEST_P(ModelsOnDevice, CheckpointsAndResumesLikeTheCpu) {
 
 std::vector<Case> cases() {
   std::vector<Case> v;
-  for (const char* kind : {"dense", "mod", "mob", "moe"}) {
+  for (const char* kind : {"dense", "mod", "mob", "moe", "mor", "mor_token"}) {
     v.push_back({kind, Device::guarded(), 0.0});
     v.push_back({kind, Device::cuda(0), 1e-10});
   }
@@ -244,6 +255,13 @@ Reads host_reads_of_a_step(const std::string& kind) {
 TEST(ModelsOnDeviceHostReads, DenseAndMoDReadNothingPerStep) {
   EXPECT_EQ(host_reads_of_a_step("dense").copies, 0u);
   EXPECT_EQ(host_reads_of_a_step("mod").copies, 0u);
+}
+
+// MoR: expert-choice top-k keeps every selection on the device (its trace is
+// read only when asked); token-choice reads its depth probabilities once.
+TEST(ModelsOnDeviceHostReads, MoRReadsNothingWithTopkAndOnceWithTokenChoice) {
+  EXPECT_EQ(host_reads_of_a_step("mor").copies, 0u);
+  EXPECT_EQ(host_reads_of_a_step("mor_token").copies, 1u);
 }
 
 TEST(ModelsOnDeviceHostReads, MoBReadsItsDecisionsOncePerDepthStep) {

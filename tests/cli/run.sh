@@ -65,6 +65,17 @@ expect_error "--batch must be an integer in [1, 1048576], got 0" "$COMPARE" --ba
 expect_error "--warmup 100 must be at most --steps 12" "$COMPARE" --steps 12 --warmup 100 --no-plot --out "$DIR/c1"
 expect_error "--tokens must be an integer >= 0, got -3" "$SAMPLE" "$SRC/tests/data/legacy/dense/ckpt.safetensors" --tokens -3
 
+# Mixture-of-Recursions: N_r < 1, capacity outside (0, 1], an unknown router, as flags and in --run specs.
+expect_error "--recursions must be an integer in [1, 64], got 0" "$TRAIN" "${TINY[@]}" --model mor --recursions 0
+expect_error "--mor-capacity must be a number in (0, 1], got 0" "$TRAIN" "${TINY[@]}" --model mor --mor-capacity 0
+expect_error "--mor-router must be one of expert | token, got \"soft\"" "$TRAIN" "${TINY[@]}" --model mor --mor-router soft
+expect_error "MoR config: 'n_recursions' must be an integer in [1, 64], got 0" \
+  "$COMPARE" --run m=mor:n_recursions=0 --no-plot --out "$DIR/c2"
+expect_error "MoR config: 'router' must be one of expert | token, got \"soft\"" \
+  "$COMPARE" --run m=mor:router=soft --no-plot --out "$DIR/c3"
+expect_error "MoR config: 'capacity' must be a number in (0, 1], got 1.5" \
+  "$COMPARE" --run m=mor:capacity=1.5 --no-plot --out "$DIR/c4"
+
 # compare_routing --layers 1: dense-1, mod and mob (no dense-L/2 of 0 layers, no duplicate name).
 "$COMPARE" --steps 2 --warmup 1 --batch 2 --block 16 --layers 1 --heads 2 --embd 16 --blocks 2 --max-depth 2 \
   --evals 1 --eval-batches 1 --threads 1 --no-plot --out "$DIR/one" > "$DIR/one.txt"

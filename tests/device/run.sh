@@ -6,16 +6,17 @@
 # byte-identical to the CPU's and its per-step losses equal; sample_lm
 # --device guarded on it must print what sample_lm on the CPU prints. Then
 # --device for a GPU this machine does not have exits 1 naming the device.
-#   run.sh <build dir> <model kind>
+#   run.sh <build dir> <model kind> [train_lm flags...]
 set -euo pipefail
 BUILD=$1
 MODEL=$2
+shift 2  # the rest: train_lm flags for this kind (e.g. --mor-router token)
 TRAIN="$BUILD/examples/train_lm"
 SAMPLE="$BUILD/examples/sample_lm"
 DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"' EXIT
 ARGS=(--model "$MODEL" --steps 8 --warmup 2 --batch 2 --block 16 --embd 16 --heads 2 --layers 2 --blocks 2 --max-depth 2
-      --eval-every 4 --eval-batches 1 --samples 1 --sample-tokens 8 --threads 2 --seed 7)
+      --eval-every 4 --eval-batches 1 --samples 1 --sample-tokens 8 --threads 2 --seed 7 "$@")
 "$TRAIN" "${ARGS[@]}" --device cpu --out "$DIR/cpu" >/dev/null
 "$TRAIN" "${ARGS[@]}" --device guarded --stop-at 4 --out "$DIR/guarded" >/dev/null
 "$TRAIN" "${ARGS[@]}" --device guarded --resume --out "$DIR/guarded" >/dev/null

@@ -4,15 +4,16 @@
 # --resume to 20 in a second process; the
 # final checkpoints (weights, AdamW moments, step, generator states) must be
 # byte-identical and the per-step losses of steps 11..20 equal.
-#   run.sh <build dir> <model kind>
+#   run.sh <build dir> <model kind> [train_lm flags...]
 set -euo pipefail
 BUILD=$1
 MODEL=$2
+shift 2  # the rest: train_lm flags for this kind (e.g. --mor-router token)
 BIN="$BUILD/examples/train_lm"
 DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"' EXIT
 ARGS=(--model "$MODEL" --steps 20 --warmup 5 --batch 4 --block 32 --embd 32 --heads 2 --layers 2 --blocks 2 --max-depth 3
-      --eval-every 10 --eval-batches 2 --samples 0 --threads 2 --seed 7)
+      --eval-every 10 --eval-batches 2 --samples 0 --threads 2 --seed 7 "$@")
 "$BIN" "${ARGS[@]}" --out "$DIR/straight" >/dev/null
 "$BIN" "${ARGS[@]}" --stop-at 10 --out "$DIR/split" >/dev/null
 "$BIN" "${ARGS[@]}" --out "$DIR/split" --resume >/dev/null
