@@ -4,13 +4,27 @@
 //     the naive per-token executor of tests/mob_naive.h;
 //  2. overhead: MoB time per block application (gate, per-step LM head,
 //     grouping, gather/scatter included) against a dense block's time
-//     (dense GPT with n layers: step time / n) at the same B, T, C.
+//     (dense GPT with n layers: step time / n) at the same B, T, C;
+//  3. the floor: what MoB must do beyond its block applications under the
+//     ponder objective, timed op by op in the same run (alternated with the
+//     MoB and dense steps): one block on all N tokens, the LM head + CE on N
+//     rows (which the ponder objective runs at every step, on the tokens
+//     still active), the gate on N rows. A MoB step at mean depth D applies
+//     blocks to N D rows and head, CE and gate to N (D + 1) rows (every token
+//     is active at steps 0..its depth), so its floor is
+//       D block + (D + 1) (head/CE + gate) + (dense - 4 block - head/CE)
+//     (the last term: the embedding and what else the dense step does once).
 // Both gate inits by default: dense-path (every token on the same path: one
 // group per step, the batched executor's easiest case) and uniform (random
 // gate weights: tokens spread over the blocks, several groups per step).
-// Prints a markdown table; medians over --reps.
+// Prints markdown tables; medians over --reps. --cpu-time times by the
+// process's CPU time (all threads; with --threads 1 it is steadier than wall
+// time on a loaded machine).
 //
 //   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE build/bench/bench_mob --reps 5 --threads 2
+//   build/bench/bench_mob --reps 9 --threads 1 --cpu-time --naive-reps 0
+#include <time.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -24,10 +38,20 @@ using namespace dg;
 
 namespace {
 
+bool g_cpu_time = false;  // --cpu-time: the process's CPU time (all threads) instead of wall time
+
+double now_ms() {
+  if (!g_cpu_time)
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
+
 double time_ms(const std::function<void()>& f) {
-  const auto t0 = std::chrono::steady_clock::now();
+  const double t0 = now_ms();
   f();
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return now_ms() - t0;
 }
 
 double median(std::vector<double> t) {
@@ -42,13 +66,16 @@ double median_ms(int reps, const std::function<void()>& f) {
   return median(t);
 }
 
-// Medians of a and b timed alternately (a, b, a, b, ...), so that a change
-// in the machine's load hits both alike.
-std::pair<double, double> paired_median_ms(int reps, const std::function<void()>& a, const std::function<void()>& b) {
-  std::vector<double> ta, tb;
-  a(), b();  // warm-up
-  for (int i = 0; i < reps; ++i) ta.push_back(time_ms(a)), tb.push_back(time_ms(b));
-  return {median(ta), median(tb)};
+// Medians of fs timed in turn (f0, f1, ..., f0, f1, ...), so that a change
+// in the machine's load hits all alike.
+std::vector<double> alternated_median_ms(int reps, const std::vector<std::function<void()>>& fs) {
+  std::vector<std::vector<double>> t(fs.size());
+  for (const auto& f : fs) f();  // warm-up
+  for (int i = 0; i < reps; ++i)
+    for (size_t j = 0; j < fs.size(); ++j) t[j].push_back(time_ms(fs[j]));
+  std::vector<double> out;
+  for (auto& tj : t) out.push_back(median(tj));
+  return out;
 }
 
 }  // namespace
@@ -66,6 +93,8 @@ int main(int argc, char** argv) {
   app.add_option("--batch", B)->capture_default_str();
   app.add_option("--block", T)->capture_default_str();
   app.add_option("--embd", C)->capture_default_str();
+  app.add_flag("--cpu-time", g_cpu_time,
+               "time with the process's CPU time (all threads) instead of wall time: steadier on a loaded machine");
   CLI11_PARSE(app, argc, argv);
   set_num_threads(threads);
   std::vector<std::string> inits = gate_init == "both" ? std::vector<std::string>{"dense-path", "uniform"}
@@ -79,9 +108,10 @@ int main(int argc, char** argv) {
     dense.zero_grad();
     dense.loss(x, y).objective.backward();
   };
-  fmt::print("MoB forward+backward of the ponder objective, B={} T={} C={} H=4 n=4 D_max=6, {} threads; the dense "
-             "GPT (4 blocks) timed alternately with each MoB\n\n",
-             B, T, C, threads);
+  fmt::print("MoB forward+backward of the ponder objective, B={} T={} C={} H=4 n=4 D_max=6, {} threads, {} time; the "
+             "dense GPT (4 blocks) and the floor's ops timed alternately with each MoB\n\n",
+             B, T, C, threads, g_cpu_time ? "CPU" : "wall");
+  std::vector<std::string> floor_rows;
   fmt::print("| gate init | mean depth | groups/step | naive per-token | batched | speed-up | dense block | batched per "
              "block application | vs a dense block |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const std::string& init : inits) {
@@ -95,7 +125,25 @@ int main(int argc, char** argv) {
       mob.zero_grad();
       mob.loss(x, y).objective.backward();
     };
-    const auto [t_batched, t_dense] = paired_median_ms(reps, batched, dense_step);
+    // The floor's ops on N = B T rows, through MoB's own layers.
+    const int64_t N = B * T;
+    Tensor xb = randn({B, T, C}).set_requires_grad(), xr = randn({N, C}).set_requires_grad();
+    Tensor yr = reshape(y, {N}), g_block = randn({B, T, C}), w_rows = rand({N});
+    auto block_step = [&] {
+      mob.zero_grad();
+      mob.trunk().blocks[0]->forward(xb).backward(g_block);
+    };
+    auto head_ce_step = [&] {  // as a ponder step charges it: sum h * CE
+      mob.zero_grad();
+      sum(w_rows * cross_entropy(mob.trunk().head(xr), yr, -100, 0.0, Reduction::none)).backward();
+    };
+    auto gate_step = [&] {
+      mob.zero_grad();
+      Tensor p = softmax(mob.gate_logits(xr, 1), -1);
+      sum(select(p, 1, 4) * w_rows).backward();
+    };
+    const std::vector<double> t = alternated_median_ms(reps, {batched, dense_step, block_step, head_ce_step, gate_step});
+    const double t_batched = t[0], t_dense = t[1], t_block = t[2], t_head = t[3], t_gate = t[4];
     const double per_dense_block = t_dense / 4.0;
     const models::TraceSummary sum = mob.last_trace().summary();
     int64_t groups = 0, steps = 0;
@@ -108,11 +156,23 @@ int main(int argc, char** argv) {
       mob.zero_grad();
       dg::testing::naive_mob_objective(mob, x, y, nullptr).backward();
     };
-    const double t_naive = median_ms(naive_reps, naive);
+    const double t_naive = naive_reps > 0 ? median_ms(naive_reps, naive) : 0.0;
     const double per_app = t_batched / std::max(sum.mean_depth, 1e-9);
     fmt::print("| {} | {:.2f} | {:.1f} | {:.0f} ms | {:.1f} ms | {:.1f}x | {:.2f} ms | {:.2f} ms | {:.2f}x |\n", init,
                sum.mean_depth, static_cast<double>(groups) / static_cast<double>(std::max<int64_t>(steps, 1)), t_naive,
                t_batched, t_naive / t_batched, per_dense_block, per_app, per_app / per_dense_block);
+    const double D = sum.mean_depth, rest = t_dense - 4.0 * t_block - t_head;
+    const double floor = D * t_block + (D + 1.0) * (t_head + t_gate) + rest;
+    floor_rows.push_back(fmt::format(
+        "| {} | {:.2f} | {:.2f} ms | {:.2f} ms | {:.2f} ms | {:.2f} ms | {:.1f} ms | {:.1f} ms | {:.2f}x | {:.2f}x | "
+        "{:.2f}x |",
+        init, D, t_block, t_head, t_gate, rest, floor, t_batched, floor / D / per_dense_block,
+        per_app / per_dense_block, t_batched / floor));
   }
+  fmt::print("\nThe floor, from the same run's op timings: D block + (D + 1) (head/CE + gate) + rest, with rest = dense "
+             "- 4 block - head/CE\n\n| gate init | mean depth D | block | head + CE | gate | rest | floor | "
+             "MoB | floor per application vs a dense block | MoB per application vs a dense block | MoB / floor "
+             "|\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  for (const std::string& row : floor_rows) fmt::print("{}\n", row);
   return 0;
 }

@@ -13,7 +13,7 @@
 # kind/dense (both as the models count them, routers and per-step heads
 # included), and whether time ratio <= FLOP ratio + 0.10 (issue 14's target).
 #
-#   bash bench/routed_vs_dense.sh                             # tiny, mod mob moe, 3 rounds of 20 steps
+#   bash bench/routed_vs_dense.sh                 # tiny; mod mob moe mor mor-token; 3 rounds of 20 steps
 #   KINDS="mob" CONFIGS="tiny small" ROUNDS=5 bash bench/routed_vs_dense.sh
 #   CLOCK=wall THREADS=2 BUILD=build-bench bash bench/routed_vs_dense.sh
 #
@@ -24,7 +24,7 @@ BUILD=${BUILD:-build}
 STEPS=${STEPS:-20}
 ROUNDS=${ROUNDS:-3}
 CONFIGS=${CONFIGS:-tiny}
-KINDS=${KINDS:-"mod mob moe"}
+KINDS=${KINDS:-"mod mob moe mor mor-token"}
 THREADS=${THREADS:-1}
 CLOCK=${CLOCK:-cpu}
 BIN="$BUILD/bench/bench_gpt_step"
