@@ -62,12 +62,11 @@
 // batches (compare_gpt.sh stores warm-up + steps of them, so both sides train
 // on the very same data). --steps 0 writes the file and exits without timing.
 #include <sys/resource.h>
-#include <time.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <chrono>
 
+#include "bench/bench_clock.h"
 #include "examples/device_flag.h"
 #include "models/factory.h"
 #include "models/gpt.h"
@@ -81,13 +80,6 @@
 using namespace dg;
 
 namespace {
-
-// Milliseconds on the process's CPU clock (all threads): --cpu-time.
-double cpu_ms() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
-}
 
 // The state-dict file described in the header, for the first batch (x, y).
 void save_init(const std::string& path, models::LanguageModel& model, const std::string& config, DType dtype,
@@ -246,15 +238,13 @@ int main(int argc, char** argv) {
     double loss = 0;
     for (int64_t s = 0; s < warmup + steps; ++s) {
       auto [x, y] = s < static_cast<int64_t>(saved.size()) ? saved[s] : next_batch();
-      const auto t0 = std::chrono::steady_clock::now();
-      const double c0 = cpu_ms();
+      const double t0 = bench::now_ms(cpu_time);
       opt.zero_grad();
       models::LossOutput out = model->loss(x, y);
       out.objective.backward();
       opt.step();
       loss = out.lm.item<double>();
-      const double ms = cpu_time ? cpu_ms() - c0
-                                 : std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      const double ms = bench::now_ms(cpu_time) - t0;
       if (s >= warmup) times.push_back(ms);
     }
     std::sort(times.begin(), times.end());

@@ -23,13 +23,11 @@
 //
 //   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE build/bench/bench_mob --reps 5 --threads 2
 //   build/bench/bench_mob --reps 9 --threads 1 --cpu-time --naive-reps 0
-#include <time.h>
-
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <chrono>
 #include <functional>
 
+#include "bench/bench_clock.h"
 #include "models/gpt.h"
 #include "models/mob.h"
 #include "tests/mob_naive.h"
@@ -40,18 +38,10 @@ namespace {
 
 bool g_cpu_time = false;  // --cpu-time: the process's CPU time (all threads) instead of wall time
 
-double now_ms() {
-  if (!g_cpu_time)
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
-}
-
 double time_ms(const std::function<void()>& f) {
-  const double t0 = now_ms();
+  const double t0 = bench::now_ms(g_cpu_time);
   f();
-  return now_ms() - t0;
+  return bench::now_ms(g_cpu_time) - t0;
 }
 
 double median(std::vector<double> t) {
