@@ -44,6 +44,11 @@
 //        same with the token-choice router (depth argmax up front, balancing
 //        loss), whose work per step follows the router.
 //
+// The JSON line's forward_flops_per_token is the last step's count (as the
+// model counts it), timed_forward_flops_per_token its mean over the timed
+// steps (they differ where the work follows the router: MoB's depth moves as
+// it trains).
+//
 // --save-init FILE writes, before any update: the initial weights
 // (param.<name>), the first batch (x, y, I64; with --batches K also the first
 // K batches the timing draws, batches.x / batches.y (K, B, T)), the objective
@@ -235,6 +240,7 @@ int main(int argc, char** argv) {
     if (steps == 0) return 0;
     nn::AdamW opt(nn::decay_groups(model->parameters(), 0.1), 1e-3, 0.9, 0.95, 1e-8);
     std::vector<double> times;
+    double flops_sum = 0;  // forward FLOPs per token, summed over the timed steps (MoB's change as it trains)
     double loss = 0;
     for (int64_t s = 0; s < warmup + steps; ++s) {
       auto [x, y] = s < static_cast<int64_t>(saved.size()) ? saved[s] : next_batch();
@@ -245,7 +251,7 @@ int main(int argc, char** argv) {
       opt.step();
       loss = out.lm.item<double>();
       const double ms = bench::now_ms(cpu_time) - t0;
-      if (s >= warmup) times.push_back(ms);
+      if (s >= warmup) times.push_back(ms), flops_sum += model->last_forward_flops_per_token();
     }
     std::sort(times.begin(), times.end());
     const double median = times[times.size() / 2];
@@ -253,10 +259,11 @@ int main(int argc, char** argv) {
     getrusage(RUSAGE_SELF, &ru);
     fmt::print("{{\"impl\":\"dyngrad\",\"model\":\"{}\",\"config\":\"{}\",\"median_step_ms\":{:.3f},"
                "\"tokens_per_s\":{:.1f},\"peak_rss_mb\":{:.1f},\"steps\":{},\"threads\":{},\"final_loss\":{:.6f},"
-               "\"forward_flops_per_token\":{:.1f},\"dtype\":\"{}\",\"device\":\"{}\",\"clock\":\"{}\"}}\n",
+               "\"forward_flops_per_token\":{:.1f},\"timed_forward_flops_per_token\":{:.1f},\"dtype\":\"{}\","
+               "\"device\":\"{}\",\"clock\":\"{}\"}}\n",
                model_kind, config, median, static_cast<double>(B * T) / (median / 1e3),
-               static_cast<double>(ru.ru_maxrss) / 1024.0, steps, threads, loss,
-               model->last_forward_flops_per_token(), dtype, d, cpu_time ? "cpu" : "wall");
+               static_cast<double>(ru.ru_maxrss) / 1024.0, steps, threads, loss, model->last_forward_flops_per_token(),
+               flops_sum / static_cast<double>(steps), dtype, d, cpu_time ? "cpu" : "wall");
   } catch (const Error& e) {
     fmt::print(stderr, "bench_gpt_step: {}\n", e.what());
     return 1;

@@ -11,11 +11,16 @@
 # step time of dense and of the kind (median over rounds of each run's
 # median-of-STEPS), the time ratio kind/dense, the forward FLOP ratio
 # kind/dense (both as the models count them, routers and per-step heads
-# included), and whether time ratio <= FLOP ratio + 0.10 (issue 14's target).
+# included; each run's mean over its timed steps, as MoB's depth moves while
+# it trains; median over rounds), and whether time ratio <= FLOP ratio + 0.10 (issue 14's target).
 #
 #   bash bench/routed_vs_dense.sh                 # tiny; mod mob moe mor mor-token; 3 rounds of 20 steps
 #   KINDS="mob" CONFIGS="tiny small" ROUNDS=5 bash bench/routed_vs_dense.sh
 #   CLOCK=wall THREADS=2 BUILD=build-bench bash bench/routed_vs_dense.sh
+#   KINDS=mob MOB_GATE_INIT=dense-path bash bench/routed_vs_dense.sh   # MoB's library init (one path)
+#
+# MoB runs with --gate-init MOB_GATE_INIT (default uniform: the tokens spread
+# over the blocks and run max_depth blocks, bench_gpt_step's default).
 #
 # Runs with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset.
 set -euo pipefail
@@ -27,6 +32,7 @@ CONFIGS=${CONFIGS:-tiny}
 KINDS=${KINDS:-"mod mob moe mor mor-token"}
 THREADS=${THREADS:-1}
 CLOCK=${CLOCK:-cpu}
+MOB_GATE_INIT=${MOB_GATE_INIT:-uniform}
 BIN="$BUILD/bench/bench_gpt_step"
 PY=/usr/bin/python3
 if [ ! -x "$BIN" ]; then
@@ -47,18 +53,19 @@ for config in $CONFIGS; do
       for model in $order; do
         echo "== $model $config (round $round, beside $kind)" >&2
         env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE DG_NUM_THREADS="$THREADS" OMP_NUM_THREADS="$THREADS" \
-          "$BIN" --model "$model" --config "$config" --steps "$STEPS" --warmup 3 --threads "$THREADS" $clock_flag |
+          "$BIN" --model "$model" --config "$config" --steps "$STEPS" --warmup 3 --threads "$THREADS" --gate-init "$MOB_GATE_INIT" $clock_flag |
           grep '"impl"' | sed "s/^{/{\"pair\":\"$kind\",/" | tee -a "$OUT" >&2
       done
     done
   done
 done
-"$PY" - "$OUT" "$STEPS" "$ROUNDS" "$THREADS" "$CLOCK" <<'PYEOF'
+"$PY" - "$OUT" "$STEPS" "$ROUNDS" "$THREADS" "$CLOCK" "$MOB_GATE_INIT" <<'PYEOF'
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-steps, rounds, threads, clock = sys.argv[2:6]
+steps, rounds, threads, clock, mob_init = sys.argv[2:7]
 print(f"Routed kinds vs the dense GPT of the same width and layers, training step, f32, {threads} thread(s), "
-      f"{clock} time; median of {rounds} rounds of median-of-{steps}-steps, each kind beside its own dense runs\n")
+      f"{clock} time; median of {rounds} rounds of median-of-{steps}-steps, each kind beside its own dense runs; "
+      f"MoB gate init {mob_init}\n")
 print("| config | kind | dense ms/step | kind ms/step | time ratio | FLOP ratio | time ≤ FLOP + 0.10 |")
 print("|---|---|---:|---:|---:|---:|---|")
 for config in dict.fromkeys(r["config"] for r in runs):
@@ -66,7 +73,7 @@ for config in dict.fromkeys(r["config"] for r in runs):
         side = {m: [r for r in runs if r["config"] == config and r["pair"] == kind and r["model"] == m]
                 for m in ("dense", kind)}
         ms = {m: statistics.median(r["median_step_ms"] for r in rs) for m, rs in side.items()}
-        fl = {m: rs[0]["forward_flops_per_token"] for m, rs in side.items()}
+        fl = {m: statistics.median(r["timed_forward_flops_per_token"] for r in rs) for m, rs in side.items()}
         t, f = ms[kind] / ms["dense"], fl[kind] / fl["dense"]
         print(f"| {config} | {kind} | {ms['dense']:.1f} | {ms[kind]:.1f} | {t:.3f} | {f:.3f} | "
               f"{'yes' if t <= f + 0.10 else 'no'} |")
