@@ -26,6 +26,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <functional>
+#include <string>
 
 #include "bench/bench_clock.h"
 #include "models/gpt.h"
@@ -76,7 +77,8 @@ int main(int argc, char** argv) {
   int64_t B = 16, T = 128, C = 128;
   CLI::App app{"Mixture-of-Blocks: batched vs naive executor, and per-application overhead vs a dense block."};
   app.add_option("--reps", reps, "timed repetitions (median)")->capture_default_str();
-  app.add_option("--naive-reps", naive_reps, "timed repetitions of the (slow) naive executor")->capture_default_str();
+  app.add_option("--naive-reps", naive_reps, "timed repetitions of the (slow) naive executor (0: not timed)")
+      ->capture_default_str();
   app.add_option("--threads", threads, "CPU threads")->capture_default_str();
   app.add_option("--gate-init", gate_init, "dense-path | uniform | both")
       ->check(CLI::IsMember({"dense-path", "uniform", "both"}))->capture_default_str();
@@ -143,7 +145,8 @@ int main(int argc, char** argv) {
       Tensor p = softmax(mob.gate_logits(xr, 1), -1);
       sum(select(p, 1, 4) * w_rows).backward();
     };
-    const std::vector<double> t = alternated_median_ms(reps, {batched, dense_step, block_step, head_ce_step, gate_step, grouped_step});
+    const std::vector<double> t =
+        alternated_median_ms(reps, {batched, dense_step, block_step, head_ce_step, gate_step, grouped_step});
     const double t_batched = t[0], t_dense = t[1], t_block = t[2], t_head = t[3], t_gate = t[4], t_grouped = t[5];
     const double per_dense_block = t_dense / 4.0;
     const models::TraceSummary sum = mob.last_trace().summary();
@@ -157,11 +160,13 @@ int main(int argc, char** argv) {
       mob.zero_grad();
       dg::testing::naive_mob_objective(mob, x, y, nullptr).backward();
     };
-    const double t_naive = naive_reps > 0 ? median_ms(naive_reps, naive) : 0.0;
+    const double t_naive = naive_reps > 0 ? median_ms(naive_reps, naive) : 0.0;  // --naive-reps 0: not timed
+    const std::string naive_ms = naive_reps > 0 ? fmt::format("{:.0f} ms", t_naive) : "—",
+                      speed_up = naive_reps > 0 ? fmt::format("{:.1f}x", t_naive / t_batched) : "—";
     const double per_app = t_batched / std::max(sum.mean_depth, 1e-9);
-    fmt::print("| {} | {:.2f} | {:.1f} | {:.0f} ms | {:.1f} ms | {:.1f}x | {:.2f} ms | {:.2f} ms | {:.2f}x |\n", init,
-               sum.mean_depth, static_cast<double>(groups) / static_cast<double>(std::max<int64_t>(steps, 1)), t_naive,
-               t_batched, t_naive / t_batched, per_dense_block, per_app, per_app / per_dense_block);
+    fmt::print("| {} | {:.2f} | {:.1f} | {} | {:.1f} ms | {} | {:.2f} ms | {:.2f} ms | {:.2f}x |\n", init,
+               sum.mean_depth, static_cast<double>(groups) / static_cast<double>(std::max<int64_t>(steps, 1)), naive_ms,
+               t_batched, speed_up, per_dense_block, per_app, per_app / per_dense_block);
     const double D = sum.mean_depth, rest = t_dense - 4.0 * t_block - t_head;
     const double floor = D * t_block + (D + 1.0) * (t_head + t_gate) + rest;
     floor_rows.push_back(fmt::format(
@@ -170,8 +175,9 @@ int main(int argc, char** argv) {
         init, D, t_block, t_grouped, t_head, t_gate, rest, floor, t_batched, floor / D / per_dense_block,
         per_app / per_dense_block, t_batched / floor));
   }
-  fmt::print("\nThe floor, from the same run's op timings: D block + (D + 1) (head/CE + gate) + rest, with rest = dense "
-             "- 4 block - head/CE (4 groups: the 4 blocks on N/4 rows each, grouped, no permutation; not in the floor)\n\n| "
+  fmt::print("\nThe floor, from the same run's op timings: D block + (D + 1) (head/CE + gate) + rest, with rest = "
+             "dense - 4 block - head/CE (4 groups: the 4 blocks on N/4 rows each, grouped, no permutation; not in the "
+             "floor)\n\n| "
              "gate init | mean depth D | block | 4 groups | head + CE | gate | rest | floor | "
              "MoB | floor per application vs a dense block | MoB per application vs a dense block | MoB / floor "
              "|\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
