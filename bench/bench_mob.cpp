@@ -75,6 +75,7 @@ int main(int argc, char** argv) {
   int reps = 5, threads = 2, naive_reps = 1;
   std::string gate_init = "both";
   int64_t B = 16, T = 128, C = 128;
+  double return_bias = 0.0;
   CLI::App app{"Mixture-of-Blocks: batched vs naive executor, and per-application overhead vs a dense block."};
   app.add_option("--reps", reps, "timed repetitions (median)")->capture_default_str();
   app.add_option("--naive-reps", naive_reps, "timed repetitions of the (slow) naive executor (0: not timed)")
@@ -85,6 +86,10 @@ int main(int argc, char** argv) {
   app.add_option("--batch", B)->capture_default_str();
   app.add_option("--block", T)->capture_default_str();
   app.add_option("--embd", C)->capture_default_str();
+  app.add_option("--return-bias", return_bias,
+                 "MoB return_bias beta (+ beta d on the return logit): with the uniform gate, tokens then halt at "
+                 "different steps, as in training")
+      ->capture_default_str();
   app.add_flag("--cpu-time", g_cpu_time,
                "time with the process's CPU time (all threads) instead of wall time: steadier on a loaded machine");
   CLI11_PARSE(app, argc, argv);
@@ -110,6 +115,7 @@ int main(int argc, char** argv) {
     models::MoBConfig cfg;
     cfg.gpt = g;
     cfg.n_blocks = 4;
+    cfg.return_bias = return_bias;
     cfg.gate_init = init == "uniform" ? models::GateInit::uniform : models::GateInit::dense_path;
     models::MoB mob(cfg);
     mob.train();
