@@ -6,6 +6,7 @@
 //
 //   bench_gpt_step --config tiny --steps 20 --warmup 3 --threads 2
 //   bench_gpt_step --model mob --config tiny
+//   bench_gpt_step --model moe --threads 1 --cpu-time  # process CPU time: steadier on a loaded machine
 //   bench_gpt_step --config small --device cuda     # the step on the first GPU (the loss read syncs it)
 //   bench_gpt_step --model mod --config tiny --dtype f64 --save-init check.safetensors --steps 0
 //
@@ -43,6 +44,11 @@
 //        same with the token-choice router (depth argmax up front, balancing
 //        loss), whose work per step follows the router.
 //
+// The JSON line's forward_flops_per_token is the last step's count (as the
+// model counts it), timed_forward_flops_per_token its mean over the timed
+// steps (they differ where the work follows the router: MoB's depth moves as
+// it trains).
+//
 // --save-init FILE writes, before any update: the initial weights
 // (param.<name>), the first batch (x, y, I64; with --batches K also the first
 // K batches the timing draws, batches.x / batches.y (K, B, T)), the objective
@@ -64,8 +70,8 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <chrono>
 
+#include "bench/bench_clock.h"
 #include "examples/device_flag.h"
 #include "models/factory.h"
 #include "models/gpt.h"
@@ -148,6 +154,7 @@ int main(int argc, char** argv) {
   std::string config = "tiny", model_kind = "dense", dtype = "f32", gate_init = "uniform", init_path;
   int64_t steps = 20, warmup = 3, n_batches = 1;
   int threads = 2;
+  bool cpu_time = false;
   CLI::App app{"Time a GPT / MoD / MoB / MoE / MoR training step (forward, backward, AdamW)."};
   app.add_option("--config", config, "tiny | small | gpt2")
       ->check(CLI::IsMember({"tiny", "small", "gpt2"}))
@@ -169,6 +176,9 @@ int main(int argc, char** argv) {
   app.add_option("--batches", n_batches,
                  "with --save-init: also store this many batches (batches.x/y: the ones the timing draws)")
       ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_flag("--cpu-time", cpu_time,
+               "time each step by the process's CPU time (all threads) instead of wall time: steadier on a loaded "
+               "machine (use with --threads 1)");
   std::string device = "cpu";
   examples::add_device_flag(app, device);
   CLI11_PARSE(app, argc, argv);
@@ -230,17 +240,18 @@ int main(int argc, char** argv) {
     if (steps == 0) return 0;
     nn::AdamW opt(nn::decay_groups(model->parameters(), 0.1), 1e-3, 0.9, 0.95, 1e-8);
     std::vector<double> times;
+    double flops_sum = 0;  // forward FLOPs per token, summed over the timed steps (MoB's change as it trains)
     double loss = 0;
     for (int64_t s = 0; s < warmup + steps; ++s) {
       auto [x, y] = s < static_cast<int64_t>(saved.size()) ? saved[s] : next_batch();
-      const auto t0 = std::chrono::steady_clock::now();
+      const double t0 = bench::now_ms(cpu_time);
       opt.zero_grad();
       models::LossOutput out = model->loss(x, y);
       out.objective.backward();
       opt.step();
       loss = out.lm.item<double>();
-      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      if (s >= warmup) times.push_back(ms);
+      const double ms = bench::now_ms(cpu_time) - t0;
+      if (s >= warmup) times.push_back(ms), flops_sum += model->last_forward_flops_per_token();
     }
     std::sort(times.begin(), times.end());
     const double median = times[times.size() / 2];
@@ -248,10 +259,11 @@ int main(int argc, char** argv) {
     getrusage(RUSAGE_SELF, &ru);
     fmt::print("{{\"impl\":\"dyngrad\",\"model\":\"{}\",\"config\":\"{}\",\"median_step_ms\":{:.3f},"
                "\"tokens_per_s\":{:.1f},\"peak_rss_mb\":{:.1f},\"steps\":{},\"threads\":{},\"final_loss\":{:.6f},"
-               "\"forward_flops_per_token\":{:.1f},\"dtype\":\"{}\",\"device\":\"{}\"}}\n",
+               "\"forward_flops_per_token\":{:.1f},\"timed_forward_flops_per_token\":{:.1f},\"dtype\":\"{}\","
+               "\"device\":\"{}\",\"clock\":\"{}\"}}\n",
                model_kind, config, median, static_cast<double>(B * T) / (median / 1e3),
-               static_cast<double>(ru.ru_maxrss) / 1024.0, steps, threads, loss,
-               model->last_forward_flops_per_token(), dtype, d);
+               static_cast<double>(ru.ru_maxrss) / 1024.0, steps, threads, loss, model->last_forward_flops_per_token(),
+               flops_sum / static_cast<double>(steps), dtype, d, cpu_time ? "cpu" : "wall");
   } catch (const Error& e) {
     fmt::print(stderr, "bench_gpt_step: {}\n", e.what());
     return 1;

@@ -14,10 +14,9 @@
 //   build/bench/bench_moe --threads 1 --cpu-time     # steadier on a loaded machine
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <chrono>
-#include <ctime>
 #include <functional>
 
+#include "bench/bench_clock.h"
 #include "models/gpt.h"
 #include "models/moe.h"
 
@@ -27,18 +26,10 @@ namespace {
 
 bool g_cpu_time = false;  // --cpu-time: the process's CPU time (all threads) instead of wall time
 
-double now_ms() {
-  if (!g_cpu_time)
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
-}
-
 double time_ms(const std::function<void()>& f) {
-  const double t0 = now_ms();
+  const double t0 = bench::now_ms(g_cpu_time);
   f();
-  return now_ms() - t0;
+  return bench::now_ms(g_cpu_time) - t0;
 }
 
 double median(std::vector<double> t) {
