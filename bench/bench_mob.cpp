@@ -39,34 +39,8 @@ namespace {
 
 bool g_cpu_time = false;  // --cpu-time: the process's CPU time (all threads) instead of wall time
 
-double time_ms(const std::function<void()>& f) {
-  const double t0 = bench::now_ms(g_cpu_time);
-  f();
-  return bench::now_ms(g_cpu_time) - t0;
-}
-
-double median(std::vector<double> t) {
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
 double median_ms(int reps, const std::function<void()>& f) {
-  std::vector<double> t;
-  f();  // warm-up
-  for (int i = 0; i < reps; ++i) t.push_back(time_ms(f));
-  return median(t);
-}
-
-// Medians of fs timed in turn (f0, f1, ..., f0, f1, ...), so that a change
-// in the machine's load hits all alike.
-std::vector<double> alternated_median_ms(int reps, const std::vector<std::function<void()>>& fs) {
-  std::vector<std::vector<double>> t(fs.size());
-  for (const auto& f : fs) f();  // warm-up
-  for (int i = 0; i < reps; ++i)
-    for (size_t j = 0; j < fs.size(); ++j) t[j].push_back(time_ms(fs[j]));
-  std::vector<double> out;
-  for (auto& tj : t) out.push_back(median(tj));
-  return out;
+  return bench::alternated_median_ms(reps, {f}, g_cpu_time).front();
 }
 
 }  // namespace
@@ -152,7 +126,8 @@ int main(int argc, char** argv) {
       sum(select(p, 1, 4) * w_rows).backward();
     };
     const std::vector<double> t =
-        alternated_median_ms(reps, {batched, dense_step, block_step, head_ce_step, gate_step, grouped_step});
+        bench::alternated_median_ms(reps, {batched, dense_step, block_step, head_ce_step, gate_step, grouped_step},
+                                    g_cpu_time);
     const double t_batched = t[0], t_dense = t[1], t_block = t[2], t_head = t[3], t_gate = t[4], t_grouped = t[5];
     const double per_dense_block = t_dense / 4.0;
     const models::TraceSummary sum = mob.last_trace().summary();

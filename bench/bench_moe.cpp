@@ -26,23 +26,10 @@ namespace {
 
 bool g_cpu_time = false;  // --cpu-time: the process's CPU time (all threads) instead of wall time
 
-double time_ms(const std::function<void()>& f) {
-  const double t0 = bench::now_ms(g_cpu_time);
-  f();
-  return bench::now_ms(g_cpu_time) - t0;
-}
-
-double median(std::vector<double> t) {
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
 // Medians of a and b timed alternately, after one warm-up call of each.
 std::pair<double, double> paired_median_ms(int reps, const std::function<void()>& a, const std::function<void()>& b) {
-  std::vector<double> ta, tb;
-  a(), b();
-  for (int i = 0; i < reps; ++i) ta.push_back(time_ms(a)), tb.push_back(time_ms(b));
-  return {median(ta), median(tb)};
+  const std::vector<double> m = bench::alternated_median_ms(reps, {a, b}, g_cpu_time);
+  return {m[0], m[1]};
 }
 
 }  // namespace
