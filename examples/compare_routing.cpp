@@ -126,9 +126,8 @@ int main(int argc, char** argv) {
     const Device d = examples::open_device(device);
     if (f.threads > 0) set_num_threads(f.threads);
     if (f.runs.empty()) f.runs = default_runs(f);
-    std::vector<train::RunSpec> specs;
-    for (const std::string& s : f.runs)
-      specs.push_back(train::parse_run(s, [&](const std::string& kind) { return examples::model_config(f, kind); }));
+    const std::vector<train::RunSpec> specs =
+        train::parse_runs(f.runs, [&](const std::string& kind) { return examples::model_config(f, kind); });
     const train::TrainOptions& t = f.train;
     train::CompareOptions o;
     o.out = f.out, o.match = f.match == "steps" ? train::Match::steps : train::Match::flops, o.steps = f.steps;

@@ -8,7 +8,6 @@
 //
 //   custom_routing --seeds 3    # dense-2, dense-1, mob, ec-mob on the synthetic corpus: mean ± sd over 3 seeds
 #include <CLI/CLI.hpp>
-#include <cmath>
 #include <numeric>
 
 #include "data/synthetic.h"
@@ -68,35 +67,21 @@ class ExpertChoiceMoB : public models::LanguageModel {
       Tensor s = sigmoid(logits);  // (Na, n)
       flops_ += 2.0 * C * n * Na;
       const std::vector<double> sv = s.to_vector<double>();  // one read per step: the decisions
-      std::vector<double> target(Na * n, 0.0);                // 1 where block k took token i
-      for (int64_t lo = 0, hi = 0; lo < Na; lo = hi) {       // [lo, hi): one sequence's active tokens
-        while (hi < Na && active[hi] / T == active[lo] / T) ++hi;
-        const auto cap = static_cast<int64_t>(std::ceil(cfg_.capacity * static_cast<double>(hi - lo)));
-        for (int64_t k = 0; k < n; ++k) {
-          std::vector<int64_t> order(hi - lo);
-          std::iota(order.begin(), order.end(), lo);
-          std::partial_sort(order.begin(), order.begin() + cap, order.end(),
-                            [&](int64_t a, int64_t b) { return sv[a * n + k] > sv[b * n + k]; });
-          for (int64_t j = 0; j < cap; ++j) target[order[j] * n + k] = 1.0;
-        }
-      }
+      const models::ExpertChoice choice = models::expert_choice(sv, n, active, T, cfg_.capacity);  // taken (Na, n)
       std::vector<int64_t> next;
       for (int64_t i = 0; i < Na; ++i) {
         std::vector<models::TraceStep>& path = trace_.tokens[active[i]];
         for (int64_t k = 0; k < n; ++k)
-          if (target[i * n + k] > 0) path.push_back({int32_t(d), int32_t(k), float(sv[i * n + k]), 0.0f});
+          if (choice.taken[i * n + k] > 0) path.push_back({int32_t(d), int32_t(k), float(sv[i * n + k]), 0.0f});
         if (path.empty() || path.back().step != d) path.push_back({int32_t(d), -1, 0.0f, 1.0f});  // no block took it
         else next.push_back(active[i]);
       }
-      Tensor bce = nn::bce_with_logits(logits, from_doubles(target, {Na, n}, {logits.dtype(), dev}));
+      Tensor bce = nn::bce_with_logits(logits, from_doubles(choice.taken, {Na, n}, {logits.dtype(), dev}));
       aux_ = aux_.defined() ? aux_ + bce : bce;
       Tensor updated = R;  // every block reads this step's R
       for (int64_t k = 0; k < n; ++k) {
-        std::vector<int64_t> pos, block_rows;  // positions in `active`, rows of R
-        for (int64_t i = 0; i < Na; ++i)
-          if (target[i * n + k] > 0) pos.push_back(i), block_rows.push_back(active[i]);
-        models::BlockOnRows out = models::block_on_rows(*trunk_.blocks[k], R, block_rows, T);
-        Tensor w = index_select(select(s, 1, k), 0, models::Rows(pos, dev).ids);  // s_k of the rows taken
+        models::BlockOnRows out = models::block_on_rows(*trunk_.blocks[k], R, choice.rows[k], T);
+        Tensor w = index_select(select(s, 1, k), 0, models::Rows(choice.positions[k], dev).ids);  // s_k of those rows
         updated = models::scatter_add_rows(updated, out.rows, out.delta, w);
         flops_ += out.flops;
       }
@@ -154,9 +139,7 @@ int main(int argc, char** argv) {
       if (kind == "mob") return models::to_json(models::MoBConfig{.gpt = gpt, .n_blocks = 2, .max_depth = 3});
       return config::to_json(ec_table(), ExpertChoiceConfig{.gpt = gpt}).dump();
     };
-    std::vector<train::RunSpec> runs;
-    for (const char* spec : {"dense-2=dense", "dense-1=dense:n_layer=1", "mob", "ec-mob"})
-      runs.push_back(train::parse_run(spec, base));
+    const auto runs = train::parse_runs({"dense-2=dense", "dense-1=dense:n_layer=1", "mob", "ec-mob"}, base);
     data::SyntheticCorpus corpus(gpt.seed);
     fmt::print("\n{}", train::results_table(train::compare_runs(runs, corpus, o)));
   } catch (const std::exception& e) {

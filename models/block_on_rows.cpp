@@ -1,5 +1,9 @@
 #include "models/block_on_rows.h"
 
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
 namespace dg::models {
 
 std::vector<int64_t> packed_seqlens(const std::vector<int64_t>& rows, int64_t T) {
@@ -11,6 +15,40 @@ std::vector<int64_t> packed_seqlens(const std::vector<int64_t>& rows, int64_t T)
     ++cu.back();
   }
   return cu;
+}
+
+ExpertChoice expert_choice(const std::vector<double>& scores, int64_t E, const std::vector<int64_t>& rows, int64_t T,
+                           double share) {
+  const auto Na = static_cast<int64_t>(rows.size());
+  DG_CHECK(T > 0 && E > 0 && share > 0 && share <= 1,
+           "expert_choice: needs T > 0, E > 0 and share in (0, 1], got T = {}, E = {}, share = {}", T, E, share);
+  DG_CHECK(static_cast<int64_t>(scores.size()) == Na * E,
+           "expert_choice: scores must be (Na, E) = ({}, {}) row-major, got {} values", Na, E, scores.size());
+  for (int64_t i = 0; i < Na; ++i)
+    DG_CHECK(rows[i] >= 0 && (i == 0 || rows[i] > rows[i - 1]),
+             "expert_choice: rows must be ascending and non-negative, got {} at position {}", rows[i], i);
+  ExpertChoice c;
+  c.taken.assign(Na * E, 0.0);
+  c.positions.resize(E);
+  c.rows.resize(E);
+  for (int64_t lo = 0, hi = 0; lo < Na; lo = hi) {  // [lo, hi): one sequence's active rows
+    while (hi < Na && rows[hi] / T == rows[lo] / T) ++hi;
+    const auto cap = static_cast<int64_t>(std::ceil(share * static_cast<double>(hi - lo)));
+    for (int64_t k = 0; k < E; ++k) {
+      std::vector<int64_t> order(hi - lo);
+      std::iota(order.begin(), order.end(), lo);
+      std::partial_sort(order.begin(), order.begin() + cap, order.end(),
+                        [&](int64_t a, int64_t b) { return scores[a * E + k] > scores[b * E + k]; });
+      for (int64_t j = 0; j < cap; ++j) c.taken[order[j] * E + k] = 1.0;
+    }
+  }
+  for (int64_t i = 0; i < Na; ++i)  // ascending i: each column's positions and rows in order
+    for (int64_t k = 0; k < E; ++k)
+      if (c.taken[i * E + k] > 0) {
+        c.positions[k].push_back(i);
+        c.rows[k].push_back(rows[i]);
+      }
+  return c;
 }
 
 BlockOnRows block_on_rows(const nn::Block& block, const Tensor& R, const std::vector<int64_t>& rows, int64_t T) {

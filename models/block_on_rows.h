@@ -5,15 +5,20 @@
 // causally by position, and to nothing else — and go through the block as one
 // batch; the forward FLOPs are counted as the built-in routed models count
 // them. The piece of MoB's block-scope step that a routing scheme of one's
-// own needs to run "these tokens through that block" (examples/custom_routing.cpp).
+// own needs to run "these tokens through that block" (examples/custom_routing.cpp),
+// and expert choice: which of the active rows each block takes.
 //
 // Legend: N = B*T rows of the stream R (N, C), T = sequence length, n = rows
-// chosen, L = the chosen rows of one sequence.
+// chosen, L = the chosen rows of one sequence; Na = active rows, E = columns
+// (blocks or experts) that choose among them.
 //
 //   std::vector<int64_t> rows = {0, 3, 17};              // flat rows b*T + t, ascending
 //   BlockOnRows r = block_on_rows(*trunk.blocks[k], R, rows, T);
 //   R = scatter_add_rows(R, r.rows, r.delta, w);         // R[rows] += w * delta
 //   flops += r.flops;
+//
+//   ExpertChoice c = expert_choice(scores, E, active, T, 0.5);  // each column: the top half of each sequence
+//   BlockOnRows r = block_on_rows(*trunk.blocks[k], R, c.rows[k], T);
 #include <cstdint>
 #include <vector>
 
@@ -26,6 +31,21 @@ namespace dg::models {
 // sequences of length T: one boundary per sequence from the first up to the
 // last one present (a sequence without rows is empty), (S + 1) on the host.
 std::vector<int64_t> packed_seqlens(const std::vector<int64_t>& rows, int64_t T);
+
+// Expert choice among the active rows, decided on the host: scores (Na, E)
+// row-major, one column per block or expert, for the active rows (Na, flat
+// b*T + t, ascending). In each sequence, every column k takes the
+// ceil(share * a) rows with the largest scores[i, k] among that sequence's a
+// active rows (share in (0, 1]: at least one, at most all; ties as
+// std::partial_sort leaves them; scores must not be NaN). A row may be taken
+// by several columns or by none. A dg::Error names a bad size, share or row.
+struct ExpertChoice {
+  std::vector<double> taken;                    // (Na, E) row-major: 1 where column k took row i, else 0 (a BCE target)
+  std::vector<std::vector<int64_t>> positions;  // [k]: the i that column k took, ascending (index scores, rows)
+  std::vector<std::vector<int64_t>> rows;       // [k]: their rows, rows[positions[k][j]] (what block_on_rows takes)
+};
+ExpertChoice expert_choice(const std::vector<double>& scores, int64_t E, const std::vector<int64_t>& rows, int64_t T,
+                           double share);
 
 struct BlockOnRows {
   Rows rows;         // the rows, on R's device (what scatter_add_rows takes)

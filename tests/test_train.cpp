@@ -65,6 +65,19 @@ TEST(Compare, ParseRunOverridesFieldsWithTheirTypes) {
   EXPECT_DG_ERROR(train::parse_run("a/b=dense", base_config), "folder name");
 }
 
+TEST(Compare, ParseRunsKeepsTheOrderAndNamesABadSpec) {
+  std::vector<train::RunSpec> runs =
+      train::parse_runs({"dense", "half=dense:n_layer=1", "wet=dense:dropout=0.5"}, base_config);
+  ASSERT_EQ(runs.size(), 3u);
+  EXPECT_EQ(runs[0].name, "dense");
+  EXPECT_EQ(runs[1].name, "half");
+  EXPECT_EQ(nlohmann::json::parse(runs[1].config)["n_layer"], 1);
+  EXPECT_EQ(runs[2].name, "wet");
+  EXPECT_EQ(nlohmann::json::parse(runs[2].config)["dropout"], 0.5);
+  EXPECT_TRUE(train::parse_runs({}, base_config).empty());
+  EXPECT_DG_ERROR(train::parse_runs({"dense", "x=dense:nope=1"}, base_config), "--run 'x=dense:nope=1'", "nope");
+}
+
 TEST(Compare, RegisteredKindIsBuiltByName) {
   register_wide();
   EXPECT_TRUE(models::is_model_kind("wide"));

@@ -82,6 +82,12 @@ RunSpec parse_run(const std::string& spec, const BaseConfig& base) {
   return r;
 }
 
+std::vector<RunSpec> parse_runs(const std::vector<std::string>& specs, const BaseConfig& base) {
+  std::vector<RunSpec> runs;
+  for (const std::string& spec : specs) runs.push_back(parse_run(spec, base));
+  return runs;
+}
+
 // ---------------------------------------------------------------- runs
 namespace {
 

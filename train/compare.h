@@ -22,8 +22,7 @@
 //
 //   train::CompareOptions o;  o.out = "runs/cmp";  o.steps = 1500;  o.seeds = 3;
 //   auto base = [&](const std::string& kind) { return my_config_json(kind); };
-//   std::vector<train::RunSpec> runs = {train::parse_run("dense", base),
-//                                       train::parse_run("mob-block=mob:attn_scope=block", base)};
+//   std::vector<train::RunSpec> runs = train::parse_runs({"dense", "mob-block=mob:attn_scope=block"}, base);
 //   std::vector<train::RunResult> rows = train::compare_runs(runs, corpus, o);
 //   fmt::print("{}", train::results_table(rows));   // also in runs/cmp/table.md and summary.jsonl
 //
@@ -59,6 +58,9 @@ using BaseConfig = std::function<std::string(const std::string& kind)>;
 // parsed as that field's JSON type. A dg::Error names the spec and the
 // problem (an unknown kind or field lists the known ones).
 RunSpec parse_run(const std::string& spec, const BaseConfig& base);
+// parse_run of every spec, in order: the runs of a --run flag given several
+// times, or of a program's own list.
+std::vector<RunSpec> parse_runs(const std::vector<std::string>& specs, const BaseConfig& base);
 
 enum class Match { flops, steps };
 
