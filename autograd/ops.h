@@ -120,6 +120,9 @@ Tensor grouped_linear(const Tensor& x, const std::vector<int64_t>& offsets, cons
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index, DG_SITE);
 // x with alpha * src added into the rows `index` along dim (out of place).
 Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src, double alpha = 1.0, DG_SITE);
+// x (N, C) with w[k] * src[k] added into row index[k] (src (K, C), w (K)): index_add of
+// src * unsqueeze(w, 1) along dim 0 in one pass, the weighted residual update of routed tokens.
+Tensor index_add_rows(const Tensor& x, const Tensor& index, const Tensor& src, const Tensor& w, DG_SITE);
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index, DG_SITE);
 Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src, DG_SITE);
 Tensor embedding(const Tensor& weight, const Tensor& index, DG_SITE);  // weight (V, C), index any shape
@@ -159,6 +162,15 @@ Tensor attention_varlen(const Tensor& q, const Tensor& k, const Tensor& v, const
 // and merging, without the copies. scale defaults to 1/sqrt(D).
 //   Tensor y = dg::attention_qkv(x_qkv, /*n_head=*/4);   // (B, T, 3C) -> (B, T, C)
 Tensor attention_qkv(const Tensor& qkv, int64_t n_head, const Tensor& cu_seqlens = {}, double scale = 0.0, DG_SITE);
+
+// attention_qkv on packed (N, 3C) qkv whose tokens sit in any row order:
+// packed position j (the order cu_seqlens counts in) is row rows[j] of qkv
+// and of the (N, C) output. rows: i64 (N), a permutation of 0..N-1. Tokens
+// grouped by expert or block attend by sequence and position, without being
+// put in sequence order and back.
+//   Tensor y = dg::attention_qkv_rows(qkv, 4, cu, rows);  // y[rows[j]] = attention of position j
+Tensor attention_qkv_rows(const Tensor& qkv, int64_t n_head, const Tensor& cu_seqlens, const Tensor& rows,
+                          double scale = 0.0, DG_SITE);
 
 // --- in place (ops/inplace.cpp): bump the storage version. Not allowed on a
 // leaf that requires grad while grad mode is on.

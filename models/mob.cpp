@@ -118,8 +118,9 @@ Tensor MoB::gate_logits(const Tensor& x, int64_t d) const {
 }
 
 // Deltas (Nc, C) for the continuing rows of R (flat rows b*T + t, ascending),
-// each through its chosen block, grouped: one batched call per block.
-Tensor MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const std::vector<int64_t>& choice,
+// each through its chosen block, grouped: one batched call per block; the
+// deltas stay in group order (the caller adds them back through g.perm).
+MoB::StepDeltas MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const std::vector<int64_t>& choice,
                         int64_t T) {
   const int64_t n = mcfg_.n_blocks, Nc = static_cast<int64_t>(rows.size()), C = trunk_.cfg.n_embd;
   Groups g = group_by_choice(choice, n);
@@ -155,23 +156,23 @@ Tensor MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const
         const std::vector<int64_t> members(g.perm.begin() + g.offsets[k], g.perm.begin() + g.offsets[k + 1]);
         parts.push_back(trunk_.blocks[k]->forward_packed(gather_rows(x, ids(members, dev)), seqlens(members)));
       }
-    return gather_rows(parts.size() == 1 ? parts[0] : cat(parts, 0), ids(inv, dev));
+    return {parts.size() == 1 ? parts[0] : cat(parts, 0), g.perm};
   }
   // Step scope. The tokens are put in group order once (a permutation, whose
   // backward is a gather too) and the blocks run as nn::GroupedBlocks: each
   // block's layers on its own rows through grouped ops. One attention runs
-  // over all tokens, read from the projections put back in (sequence,
-  // position) order.
+  // over all tokens, reading the projections where they are: packed position
+  // j (sequence, position order) is group-order row inv[j].
   std::vector<int64_t> all(Nc);
   for (int64_t i = 0; i < Nc; ++i) all[i] = i;
   const Rows to_groups = ids(g.perm, dev), to_sequences = ids(inv, dev);
   const Tensor cu = seqlens(all);
   auto attend_in_sequence_order = [&](const Tensor& qkv) {  // (Nc, 3C) -> (Nc, C), group order
-    return gather_rows(attention_qkv(gather_rows(qkv, to_sequences), trunk_.cfg.n_head, cu), to_groups);
+    return attention_qkv_rows(qkv, trunk_.cfg.n_head, cu, to_sequences.ids);
   };
   Tensor delta = nn::block_delta(nn::GroupedBlocks(trunk_.blocks, g.offsets), gather_rows(x, to_groups),
                                  attend_in_sequence_order);
-  return gather_rows(delta, to_sequences);
+  return {delta, g.perm};
 }
 
 MoB::Run MoB::run(const Tensor& idx, const Tensor& targets, bool training) {
@@ -236,8 +237,11 @@ MoB::Run MoB::run(const Tensor& idx, const Tensor& targets, bool training) {
       Tensor term = sum(mean(q, {0}) * from_doubles(f, {n}, {q.dtype(), dev})) * (static_cast<double>(n) * mcfg_.balance);
       balance = balance.defined() ? balance + term : term;
     }
-    Tensor delta = step_deltas(R, cont, cont_blocks, T);
-    R = scatter_add_rows(R, ids(cont, dev), delta, dec.weight);
+    // R[row] += w * delta, the deltas in group order: rows and weights follow them.
+    StepDeltas sd = step_deltas(R, cont, cont_blocks, T);
+    std::vector<int64_t> delta_rows(cont.size());
+    for (size_t i = 0; i < cont.size(); ++i) delta_rows[i] = cont[sd.perm[i]];
+    R = scatter_add_rows(R, ids(delta_rows, dev), sd.delta, index_select(dec.weight, 0, ids(sd.perm, dev).ids));
     active = cont;
   }
   Tensor fin = policy_->finish();

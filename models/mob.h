@@ -121,9 +121,14 @@ class MoB : public LanguageModel {
     Tensor objective;  // policy terms, summed over tokens (training)
   };
   Run run(const Tensor& idx, const Tensor& targets, bool training);
-  // One step's deltas for the continuing rows (flat rows of R), grouped by block.
-  Tensor step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const std::vector<int64_t>& blocks,
-                     int64_t T);
+  // One step's deltas for the continuing rows (flat rows of R), computed
+  // grouped by block and left in that order: delta row i belongs to rows[perm[i]].
+  struct StepDeltas {
+    Tensor delta;               // (Nc, C), group order
+    std::vector<int64_t> perm;  // group order -> position in rows
+  };
+  StepDeltas step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const std::vector<int64_t>& blocks,
+                         int64_t T);
 
   MoBConfig mcfg_;
   Trunk trunk_;

@@ -45,10 +45,12 @@ Tensor gather_rows(const Tensor& x, const Rows& rows) {
   return rows.in_order && rows.size() == x.size(0) ? x : index_select(x, 0, rows.ids);
 }
 
-// Every row in order: a plain add, the same values as index_add.
+// Weighted: index_add_rows (no scaled copy of delta). Unweighted, every row
+// in order: a plain add, the same values as index_add.
 Tensor scatter_add_rows(const Tensor& x, const Rows& rows, const Tensor& delta, const Tensor& w) {
-  Tensor d = w.defined() ? delta * unsqueeze(w, 1) : delta;
-  return rows.in_order && rows.size() == x.size(0) && d.shape() == x.shape() ? x + d : index_add(x, 0, rows.ids, d);
+  if (w.defined()) return index_add_rows(x, rows.ids, delta, w);
+  return rows.in_order && rows.size() == x.size(0) && delta.shape() == x.shape() ? x + delta
+                                                                                  : index_add(x, 0, rows.ids, delta);
 }
 
 Tensor membership(const Tensor& idx, int64_t T, DType dtype) {

@@ -48,8 +48,10 @@ struct Rows {
 
 // Flat-row versions for variable numbers of tokens: x (N, C), rows (n).
 // When rows is every row in order (0..N-1), gather_rows returns x itself and
-// scatter_add_rows is a plain add: the same values without the copies and the
-// index_add of their backward (MoB's steps where no token has halted).
+// an unweighted scatter_add_rows is a plain add: the same values without the
+// copies and the index_add of their backward (MoB's steps where no token has
+// halted). A weighted one (w (n)) is one index_add_rows: x[rows[i]] +=
+// w[i] * delta[i] in one pass, its backward one pass too.
 Tensor gather_rows(const Tensor& x, const Rows& rows);
 Tensor scatter_add_rows(const Tensor& x, const Rows& rows, const Tensor& delta, const Tensor& w);
 

@@ -222,6 +222,35 @@ class Backend {
   // gqkv (N, 3C) is overwritten, not accumulated.
   virtual void attention_qkv_backward(const Tensor& qkv, const Tensor& cu_seqlens, int64_t H, const Tensor& out,
                                       const Tensor& lse, const Tensor& gout, double scale, const Tensor& gqkv) = 0;
+  // Optional fused kernels: a backend without one returns false and writes
+  // nothing, and the op composes it from the ops above.
+  // in place: out (N, C) rows idx[k] += w[k] * src[k] (K, C), w (K); repeated
+  // rows accumulate. All contiguous.
+  virtual bool index_add_rows(const Tensor& /*out*/, const Tensor& /*idx*/, const Tensor& /*src*/,
+                              const Tensor& /*w*/) {
+    return false;
+  }
+  // Its backward for the incoming g (N, C): gsrc[k] = w[k] g[idx[k]] and
+  // gw[k] = <g[idx[k]], src[k]>, each written when defined (overwritten).
+  virtual bool index_add_rows_backward(const Tensor& /*g*/, const Tensor& /*idx*/, const Tensor& /*src*/,
+                                       const Tensor& /*w*/, const Tensor& /*gsrc*/, const Tensor& /*gw*/) {
+    return false;
+  }
+  // attention_qkv with the tokens in any row order: packed position j is row
+  // rows[j] (i64 (N), a permutation of 0..N-1) of qkv and of out; lse (H, N)
+  // in packed order. Optional: a backend without a fused kernel returns
+  // false and writes nothing, and the op permutes, attends and permutes back.
+  virtual bool attention_qkv_rows(const Tensor& /*qkv*/, const Tensor& /*cu_seqlens*/, const Tensor& /*rows*/,
+                                  int64_t /*H*/, double /*scale*/, const Tensor& /*out*/, const Tensor& /*lse*/) {
+    return false;
+  }
+  // gqkv (N, 3C) is overwritten, not accumulated; false: not fused here.
+  virtual bool attention_qkv_rows_backward(const Tensor& /*qkv*/, const Tensor& /*cu_seqlens*/,
+                                           const Tensor& /*rows*/, int64_t /*H*/, const Tensor& /*out*/,
+                                           const Tensor& /*lse*/, const Tensor& /*gout*/, double /*scale*/,
+                                           const Tensor& /*gqkv*/) {
+    return false;
+  }
   // One AdamW step (torch.optim.AdamW, non-amsgrad), in place on contiguous
   // param, exp_avg (m) and exp_avg_sq (v), all of grad's shape and dtype;
   // step t >= 1 counts this update. With bc1 = 1 - beta1^t, bc2 = 1 - beta2^t:

@@ -222,6 +222,22 @@ class GuardedBackend final : public Backend {
     Open open{qkv, cu_seqlens, out, lse, gout, gqkv};
     cpu().attention_qkv_backward(qkv, cu_seqlens, H, out, lse, gout, scale, gqkv);
   }
+  bool index_add_rows(const Tensor& out, const Tensor& idx, const Tensor& src, const Tensor& w) override {
+    Open open{out, idx, src, w};
+    return cpu().index_add_rows(out, idx, src, w);
+  }
+  bool index_add_rows_backward(const Tensor& g, const Tensor& idx, const Tensor& src, const Tensor& w, const Tensor& gsrc, const Tensor& gw) override {
+    Open open{g, idx, src, w, gsrc, gw};
+    return cpu().index_add_rows_backward(g, idx, src, w, gsrc, gw);
+  }
+  bool attention_qkv_rows(const Tensor& qkv, const Tensor& cu_seqlens, const Tensor& rows, int64_t H, double scale, const Tensor& out, const Tensor& lse) override {
+    Open open{qkv, cu_seqlens, rows, out, lse};
+    return cpu().attention_qkv_rows(qkv, cu_seqlens, rows, H, scale, out, lse);
+  }
+  bool attention_qkv_rows_backward(const Tensor& qkv, const Tensor& cu_seqlens, const Tensor& rows, int64_t H, const Tensor& out, const Tensor& lse, const Tensor& gout, double scale, const Tensor& gqkv) override {
+    Open open{qkv, cu_seqlens, rows, out, lse, gout, gqkv};
+    return cpu().attention_qkv_rows_backward(qkv, cu_seqlens, rows, H, out, lse, gout, scale, gqkv);
+  }
   void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq, double lr, double beta1, double beta2, double eps, double weight_decay, int64_t step) override {
     Open open{param, grad, exp_avg, exp_avg_sq};
     cpu().adamw_step(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step);

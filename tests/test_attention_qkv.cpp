@@ -2,7 +2,9 @@
 // (B, T, 3C) or packed (N, 3C) — against splitting into heads, attending with
 // scaled_dot_product_attention / attention_varlen and merging (f64, values
 // and gradients), gradcheck, exact causality, f32 against f64, double
-// backward and error messages.
+// backward and error messages; attention_qkv_rows (tokens in any row order)
+// against permuting, attending and permuting back.
+#include <algorithm>
 #include <numeric>
 
 #include "autograd/engine.h"
@@ -34,6 +36,25 @@ Tensor cu_of(const std::vector<int64_t>& lengths) {
   std::vector<int64_t> cu{0};
   for (int64_t l : lengths) cu.push_back(cu.back() + l);
   return from_vector<int64_t>(cu, {static_cast<int64_t>(cu.size())});
+}
+
+// A permutation of 0..N-1 drawn from seed, and its inverse.
+std::pair<std::vector<int64_t>, std::vector<int64_t>> permutation(int64_t N, uint64_t seed) {
+  Generator g(seed);
+  const std::vector<double> key = rand({N}, {DType::f64}, &g).to_vector<double>();
+  std::vector<int64_t> p(N), inv(N);
+  std::iota(p.begin(), p.end(), int64_t{0});
+  std::sort(p.begin(), p.end(), [&](int64_t a, int64_t b) { return key[a] < key[b]; });
+  for (int64_t j = 0; j < N; ++j) inv[p[j]] = j;
+  return {p, inv};
+}
+
+// What attention_qkv_rows replaces: put the rows in packed order, attend, put them back.
+Tensor ref_rows(const Tensor& qkv, int64_t H, const Tensor& cu, const std::vector<int64_t>& rows,
+                const std::vector<int64_t>& inv) {
+  const int64_t N = qkv.size(0);
+  Tensor packed = index_select(qkv, 0, from_vector<int64_t>(rows, {N}));
+  return index_select(attention_qkv(packed, H, cu), 0, from_vector<int64_t>(inv, {N}));
 }
 
 Tensor vjp1(const Tensor& out, const Tensor& x, uint64_t seed) {
@@ -126,4 +147,61 @@ TEST(AttentionQkv, Errors) {
   EXPECT_DG_ERROR(attention_qkv(zeros({5, 12}, {DType::f64}), 2, cu_of({2, 2})), op,
                   "must equal the token count N = 5");
   EXPECT_DG_ERROR(attention_qkv(zeros({2, 5, 12}, {DType::i64}), 2), op, "floating");
+}
+
+// Sequences of lengths around the query block (32), an empty one, rows in a
+// random order: the same values and gradients as permuting, attending and
+// permuting back, in f64 and f32.
+TEST(AttentionQkvRows, MatchesPermutedPackedAttention) {
+  const std::vector<int64_t> lengths{3, 0, 40, 1, 7, 33};
+  const int64_t N = std::accumulate(lengths.begin(), lengths.end(), int64_t{0}), H = 2, D = 4;
+  const Tensor cu = cu_of(lengths);
+  const auto [rows, inv] = permutation(N, 900);
+  for (DType dt : {DType::f64, DType::f32}) {
+    Tensor qkv = to_dtype(rand_input({N, 3 * H * D}, 901, -2, 2), dt).detach().set_requires_grad();
+    Tensor out = attention_qkv_rows(qkv, H, cu, from_vector<int64_t>(rows, {N}));
+    Tensor ref = ref_rows(qkv, H, cu, rows, inv);
+    ASSERT_EQ(out.shape(), ref.shape());
+    const double tol = dt == DType::f64 ? 1e-12 : 1e-5;
+    EXPECT_LT(max_abs_diff(out, ref), tol) << dtype_name(dt);
+    EXPECT_LT(max_abs_diff(vjp1(out, qkv, 9), vjp1(ref, qkv, 9)), 10 * tol) << dtype_name(dt);
+  }
+}
+
+// Rows in order: attention_qkv itself.
+TEST(AttentionQkvRows, InOrderRowsAreAttentionQkv) {
+  const Tensor qkv = rand_input({9, 12}, 902, -2, 2), cu = cu_of({4, 5});
+  Tensor out = attention_qkv_rows(qkv, 2, cu, arange(9, {DType::i64}));
+  EXPECT_LT(max_abs_diff(out, attention_qkv(qkv, 2, cu)), 1e-14);
+}
+
+TEST(AttentionQkvRows, Gradcheck) {
+  const Tensor qkv = rand_input({7, 18}, 903, -2, 2), cu = cu_of({3, 0, 4});
+  const Tensor rows = from_vector<int64_t>({5, 0, 3, 6, 1, 4, 2}, {7});
+  EXPECT_GRADCHECK([&](const Tensors& in) { return attention_qkv_rows(in[0], 3, cu, rows); }, {qkv});
+}
+
+TEST(AttentionQkvRows, NoDoubleBackward) {
+  Tensor qkv = rand_input({3, 6}, 904);
+  const Tensor rows = from_vector<int64_t>({2, 0, 1}, {3});
+  Tensor g = grad({attention_qkv_rows(qkv, 1, cu_of({3}), rows)}, {qkv}, {rand_input({3, 2}, 905).detach()}, false,
+                  true)[0];
+  EXPECT_DG_ERROR(grad({g}, {qkv}, {ones(g.shape(), {DType::f64})}),
+                  "double backward of attention_qkv_rows is not supported");
+}
+
+TEST(AttentionQkvRows, Errors) {
+  const char* op = "attention_qkv_rows";
+  const Tensor qkv = zeros({5, 12}, {DType::f64}), cu = cu_of({2, 3});
+  auto rows = [](std::vector<int64_t> r) { return from_vector<int64_t>(r, {static_cast<int64_t>(r.size())}); };
+  EXPECT_DG_ERROR(attention_qkv_rows(qkv, 2, cu, rows({0, 1, 1, 3, 4})), op, "permutation of 0..4",
+                  "a row is listed 1 extra time(s)");
+  EXPECT_DG_ERROR(attention_qkv_rows(qkv, 2, cu, rows({0, 1, 2, 3, 5})), op, "permutation of 0..4", "got a row 5");
+  EXPECT_DG_ERROR(attention_qkv_rows(qkv, 2, cu, rows({0, 1, 2, 3})), op, "rows must be i64 (N) with N = 5", "[4]");
+  EXPECT_DG_ERROR(attention_qkv_rows(qkv, 2, cu, zeros({5}, {DType::f64})), op, "rows must be i64");
+  EXPECT_DG_ERROR(attention_qkv_rows(qkv, 2, Tensor(), rows({0, 1, 2, 3, 4})), op, "cu_seqlens is required");
+  EXPECT_DG_ERROR(attention_qkv_rows(zeros({1, 5, 12}, {DType::f64}), 2, cu, rows({0})), op, "packed (N, 3C)");
+  EXPECT_DG_ERROR(attention_qkv_rows(qkv, 3, cu, rows({0, 1, 2, 3, 4})), op, "3 * n_head * head_dim");
+  EXPECT_DG_ERROR(attention_qkv_rows(qkv, 2, cu_of({2, 2}), rows({0, 1, 2, 3, 4})), op,
+                  "must equal the token count N = 5");
 }

@@ -137,6 +137,9 @@ std::vector<OpCase> op_cases() {
                    [](const Tensors& x) {
                      return cat({flatten(attention_qkv(x[0], 2)), flatten(attention_qkv(x[1], 2, x[2]))}, 0);
                    }});
+  cases.push_back({"attention_qkv_rows",
+                   [](Device d) { return Tensors{leaf({5, 12}, 37, d), index_on({0, 2, 2, 5}, {4}, d), index_on({3, 0, 4, 1, 2}, {5}, d)}; },
+                   [](const Tensors& x) { return attention_qkv_rows(x[0], 2, x[1], x[2]); }});
   cases.push_back({"dropout", [](Device d) { return Tensors{leaf({4, 8}, 36, d)}; },
                    [](const Tensors& x) {
                      Generator gen(7);  // the same mask on every device (counter-based RNG)

@@ -3,8 +3,8 @@
 // that carries one: the residual stream x, the block outputs delta and the
 // router weights w. The row versions are checked on both of their paths:
 // a general selection (out of order, with a repeated row for gather_rows) and
-// every row in order, where gather_rows returns x itself and scatter_add_rows
-// is a plain add. The token versions with several sequences and k < T.
+// every row in order, where gather_rows returns x itself and an unweighted
+// scatter_add_rows is a plain add (a weighted one is index_add_rows). The token versions with several sequences and k < T.
 //
 // Legend: N rows of a flat (N, C) stream, n selected rows; B sequences of
 // length T, k kept tokens per sequence.
@@ -55,10 +55,16 @@ TEST(RoutingGrad, ScatterAddRows) {
 TEST(RoutingGrad, ScatterAddRowsEveryRowInOrderIsAPlainAdd) {
   Tensor x = rand_input({N, C}, 6), delta = rand_input({N, C}, 7), w = rand_input({N}, 8);
   models::Rows rows = rows_of({0, 1, 2, 3, 4});
-  Tensor y = models::scatter_add_rows(x, rows, delta, w);
+  Tensor y = models::scatter_add_rows(x, rows, delta, Tensor());
   ASSERT_NE(y.grad_fn(), nullptr);
-  EXPECT_STREQ(y.grad_fn()->name(), "add") << "the identity shortcut is x + w * delta, not an index_add";
-  EXPECT_LE(max_abs_diff(y, x + delta * unsqueeze(w, 1)), 0.0);
+  EXPECT_STREQ(y.grad_fn()->name(), "add") << "the unweighted identity shortcut is x + delta, not an index_add";
+  EXPECT_LE(max_abs_diff(y, x + delta), 0.0);
+  // Weighted, in any order: one fused index_add_rows, x + w * delta up to the
+  // rounding of a fused multiply-add.
+  Tensor yw = models::scatter_add_rows(x, rows, delta, w);
+  ASSERT_NE(yw.grad_fn(), nullptr);
+  EXPECT_STREQ(yw.grad_fn()->name(), "index_add_rows");
+  EXPECT_LE(max_abs_diff(yw, x + delta * unsqueeze(w, 1)), 1e-15);
   auto fn = [&](const Tensors& in) { return models::scatter_add_rows(in[0], rows, in[1], in[2]); };
   EXPECT_GRADCHECK(fn, {x, delta, w});
   EXPECT_GRADGRADCHECK(fn, {x, delta, w});

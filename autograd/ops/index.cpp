@@ -152,6 +152,46 @@ Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor
   return out;
 }
 
+// --- index_add_rows: x (N, C), index (K), src (K, C), w (K) -> x with
+// w[k] * src[k] added into row index[k] (repeated rows accumulate): the same
+// as index_add(x, 0, index, src * unsqueeze(w, 1)) without the scaled copy.
+// With gi = g's row index[k]: d x = g; d src[k] = w[k] gi; d w[k] = <gi, src[k]>
+// — one fused pass, or (double backward, or a backend without the kernel)
+// index_select, mul and sum, differentiable again.
+Tensor index_add_rows(const Tensor& x, const Tensor& index, const Tensor& src, const Tensor& w, Site site) {
+  const char* op = "index_add_rows";
+  check_indexing(op, x, 0, index);
+  check_index_1d(op, index, x);
+  check_defined(op, src, "source");
+  check_defined(op, w, "weight");
+  check_same_dtype(op, x, src);
+  check_same_dtype(op, x, w);
+  check_same_device(op, x, src);
+  check_same_device(op, x, w);
+  DG_CHECK(x.dim() == 2 && src.dim() == 2 && src.size(1) == x.size(1) && src.size(0) == index.numel() &&
+               w.dim() == 1 && w.numel() == index.numel(),
+           "{}: expected x (N, C), index (K), src (K, C) and w (K); got x {}, index {}, src {}, w {}", op, x.shape(),
+           index.shape(), src.shape(), w.shape());
+  check_index_range(op, index, 0, x.shape());
+  const Tensor idx = to_contiguous(as_1d(index)), sc = to_contiguous(src), wc = to_contiguous(w);
+  Tensor out = copy_of(x);
+  if (!backend_of(x).index_add_rows(out, idx, sc, wc)) return index_add(x, 0, idx, mul(src, unsqueeze(w, 1), site), 1.0, site);
+  if (should_record({x, src, w}))
+    record(op, site, out, {x, src, w}, [is = save(idx), s = save(sc), ws = save(wc)](const Tensor& g, const Node& n) -> Tensors {
+      const Tensor iv = is.get(), sv = s.get(), wv = ws.get();
+      if (!is_grad_enabled()) {  // not building a graph: the fused pass
+        const Tensor gc = to_contiguous(g);
+        Tensor gsrc = n.needs_grad(1) ? empty_as(sv.shape(), sv) : Tensor();
+        Tensor gw = n.needs_grad(2) ? empty_as(wv.shape(), wv) : Tensor();
+        if (backend_of(gc).index_add_rows_backward(gc, iv, sv, wv, gsrc, gw)) return {g, gsrc, gw};
+      }
+      const Tensor gi = index_select(g, 0, iv, n.site());
+      return {g, n.needs_grad(1) ? mul(gi, unsqueeze(wv, 1, n.site()), n.site()) : Tensor(),
+              n.needs_grad(2) ? sum(mul(gi, sv, n.site()), {1}, false, n.site()) : Tensor()};
+    }, {index.shape(), src.shape()});
+  return out;
+}
+
 // --- gather: x (..., D, ...), index of x's rank (index.size(e) <= x.size(e) off dim)
 // -> out of index's shape, out[.., j, ..] = x[.., index[.., j, ..], ..] along dim.
 // d x = g scatter-added back at the same places (repeats accumulate).

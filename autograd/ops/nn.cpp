@@ -274,6 +274,34 @@ Tensors attention_qkv_grad(const Node& node, const Tensor& g, const Tensor& qkv,
   return {gqkv};
 }
 
+Tensors attention_qkv_rows_grad(const Node& node, const Tensor& g, const Tensor& qkv, const Tensor& cu_seqlens,
+                                const Tensor& rows, int64_t H, const Tensor& out, const Tensor& lse, double scale) {
+  Tensor gqkv = empty_as(qkv.shape(), qkv);
+  if (qkv.size(0) > 0) {
+    const bool fused = backend_of(qkv).attention_qkv_rows_backward(qkv, cu_seqlens, rows, H, out, lse,
+                                                                   to_contiguous(g), scale, gqkv);
+    DG_ASSERT(fused, "attention_qkv_rows: the backend fused forward but not backward");
+  }
+  forbid_double_backward("attention_qkv_rows", "attention_qkv_rows_backward", node, g, {gqkv});
+  return {gqkv};
+}
+
+// rows (i64 (N)) is a permutation of 0..N-1: every value in range and every
+// row counted once. Checked where rows lives (no copy to the host; on CUDA
+// the error comes at the next synchronisation).
+void check_permutation(const char* op, const Tensor& rows, int64_t N) {
+  NoGradGuard no_grad;
+  Backend& b = backend_of(rows);
+  b.check_indices(rows, N, fmt::format("{}: rows must be a permutation of 0..{}, got a row {{}}", op, N - 1),
+                  std::nullopt);
+  const Options i64{DType::i64, rows.device()};
+  Tensor extra = index_add(full({N}, -1.0, i64), 0, rows, ones({N}, i64));  // times listed - 1
+  b.check_indices(extra, 1,
+                  fmt::format("{}: rows must be a permutation of 0..{} (every row of qkv once); a row is listed {{}} "
+                              "extra time(s) (-1: not listed)", op, N - 1),
+                  std::nullopt);
+}
+
 }  // namespace
 
 // Fused (see the top of the file): one kernel, saves only y.
@@ -459,6 +487,50 @@ Tensor attention_qkv(const Tensor& qkv, int64_t n_head, const Tensor& cu_seqlens
              return attention_qkv_grad(node, g, qc.get(), cu, H, o.get(), lse, scale);
            },
            {qkv.shape(), cu.shape(), out.shape(), lse.shape()});
+  return out;
+}
+
+// attention_qkv on packed sequences whose tokens sit in any row order:
+// packed position j (the order cu_seqlens counts in) is row rows[j] of qkv
+// (N, 3C) and of the output (N, C), so rows grouped by expert or block attend
+// by sequence and position without being put in sequence order and back.
+// Equal to index_select(attention_qkv(index_select(qkv, 0, rows), H, cu),
+// 0, inverse of rows); a backend with a fused kernel gathers per sequence
+// instead. rows must be a permutation of 0..N-1 (checked on its device).
+Tensor attention_qkv_rows(const Tensor& qkv, int64_t n_head, const Tensor& cu_seqlens, const Tensor& rows,
+                          double scale, Site site) {
+  const char* op = "attention_qkv_rows";
+  check_defined(op, qkv, "qkv");
+  check_floating(op, qkv);
+  DG_CHECK(qkv.dim() == 2, "{}: qkv must be packed (N, 3C), got {}", op, qkv.shape());
+  DG_CHECK(cu_seqlens.defined(), "{}: cu_seqlens is required (the packed sequences of qkv {})", op, qkv.shape());
+  const int64_t C3 = qkv.size(1), H = n_head, N = qkv.size(0);
+  DG_CHECK(H > 0 && C3 > 0 && C3 % (3 * H) == 0,
+           "{}: the last dim of qkv {} must be 3 * n_head * head_dim (n_head {})", op, qkv.shape(), H);
+  check_cu_seqlens(op, cu_seqlens, qkv, N);
+  DG_CHECK(rows.defined() && rows.dtype() == DType::i64 && rows.dim() == 1 && rows.numel() == N,
+           "{}: rows must be i64 (N) with N = {} rows of qkv {}, got {}", op, N, qkv.shape(),
+           rows.defined() ? fmt::format("{} {}", rows.dtype(), rows.shape()) : std::string("none"));
+  check_same_device(op, qkv, rows);
+  if (N > 0) check_permutation(op, rows, N);
+  const int64_t C = C3 / 3;
+  if (scale == 0.0) scale = 1.0 / std::sqrt(static_cast<double>(C / H));
+  const Tensor cu = to_contiguous(cu_seqlens), rc = to_contiguous(rows), qc = to_contiguous(qkv);
+  Tensor out = empty_as({N, C}, qkv), lse = empty_as({H, N}, qkv);
+  if (N > 0 && !backend_of(qkv).attention_qkv_rows(qc, cu, rc, H, scale, out, lse)) {
+    Tensor to_rows;  // the inverse permutation: to_rows[rows[j]] = j
+    {
+      NoGradGuard no_grad;
+      to_rows = index_add(zeros({N}, {DType::i64, rows.device()}), 0, rc, arange(N, {DType::i64, rows.device()}));
+    }
+    return index_select(attention_qkv(index_select(qkv, 0, rc, site), H, cu, scale, site), 0, to_rows, site);
+  }
+  if (should_record({qkv}))
+    record(op, site, out, {qkv},
+           [qc = save(qc), cu, rc, o = save_output(out), lse, H, scale](const Tensor& g, const Node& node) {
+             return attention_qkv_rows_grad(node, g, qc.get(), cu, rc, H, o.get(), lse, scale);
+           },
+           {qkv.shape(), rows.shape(), out.shape(), lse.shape()});
   return out;
 }
 

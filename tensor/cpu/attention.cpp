@@ -188,13 +188,16 @@ struct VarlenTiles {
 
 // Per-thread scratch of a tile: probabilities (kQueryBlock rows of the
 // longest sequence, 64-byte padded), and for backward dS and the row dots.
+// With row_width > 0 (attention over rows in any order), also room for the
+// longest sequence's rows, row_width values per token, gathered there.
 template <class T>
 struct TileScratch {
-  Scratch<T> p, dp, dl;
-  TileScratch(const VarlenTiles& tiles, bool backward)
+  Scratch<T> p, dp, dl, rows;
+  TileScratch(const VarlenTiles& tiles, bool backward, int64_t row_width = 0)
       : p(kQueryBlock * padded<T>(tiles.max_len)),
         dp(backward ? kQueryBlock * padded<T>(tiles.max_len) : 0),
-        dl(backward ? tiles.max_len : 0) {}
+        dl(backward ? tiles.max_len : 0),
+        rows(row_width * tiles.max_len) {}
 };
 
 // body(t, dims, scratch) for every non-empty tile of a packed batch, spread
@@ -210,6 +213,33 @@ void for_each_varlen_tile(const VarlenTiles& tiles, bool backward, const Body& b
       if (d.Tq > 0) body(t, d, scratch);
     }
   }
+}
+
+// body(s, dims, scratch) for every non-empty sequence s of a packed batch,
+// all of its heads at once, spread over threads dynamically; the scratch has
+// room for the sequence's rows, row_width values per token.
+template <class T, class Body>
+void for_each_varlen_sequence(const VarlenTiles& tiles, bool backward, int64_t row_width, const Body& body) {
+#pragma omp parallel if (worth_parallel(tiles.flops))
+  {
+    TileScratch<T> scratch(tiles, backward, row_width);
+#pragma omp for schedule(dynamic)
+    for (int64_t s = 0; s < tiles.S; ++s) {
+      const int64_t len = tiles.cu[s + 1] - tiles.cu[s];
+      if (len > 0) body(s, AttnDims{1, len, len, tiles.D, true}, scratch);
+    }
+  }
+}
+
+// Rows rows[0..L) of a (·, width) matrix into the dense (L, width) block
+// dst, and back.
+template <class T>
+void gather_rows_to(const T* src, int64_t width, const int64_t* rows, int64_t L, T* dst) {
+  for (int64_t i = 0; i < L; ++i) std::copy_n(src + rows[i] * width, width, dst + i * width);
+}
+template <class T>
+void scatter_rows_from(const T* src, int64_t L, int64_t width, const int64_t* rows, T* dst) {
+  for (int64_t i = 0; i < L; ++i) std::copy_n(src + i * width, width, dst + rows[i] * width);
 }
 
 // Every tensor in `others` has a's shape and is contiguous.
@@ -369,6 +399,78 @@ void CpuBackend::attention_qkv_backward(const Tensor& qkv, const Tensor& cu_seql
                                  sc.dp.data(), sc.dl.data(), {3 * C, C});
     });
   });
+}
+
+// attention_qkv with the tokens in any row order: packed position j (the
+// order cu_seqlens counts in) is row rows[j] of qkv and of out; lse (H, N)
+// stays in packed order. Each (h, s) tile gathers its head's q, k and v rows
+// into scratch, attends there with the tile kernels of attention_qkv, and
+// writes its output rows back: the rows are never permuted as a whole.
+bool CpuBackend::attention_qkv_rows(const Tensor& qkv, const Tensor& cu_seqlens, const Tensor& rows, int64_t H,
+                                    double scale, const Tensor& out, const Tensor& lse) {
+  DG_ASSERT(qkv.dim() == 2 && qkv.is_contiguous() && H > 0 && qkv.size(1) % (3 * H) == 0 && out.dim() == 2 &&
+                out.is_contiguous() && out.size(0) == qkv.size(0) && 3 * out.size(1) == qkv.size(1) &&
+                lse.numel() == H * qkv.size(0) && rows.dtype() == DType::i64 && rows.is_contiguous() &&
+                rows.numel() == qkv.size(0),
+            "attention_qkv_rows qkv {} rows {} out {} lse {} H {}", qkv.shape(), rows.shape(), out.shape(),
+            lse.shape(), H);
+  const int64_t N = qkv.size(0), C = out.size(1), D = C / H;
+  const VarlenTiles tiles(H, N, D, cu_seqlens);
+  if (tiles.max_len == 0) return true;
+  const int64_t* rp = rows.data<int64_t>();
+  visit_floating(qkv.dtype(), "attention_qkv_rows", [&](auto tag) {
+    using T = decltype(tag);
+    const T* base = qkv.data<T>();
+    T *op = out.data<T>(), *lp = lse.data<T>();
+    for_each_varlen_sequence<T>(tiles, false, 4 * C, [&](int64_t s, const AttnDims& d, TileScratch<T>& sc) {
+      const int64_t n0 = tiles.cu[s], L = d.Tq;
+      T *q = sc.rows.data(), *o = q + L * 3 * C;  // the sequence's qkv rows (L, 3C), its output (L, C)
+      gather_rows_to(base, 3 * C, rp + n0, L, q);
+      for (int64_t h = 0; h < H; ++h)
+        attention_tile<T>(q + h * D, q + C + h * D, q + 2 * C + h * D, o + h * D, lp + h * N + n0, T(scale), d,
+                          sc.p.data(), {3 * C, C});
+      scatter_rows_from(o, L, C, rp + n0, op);
+    });
+  });
+  return true;
+}
+
+bool CpuBackend::attention_qkv_rows_backward(const Tensor& qkv, const Tensor& cu_seqlens, const Tensor& rows,
+                                             int64_t H, const Tensor& out, const Tensor& lse, const Tensor& gout,
+                                             double scale, const Tensor& gqkv) {
+  DG_ASSERT(qkv.dim() == 2 && qkv.is_contiguous() && gqkv.shape() == qkv.shape() && gqkv.is_contiguous() &&
+                out.is_contiguous() && gout.is_contiguous() && gout.shape() == out.shape() &&
+                out.size(0) == qkv.size(0) && 3 * out.size(1) == qkv.size(1) && lse.numel() == H * qkv.size(0) &&
+                rows.dtype() == DType::i64 && rows.is_contiguous() && rows.numel() == qkv.size(0),
+            "attention_qkv_rows_backward qkv {} rows {} out {} gout {} lse {}", qkv.shape(), rows.shape(),
+            out.shape(), gout.shape(), lse.shape());
+  const int64_t N = qkv.size(0), C = out.size(1), D = C / H, C3 = 3 * C;
+  const VarlenTiles tiles(H, N, D, cu_seqlens);
+  // rows is a permutation (the op checks): every row of gqkv is written.
+  if (tiles.max_len == 0) return true;
+  const int64_t* rp = rows.data<int64_t>();
+  visit_floating(qkv.dtype(), "attention_qkv_rows_backward", [&](auto tag) {
+    using T = decltype(tag);
+    const T *base = qkv.data<T>(), *op = out.data<T>(), *lp = lse.data<T>(), *gop = gout.data<T>();
+    T* gbase = gqkv.data<T>();
+    for_each_varlen_sequence<T>(tiles, true, 8 * C, [&](int64_t s, const AttnDims& d, TileScratch<T>& sc) {
+      const int64_t n0 = tiles.cu[s], L = d.Tq;
+      const int64_t* r = rp + n0;
+      // The sequence's qkv (L, 3C), out and its gradient (L, C) each, and gqkv (L, 3C).
+      T *q = sc.rows.data(), *o = q + L * C3, *go = o + L * C, *gq = go + L * C;
+      gather_rows_to(base, C3, r, L, q);
+      gather_rows_to(op, C, r, L, o);
+      gather_rows_to(gop, C, r, L, go);
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t x = h * D;
+        attention_backward_tile<T>(q + x, q + C + x, q + 2 * C + x, o + x, lp + h * N + n0, go + x, gq + x,
+                                   gq + C + x, gq + 2 * C + x, T(scale), d, sc.p.data(), sc.dp.data(),
+                                   sc.dl.data(), {C3, C});
+      }
+      scatter_rows_from(gq, L, C3, r, gbase);
+    });
+  });
+  return true;
 }
 
 }  // namespace dg::cpu

@@ -78,6 +78,14 @@ class CpuBackend final : public Backend {
                      const Tensor& lse) override;
   void attention_qkv_backward(const Tensor& qkv, const Tensor& cu_seqlens, int64_t H, const Tensor& out,
                               const Tensor& lse, const Tensor& gout, double scale, const Tensor& gqkv) override;
+  bool index_add_rows(const Tensor& out, const Tensor& idx, const Tensor& src, const Tensor& w) override;
+  bool index_add_rows_backward(const Tensor& g, const Tensor& idx, const Tensor& src, const Tensor& w,
+                               const Tensor& gsrc, const Tensor& gw) override;
+  bool attention_qkv_rows(const Tensor& qkv, const Tensor& cu_seqlens, const Tensor& rows, int64_t H, double scale,
+                          const Tensor& out, const Tensor& lse) override;
+  bool attention_qkv_rows_backward(const Tensor& qkv, const Tensor& cu_seqlens, const Tensor& rows, int64_t H,
+                                   const Tensor& out, const Tensor& lse, const Tensor& gout, double scale,
+                                   const Tensor& gqkv) override;
   void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq, double lr,
                   double beta1, double beta2, double eps, double weight_decay, int64_t step) override;
 

@@ -281,4 +281,70 @@ void CpuBackend::topk(const Tensor& x, int64_t k, int64_t dim, bool largest, boo
   });
 }
 
+// out (N, C) rows idx[k] += w[k] * src[k] (K, C); repeated rows accumulate
+// in index order. Tasks are column chunks, each adding all K rows of its
+// columns, so no two tasks write one element.
+bool CpuBackend::index_add_rows(const Tensor& out, const Tensor& idx, const Tensor& src, const Tensor& w) {
+  DG_ASSERT(out.dim() == 2 && out.is_contiguous() && src.dim() == 2 && src.is_contiguous() &&
+                src.size(1) == out.size(1) && idx.dtype() == DType::i64 && idx.is_contiguous() &&
+                idx.numel() == src.size(0) && w.is_contiguous() && w.numel() == src.size(0) &&
+                out.dtype() == src.dtype() && w.dtype() == src.dtype(),
+            "index_add_rows out {} idx {} src {} w {}", out.shape(), idx.shape(), src.shape(), w.shape());
+  const int64_t K = src.size(0), C = src.size(1);
+  const int64_t* ip = idx.data<int64_t>();
+  visit_floating(src.dtype(), "index_add_rows", [&](auto tag) {
+    using T = decltype(tag);
+    const T *sp = src.data<T>(), *wp = w.data<T>();
+    T* op = out.data<T>();
+    const int64_t chunk = column_chunk(1, C, K * C), nchunks = (C + chunk - 1) / chunk;
+    parallel_for(nchunks, K * C, [&](int64_t task) {
+      const int64_t c0 = task * chunk, n = std::min(chunk, C - c0);
+      for (int64_t k = 0; k < K; ++k) {
+        T* dst = op + ip[k] * C + c0;
+        const T* s = sp + k * C + c0;
+        const T wk = wp[k];
+        for (int64_t i = 0; i < n; ++i) dst[i] += wk * s[i];
+      }
+    });
+  });
+  return true;
+}
+
+// With gi = g's row idx[k]: gsrc[k] = w[k] * gi and gw[k] = <gi, src[k]>,
+// one pass over the rows (each task writes only its own rows).
+bool CpuBackend::index_add_rows_backward(const Tensor& g, const Tensor& idx, const Tensor& src, const Tensor& w,
+                                         const Tensor& gsrc, const Tensor& gw) {
+  DG_ASSERT(g.dim() == 2 && g.is_contiguous() && src.dim() == 2 && src.is_contiguous() &&
+                src.size(1) == g.size(1) && idx.dtype() == DType::i64 && idx.is_contiguous() &&
+                idx.numel() == src.size(0) && w.is_contiguous() && w.numel() == src.size(0) &&
+                (!gsrc.defined() || (gsrc.shape() == src.shape() && gsrc.is_contiguous())) &&
+                (!gw.defined() || (gw.numel() == w.numel() && gw.is_contiguous())),
+            "index_add_rows_backward g {} idx {} src {} w {}", g.shape(), idx.shape(), src.shape(), w.shape());
+  const int64_t K = src.size(0), C = src.size(1);
+  const int64_t* ip = idx.data<int64_t>();
+  visit_floating(src.dtype(), "index_add_rows_backward", [&](auto tag) {
+    using T = decltype(tag);
+    const T *gp = g.data<T>(), *sp = src.data<T>(), *wp = w.data<T>();
+    T* gsp = gsrc.defined() ? gsrc.data<T>() : nullptr;
+    T* gwp = gw.defined() ? gw.data<T>() : nullptr;
+    parallel_for(K, K * C, [&](int64_t k) {
+      const T *gi = gp + ip[k] * C, *s = sp + k * C;
+      if (gsp) {
+        const T wk = wp[k];
+        T* d = gsp + k * C;
+        for (int64_t c = 0; c < C; ++c) d[c] = wk * gi[c];
+      }
+      if (gwp) {
+        T acc[8] = {};  // eight partial sums: a vectorisable dot product
+        int64_t c = 0;
+        for (; c + 8 <= C; c += 8)
+          for (int j = 0; j < 8; ++j) acc[j] += gi[c + j] * s[c + j];
+        for (; c < C; ++c) acc[0] += gi[c] * s[c];
+        gwp[k] = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+      }
+    });
+  });
+  return true;
+}
+
 }  // namespace dg::cpu
