@@ -42,8 +42,10 @@ void BlockChooser::choose(const Tensor& q, const std::vector<double>& qv, bool t
     int64_t best = 0;
     double best_score = -INFINITY;
     for (int64_t k = 0; k < n; ++k) {
-      double s = std::log(std::max(row[k], 1e-30));
-      if (!noise.empty()) s += explore_param * -std::log(-std::log(std::clamp(noise[i * n + k], 1e-12, 1 - 1e-12)));
+      // Without noise the argmax of q itself (log is monotone: the same choice, ties included).
+      double s = std::max(row[k], 1e-30);
+      if (!noise.empty())
+        s = std::log(s) + explore_param * -std::log(-std::log(std::clamp(noise[i * n + k], 1e-12, 1 - 1e-12)));
       if (s > best_score) best_score = s, best = k;
     }
     if (!coin.empty() && coin[2 * i] < explore_param)
