@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "tensor/backend.h"
+#include "tensor/cpu/cpu_backend.h"
 #include "tensor/creation.h"
 #include "testing.h"
 
@@ -145,6 +146,45 @@ TEST(Allocator, CachesFreedBlocks) {
   Tensor again = empty({1000});
   EXPECT_EQ(again.raw_data(), first);  // the cached block is handed out again
   EXPECT_EQ(reinterpret_cast<uintptr_t>(again.raw_data()) % 64, 0u);
+}
+
+// Large blocks are reused best fit (within twice the request), so sizes that
+// move from step to step, as MoE's rows per expert do, share blocks instead of
+// keeping one idle block per size seen. A fresh backend: its books start at 0.
+TEST(Allocator, ReusesALargerBlockBestFit) {
+  constexpr size_t MiB = size_t{1} << 20;
+  cpu::CpuBackend cpu;
+  void* big = cpu.allocate(8 * MiB);
+  void* mid = cpu.allocate(6 * MiB);
+  cpu.deallocate(big, 8 * MiB);
+  cpu.deallocate(mid, 6 * MiB);
+  EXPECT_EQ(cpu.bytes_cached(), 14 * MiB);
+  void* a = cpu.allocate(5 * MiB + 1);  // 6 MiB after rounding: the 6 MiB block, not the 8
+  EXPECT_EQ(a, mid);
+  void* b = cpu.allocate(5 * MiB);  // no 5 MiB block: the smallest one that holds it
+  EXPECT_EQ(b, big);
+  EXPECT_EQ(cpu.bytes_in_use(), 14 * MiB);  // whole blocks
+  EXPECT_EQ(cpu.bytes_cached(), 0u);
+  cpu.deallocate(b, 5 * MiB);  // the block goes back at its own size, 8 MiB
+  EXPECT_EQ(cpu.bytes_in_use(), 6 * MiB);
+  EXPECT_EQ(cpu.bytes_cached(), 8 * MiB);
+  void* c = cpu.allocate(3 * MiB);  // 8 MiB is more than twice 3: a new block
+  EXPECT_NE(c, big);
+  EXPECT_EQ(cpu.bytes_in_use(), 9 * MiB);
+  void* d = cpu.allocate(7 * MiB);
+  EXPECT_EQ(d, big);
+  // Sizes that vary from round to round reuse the blocks of the first round.
+  cpu.deallocate(a, 5 * MiB + 1), cpu.deallocate(c, 3 * MiB), cpu.deallocate(d, 7 * MiB);
+  const size_t held = cpu.bytes_cached();
+  for (size_t round = 0; round < 4; ++round) {
+    std::vector<std::pair<void*, size_t>> live;
+    for (size_t n : {8 - round % 2, 6 - round % 3, 3 - round % 2}) live.emplace_back(cpu.allocate(n * MiB), n * MiB);
+    for (auto [p, n] : live) cpu.deallocate(p, n);
+    EXPECT_EQ(cpu.bytes_in_use(), 0u);
+    EXPECT_EQ(cpu.bytes_cached(), held) << "round " << round;
+  }
+  cpu.empty_cache();
+  EXPECT_EQ(cpu.bytes_cached(), 0u);
 }
 
 // dg::excerpt: input text quoted in errors, bounded and escaped.

@@ -17,6 +17,7 @@ class CpuBackend final : public Backend {
   void deallocate(void* ptr, size_t nbytes) override;
   void empty_cache() override;
   size_t bytes_in_use() const override;
+  size_t bytes_cached() const;  // freed blocks kept for reuse
   void copy_from_host(const void* src, const Tensor& dst) override;
   void copy_to_host(const Tensor& src, void* dst) override;
   void synchronize() override {}
