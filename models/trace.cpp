@@ -1,12 +1,15 @@
 #include "models/trace.h"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 namespace dg::models {
 
 void RoutingTrace::reset(int64_t B_, int64_t T_, int64_t n, int64_t D) {
   B = B_, T = T_, n_blocks = n, max_depth = D;
-  tokens.assign(B * T, {});
+  tokens.resize(B * T);
+  for (std::vector<TraceStep>& path : tokens) path.clear();  // keeps each path's capacity: no allocation per step
 }
 
 int64_t RoutingTrace::depth(int64_t token) const {
@@ -22,9 +25,10 @@ TraceSummary RoutingTrace::summary() const {
   s.transitions.assign(n_blocks, std::vector<int64_t>(n_blocks, 0));
   s.block_share.assign(n_blocks, 0.0);
   int64_t applications = 0, repeats = 0;
+  std::vector<uint8_t> used(n_blocks);
   for (const auto& path : tokens) {
     int64_t depth = 0, prev = -1;
-    std::vector<bool> used(n_blocks, false);
+    std::fill(used.begin(), used.end(), 0);
     for (const TraceStep& st : path) {
       if (st.block < 0) continue;
       ++depth;
@@ -32,7 +36,7 @@ TraceSummary RoutingTrace::summary() const {
       ++s.usage[st.step][st.block];
       s.block_share[st.block] += 1;
       if (used[st.block]) ++repeats;
-      used[st.block] = true;
+      used[st.block] = 1;
       if (prev >= 0) ++s.transitions[prev][st.block];
       prev = st.block;
     }
