@@ -1,5 +1,5 @@
-// Indexing ops: index_select, index_add, gather, scatter_add, embedding,
-// masked_fill and topk. Values against hand-computed results, the CPU kernels'
+// Indexing ops: index_select, index_add, index_add_rows, gather, scatter_add,
+// embedding, masked_fill and topk. Values against hand-computed results, the CPU kernels'
 // strided and parallel paths against a naive host reference, gradcheck of
 // every op (contiguous, strided, broadcast), and the error messages.
 #include <cmath>
@@ -122,6 +122,52 @@ TEST(IndexAdd, LargeRepeatedMatchesHostReference) {
     for (int64_t k = 0; k < K; ++k)
       for (int64_t i = 0; i < I; ++i) want3[(o * D + iv[k]) * I + i] += s3[(o * K + k) * I + i];
   expect_values(index_add(zeros({O, D, I}, {DType::f64}), 1, index, src3), want3, 1e-12);
+}
+
+// --- index_add_rows: x[index[k]] += w[k] * src[k]
+
+TEST(IndexAddRows, RepeatedRowsAccumulateWeighted) {
+  Tensor x = from_vector<double>({1, 1, 1, 1, 1, 1, 1, 1}, {4, 2});
+  Tensor src = from_vector<double>({1, 2, 3, 4, 5, 6}, {3, 2}), w = from_vector<double>({2, -1, 0.5});
+  Tensor r = index_add_rows(x, idx({1, 3, 1}), src, w);
+  expect_values(r, {1, 1, 1 + 2 * 1 + 0.5 * 5, 1 + 2 * 2 + 0.5 * 6, 1, 1, 1 - 3, 1 - 4});
+  expect_values(x, {1, 1, 1, 1, 1, 1, 1, 1});  // out of place
+  // Nothing to add: no row, or rows of no column.
+  expect_values(index_add_rows(x, idx({}, {0}), zeros({0, 2}, {DType::f64}), zeros({0}, {DType::f64})),
+                x.to_vector<double>());
+  EXPECT_EQ(index_add_rows(zeros({3, 0}, {DType::f64}), idx({2, 0}), zeros({2, 0}, {DType::f64}),
+                           ones({2}, {DType::f64})).shape(), (Shape{3, 0}));
+}
+
+// The fused kernels (column-split forward, row-parallel backward) against the
+// composite index_add(x, 0, index, src * w), f64 and f32, many repeats.
+TEST(IndexAddRows, LargeMatchesTheComposite) {
+  Generator g(5);
+  const int64_t N = 70, C = 96, K = 3000;
+  const Tensor index = randint(0, N, {K}, &g);
+  for (DType dt : {DType::f64, DType::f32}) {
+    Tensor x = randn({N, C}, {dt}, &g).set_requires_grad(), src = randn({K, C}, {dt}, &g).set_requires_grad();
+    Tensor w = randn({K}, {dt}, &g).set_requires_grad(), gy = randn({N, C}, {dt}, &g);
+    Tensor a = index_add_rows(x, index, src, w), b = index_add(x, 0, index, src * unsqueeze(w, 1));
+    const double tol = dt == DType::f64 ? 1e-12 : 1e-4;
+    EXPECT_LT(dg::testing::max_abs_diff(a, b), tol) << dtype_name(dt);
+    Tensors ga = grad({a}, {x, src, w}, {gy}), gb = grad({b}, {x, src, w}, {gy});
+    for (size_t i = 0; i < ga.size(); ++i) EXPECT_LT(dg::testing::max_abs_diff(ga[i], gb[i]), tol) << "input " << i;
+  }
+}
+
+TEST(IndexAddRows, GradcheckAndErrors) {
+  Tensor x = rand_input({4, 3}, 20), src = rand_input({5, 3}, 21), w = rand_input({5}, 22);
+  Tensor rep = idx({3, 0, 3, 1, 3});
+  auto fn = [&](const Tensors& in) { return index_add_rows(in[0], rep, in[1], in[2]); };
+  EXPECT_GRADCHECK(fn, {x, src, w});
+  EXPECT_GRADGRADCHECK(fn, {x, src, w});
+  const char* op = "index_add_rows";
+  EXPECT_DG_ERROR(index_add_rows(x, idx({0, 4}), rand_input({2, 3}, 23), rand_input({2}, 24)), op, "out of range");
+  EXPECT_DG_ERROR(index_add_rows(x, rep, rand_input({5, 2}, 25), w), op, "expected x (N, C), index (K), src (K, C)",
+                  "src [5, 2]");
+  EXPECT_DG_ERROR(index_add_rows(x, rep, src, rand_input({4}, 26)), op, "w [4]");
+  EXPECT_DG_ERROR(index_add_rows(x, rep, src, to_dtype(w, DType::f32)), op);
 }
 
 // --- gather / scatter_add

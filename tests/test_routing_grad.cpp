@@ -4,7 +4,8 @@
 // router weights w. The row versions are checked on both of their paths:
 // a general selection (out of order, with a repeated row for gather_rows) and
 // every row in order, where gather_rows returns x itself and an unweighted
-// scatter_add_rows is a plain add (a weighted one is index_add_rows). The token versions with several sequences and k < T.
+// scatter_add_rows is a plain add (a weighted one is index_add_rows). The
+// token versions with several sequences and k < T.
 //
 // Legend: N rows of a flat (N, C) stream, n selected rows; B sequences of
 // length T, k kept tokens per sequence.

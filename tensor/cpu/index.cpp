@@ -291,6 +291,7 @@ bool CpuBackend::index_add_rows(const Tensor& out, const Tensor& idx, const Tens
                 out.dtype() == src.dtype() && w.dtype() == src.dtype(),
             "index_add_rows out {} idx {} src {} w {}", out.shape(), idx.shape(), src.shape(), w.shape());
   const int64_t K = src.size(0), C = src.size(1);
+  if (K == 0 || C == 0) return true;
   const int64_t* ip = idx.data<int64_t>();
   visit_floating(src.dtype(), "index_add_rows", [&](auto tag) {
     using T = decltype(tag);
@@ -321,6 +322,7 @@ bool CpuBackend::index_add_rows_backward(const Tensor& g, const Tensor& idx, con
                 (!gw.defined() || (gw.numel() == w.numel() && gw.is_contiguous())),
             "index_add_rows_backward g {} idx {} src {} w {}", g.shape(), idx.shape(), src.shape(), w.shape());
   const int64_t K = src.size(0), C = src.size(1);
+  if (K == 0) return true;
   const int64_t* ip = idx.data<int64_t>();
   visit_floating(src.dtype(), "index_add_rows_backward", [&](auto tag) {
     using T = decltype(tag);
