@@ -67,7 +67,7 @@ class ExpertChoiceMoB : public models::LanguageModel {
       Tensor s = sigmoid(logits);  // (Na, n)
       flops_ += 2.0 * C * n * Na;
       const std::vector<double> sv = s.to_vector<double>();  // one read per step: the decisions
-      const models::ExpertChoice choice = models::expert_choice(sv, n, active, T, cfg_.capacity);  // taken (Na, n)
+      const models::ExpertChoiceRows choice = models::expert_choice_rows(sv, n, active, T, cfg_.capacity);  // taken
       std::vector<int64_t> next;
       for (int64_t i = 0; i < Na; ++i) {
         std::vector<models::TraceStep>& path = trace_.tokens[active[i]];

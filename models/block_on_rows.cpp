@@ -17,17 +17,26 @@ std::vector<int64_t> packed_seqlens(const std::vector<int64_t>& rows, int64_t T)
   return cu;
 }
 
-ExpertChoice expert_choice(const std::vector<double>& scores, int64_t E, const std::vector<int64_t>& rows, int64_t T,
-                           double share) {
+double packed_attention_flops(const std::vector<int64_t>& cu, int64_t C) {
+  double flops = 0;
+  for (size_t s = 1; s < cu.size(); ++s) {
+    const auto L = static_cast<double>(cu[s] - cu[s - 1]);
+    flops += 2.0 * static_cast<double>(C) * L * (L + 1.0);
+  }
+  return flops;
+}
+
+ExpertChoiceRows expert_choice_rows(const std::vector<double>& scores, int64_t E, const std::vector<int64_t>& rows,
+                                    int64_t T, double share) {
   const auto Na = static_cast<int64_t>(rows.size());
   DG_CHECK(T > 0 && E > 0 && share > 0 && share <= 1,
-           "expert_choice: needs T > 0, E > 0 and share in (0, 1], got T = {}, E = {}, share = {}", T, E, share);
+           "expert_choice_rows: needs T > 0, E > 0 and share in (0, 1], got T = {}, E = {}, share = {}", T, E, share);
   DG_CHECK(static_cast<int64_t>(scores.size()) == Na * E,
-           "expert_choice: scores must be (Na, E) = ({}, {}) row-major, got {} values", Na, E, scores.size());
+           "expert_choice_rows: scores must be (Na, E) = ({}, {}) row-major, got {} values", Na, E, scores.size());
   for (int64_t i = 0; i < Na; ++i)
     DG_CHECK(rows[i] >= 0 && (i == 0 || rows[i] > rows[i - 1]),
-             "expert_choice: rows must be ascending and non-negative, got {} at position {}", rows[i], i);
-  ExpertChoice c;
+             "expert_choice_rows: rows must be ascending and non-negative, got {} at position {}", rows[i], i);
+  ExpertChoiceRows c;
   c.taken.assign(Na * E, 0.0);
   c.positions.resize(E);
   c.rows.resize(E);
@@ -61,11 +70,7 @@ BlockOnRows block_on_rows(const nn::Block& block, const Tensor& R, const std::ve
   if (rows.empty()) return out;
   out.rows = Rows(rows, R.device());
   const std::vector<int64_t> cu = packed_seqlens(rows, T);
-  out.flops = 24.0 * static_cast<double>(C * C) * static_cast<double>(rows.size());
-  for (size_t s = 1; s < cu.size(); ++s) {
-    const auto L = static_cast<double>(cu[s] - cu[s - 1]);
-    out.flops += 2.0 * static_cast<double>(C) * L * (L + 1.0);  // L(L+1)/2 query-key pairs at 4C
-  }
+  out.flops = 24.0 * static_cast<double>(C * C) * static_cast<double>(rows.size()) + packed_attention_flops(cu, C);
   const Tensor seqlens = from_vector<int64_t>(cu, {static_cast<int64_t>(cu.size())}, R.device());
   out.delta = block.forward_packed(gather_rows(R, out.rows), seqlens);
   return out;

@@ -17,7 +17,8 @@
 //   R = scatter_add_rows(R, r.rows, r.delta, w);         // R[rows] += w * delta
 //   flops += r.flops;
 //
-//   ExpertChoice c = expert_choice(scores, E, active, T, 0.5);  // each column: the top half of each sequence
+//   // each column takes the top half of each sequence's active rows:
+//   ExpertChoiceRows c = expert_choice_rows(scores, E, active, T, 0.5);
 //   BlockOnRows r = block_on_rows(*trunk.blocks[k], R, c.rows[k], T);
 #include <cstdint>
 #include <vector>
@@ -32,6 +33,11 @@ namespace dg::models {
 // last one present (a sequence without rows is empty), (S + 1) on the host.
 std::vector<int64_t> packed_seqlens(const std::vector<int64_t>& rows, int64_t T);
 
+// Forward FLOPs of causal attention over packed sequences with cu_seqlens cu
+// (S + 1) at width C: L(L+1)/2 query-key pairs at 4C (q k^T and p v) per
+// sequence of length L, as the routed models count them.
+double packed_attention_flops(const std::vector<int64_t>& cu, int64_t C);
+
 // Expert choice among the active rows, decided on the host: scores (Na, E)
 // row-major, one column per block or expert, for the active rows (Na, flat
 // b*T + t, ascending). In each sequence, every column k takes the
@@ -39,13 +45,13 @@ std::vector<int64_t> packed_seqlens(const std::vector<int64_t>& rows, int64_t T)
 // active rows (share in (0, 1]: at least one, at most all; ties as
 // std::partial_sort leaves them; scores must not be NaN). A row may be taken
 // by several columns or by none. A dg::Error names a bad size, share or row.
-struct ExpertChoice {
+struct ExpertChoiceRows {
   std::vector<double> taken;                    // (Na, E) row-major: 1 where column k took row i, else 0 (a BCE target)
   std::vector<std::vector<int64_t>> positions;  // [k]: the i that column k took, ascending (index scores, rows)
   std::vector<std::vector<int64_t>> rows;       // [k]: their rows, rows[positions[k][j]] (what block_on_rows takes)
 };
-ExpertChoice expert_choice(const std::vector<double>& scores, int64_t E, const std::vector<int64_t>& rows, int64_t T,
-                           double share);
+ExpertChoiceRows expert_choice_rows(const std::vector<double>& scores, int64_t E, const std::vector<int64_t>& rows,
+                                    int64_t T, double share);
 
 struct BlockOnRows {
   Rows rows;         // the rows, on R's device (what scatter_add_rows takes)

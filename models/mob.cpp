@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "models/block_on_rows.h"
 #include "models/routing.h"
 #include "nn/init.h"
 
@@ -124,28 +125,15 @@ MoB::StepDeltas MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& ro
                         int64_t T) {
   const int64_t n = mcfg_.n_blocks, Nc = static_cast<int64_t>(rows.size()), C = trunk_.cfg.n_embd;
   Groups g = group_by_choice(choice, n);
-  std::vector<int64_t> inv(Nc);
-  for (int64_t i = 0; i < Nc; ++i) inv[g.perm[i]] = i;
   const Device dev = R.device();
   Tensor x = gather_rows(R, ids(rows, dev));  // (Nc, C), rows in (sequence, position) order
   // cu_seqlens of a list of positions in the continuing list (ascending
-  // rows), counting the causal attention FLOPs of each packed sequence of
-  // length L: L(L+1)/2 query-key pairs at 4C (q k^T and p v).
+  // rows), counting the causal attention FLOPs of its packed sequences.
   auto seqlens = [&](const std::vector<int64_t>& pos) {
-    std::vector<int64_t> cu{0};
-    int64_t seq = -1;
-    for (int64_t p : pos) {
-      const int64_t s = rows[p] / T;
-      while (seq < s) {
-        cu.push_back(cu.back());
-        ++seq;
-      }
-      ++cu.back();
-    }
-    for (size_t i = 1; i < cu.size(); ++i) {
-      const double L = static_cast<double>(cu[i] - cu[i - 1]);
-      last_flops_ += 2.0 * static_cast<double>(C) * L * (L + 1.0);
-    }
+    std::vector<int64_t> pos_rows(pos.size());
+    for (size_t i = 0; i < pos.size(); ++i) pos_rows[i] = rows[pos[i]];
+    const std::vector<int64_t> cu = packed_seqlens(pos_rows, T);
+    last_flops_ += packed_attention_flops(cu, C);
     return from_vector<int64_t>(cu, {static_cast<int64_t>(cu.size())}, dev);
   };
   last_flops_ += 24.0 * C * C * static_cast<double>(Nc);  // every continuing token through one block
@@ -163,8 +151,8 @@ MoB::StepDeltas MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& ro
   // block's layers on its own rows through grouped ops. One attention runs
   // over all tokens, reading the projections where they are: packed position
   // j (sequence, position order) is group-order row inv[j].
-  std::vector<int64_t> all(Nc);
-  for (int64_t i = 0; i < Nc; ++i) all[i] = i;
+  std::vector<int64_t> all(Nc), inv(Nc);
+  for (int64_t i = 0; i < Nc; ++i) all[i] = i, inv[g.perm[i]] = i;
   const Rows to_groups = ids(g.perm, dev), to_sequences = ids(inv, dev);
   const Tensor cu = seqlens(all);
   auto attend_in_sequence_order = [&](const Tensor& qkv) {  // (Nc, 3C) -> (Nc, C), group order

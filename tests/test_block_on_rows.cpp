@@ -72,7 +72,7 @@ TEST(BlockOnRows, RefusesRowsOutOfOrderOrRange) {
 // sequence 1 and {13} of sequence 2 (T = 6): a = 4, 2, 1, so share 0.5 takes
 // ceil(2) = 2, ceil(1) = 1 and ceil(0.5) = 1 rows per column. Rows 5 and 6 are
 // neighbours but in different sequences: they never compete.
-TEST(ExpertChoice, EachColumnTakesTheTopShareOfEverySequence) {
+TEST(ExpertChoiceRows, EachColumnTakesTheTopShareOfEverySequence) {
   const std::vector<int64_t> rows = {0, 2, 3, 5, 6, 8, 13};
   const std::vector<double> scores = {  // (7, 2): column 0, column 1
       0.1, 0.9,                         // row 0
@@ -82,24 +82,24 @@ TEST(ExpertChoice, EachColumnTakesTheTopShareOfEverySequence) {
       0.2, 0.4,                         // row 6
       0.6, 0.3,                         // row 8
       0.0, 0.5};                        // row 13
-  models::ExpertChoice c = models::expert_choice(scores, 2, rows, kT, 0.5);
+  models::ExpertChoiceRows c = models::expert_choice_rows(scores, 2, rows, kT, 0.5);
   // Column 0: rows 5, 2 of sequence 0; row 8 of 1; row 13 of 2. Column 1: rows 0, 3; row 6; row 13.
   EXPECT_EQ(c.taken, (std::vector<double>{0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 1, 1}));
   EXPECT_EQ(c.positions, (std::vector<std::vector<int64_t>>{{1, 3, 5, 6}, {0, 2, 4, 6}}));
   EXPECT_EQ(c.rows, (std::vector<std::vector<int64_t>>{{2, 5, 8, 13}, {0, 3, 6, 13}}));
   // Share 1 takes every row for every column; no rows, no choice.
-  models::ExpertChoice all = models::expert_choice(scores, 2, rows, kT, 1.0);
+  models::ExpertChoiceRows all = models::expert_choice_rows(scores, 2, rows, kT, 1.0);
   EXPECT_EQ(all.taken, std::vector<double>(14, 1.0));
   EXPECT_EQ(all.rows[1], rows);
-  models::ExpertChoice none = models::expert_choice({}, 2, {}, kT, 0.5);
+  models::ExpertChoiceRows none = models::expert_choice_rows({}, 2, {}, kT, 0.5);
   EXPECT_TRUE(none.taken.empty());
   EXPECT_EQ(none.rows, (std::vector<std::vector<int64_t>>{{}, {}}));
 }
 
-TEST(ExpertChoice, RefusesBadSizesSharesAndRows) {
-  EXPECT_DG_ERROR(models::expert_choice({0.1, 0.2, 0.3}, 2, {0, 1}, kT, 0.5), "(Na, E) = (2, 2)", "got 3 values");
-  EXPECT_DG_ERROR(models::expert_choice({0.1, 0.2}, 1, {0, 1}, kT, 0.0), "share in (0, 1]", "share = 0");
-  EXPECT_DG_ERROR(models::expert_choice({0.1, 0.2}, 1, {0, 1}, kT, 1.5), "share = 1.5");
-  EXPECT_DG_ERROR(models::expert_choice({0.1, 0.2}, 1, {3, 1}, kT, 0.5), "ascending", "got 1 at position 1");
-  EXPECT_DG_ERROR(models::expert_choice({0.1, 0.2}, 1, {-1, 1}, kT, 0.5), "got -1 at position 0");
+TEST(ExpertChoiceRows, RefusesBadSizesSharesAndRows) {
+  EXPECT_DG_ERROR(models::expert_choice_rows({0.1, 0.2, 0.3}, 2, {0, 1}, kT, 0.5), "(Na, E) = (2, 2)", "got 3 values");
+  EXPECT_DG_ERROR(models::expert_choice_rows({0.1, 0.2}, 1, {0, 1}, kT, 0.0), "share in (0, 1]", "share = 0");
+  EXPECT_DG_ERROR(models::expert_choice_rows({0.1, 0.2}, 1, {0, 1}, kT, 1.5), "share = 1.5");
+  EXPECT_DG_ERROR(models::expert_choice_rows({0.1, 0.2}, 1, {3, 1}, kT, 0.5), "ascending", "got 1 at position 1");
+  EXPECT_DG_ERROR(models::expert_choice_rows({0.1, 0.2}, 1, {-1, 1}, kT, 0.5), "got -1 at position 0");
 }
