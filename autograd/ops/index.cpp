@@ -156,8 +156,9 @@ Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor
 // w[k] * src[k] added into row index[k] (repeated rows accumulate): the same
 // as index_add(x, 0, index, src * unsqueeze(w, 1)) without the scaled copy.
 // With gi = g's row index[k]: d x = g; d src[k] = w[k] gi; d w[k] = <gi, src[k]>
-// — one fused pass, or (double backward, or a backend without the kernel)
-// index_select, mul and sum, differentiable again.
+// — one fused pass, or (double backward, or a backend without the kernels)
+// index_select, mul and sum, differentiable again. Such a backend adds
+// src * w with its index_add.
 Tensor index_add_rows(const Tensor& x, const Tensor& index, const Tensor& src, const Tensor& w, Site site) {
   const char* op = "index_add_rows";
   check_indexing(op, x, 0, index);
@@ -175,7 +176,10 @@ Tensor index_add_rows(const Tensor& x, const Tensor& index, const Tensor& src, c
   check_index_range(op, index, 0, x.shape());
   const Tensor idx = to_contiguous(as_1d(index)), sc = to_contiguous(src), wc = to_contiguous(w);
   Tensor out = copy_of(x);
-  if (!backend_of(x).index_add_rows(out, idx, sc, wc)) return index_add(x, 0, idx, mul(src, unsqueeze(w, 1), site), 1.0, site);
+  if (!backend_of(x).index_add_rows(out, idx, sc, wc)) {
+    NoGradGuard no_grad;
+    backend_of(x).index_add(out, 0, idx, to_contiguous(mul(sc, unsqueeze(wc, 1))), 1.0);
+  }
   if (should_record({x, src, w}))
     record(op, site, out, {x, src, w}, [is = save(idx), s = save(sc), ws = save(wc)](const Tensor& g, const Node& n) -> Tensors {
       const Tensor iv = is.get(), sv = s.get(), wv = ws.get();
