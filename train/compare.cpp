@@ -225,6 +225,7 @@ RunResult train_once(const RunSpec& s, int64_t i, const std::string& rel, double
   std::filesystem::create_directories(dir);
   std::filesystem::remove(dir + "/metrics.jsonl");
   std::filesystem::remove(dir + "/routing.json");
+  std::filesystem::remove(dir + "/routing.html");
   if (o.print_progress) {
     fmt::print("\n== {} ({}{}): {:.2f}M parameters, {:.3f} MFLOP/token at init, {} steps{}\n", s.name, s.kind,
                o.seeds > 1 ? fmt::format(", seed {}", seed) : "", static_cast<double>(model->num_parameters()) / 1e6,

@@ -403,9 +403,10 @@ void CpuBackend::attention_qkv_backward(const Tensor& qkv, const Tensor& cu_seql
 
 // attention_qkv with the tokens in any row order: packed position j (the
 // order cu_seqlens counts in) is row rows[j] of qkv and of out; lse (H, N)
-// stays in packed order. Each (h, s) tile gathers its head's q, k and v rows
-// into scratch, attends there with the tile kernels of attention_qkv, and
-// writes its output rows back: the rows are never permuted as a whole.
+// stays in packed order. Each sequence gathers its q|k|v rows into a
+// per-thread scratch, attends there head by head with the tile kernels of
+// attention_qkv, and writes its output rows back: the rows are never
+// permuted as a whole.
 bool CpuBackend::attention_qkv_rows(const Tensor& qkv, const Tensor& cu_seqlens, const Tensor& rows, int64_t H,
                                     double scale, const Tensor& out, const Tensor& lse) {
   DG_ASSERT(qkv.dim() == 2 && qkv.is_contiguous() && H > 0 && qkv.size(1) % (3 * H) == 0 && out.dim() == 2 &&
