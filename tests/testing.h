@@ -31,6 +31,16 @@ inline Tensor random_tokens(int64_t B, int64_t T, uint64_t seed, int64_t vocab =
   return randint(0, vocab, {B, T}, &g);
 }
 
+// idx (B, T) with every token from position t0 on moved by `shift` (mod
+// vocab): the same past, another future (causality checks).
+inline Tensor change_tokens_from(const Tensor& idx, int64_t t0, int64_t shift, int64_t vocab = 256) {
+  const int64_t B = idx.size(0), T = idx.size(1);
+  std::vector<int64_t> v = idx.to_vector<int64_t>();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = t0; t < T; ++t) v[b * T + t] = (v[b * T + t] + shift) % vocab;
+  return from_vector<int64_t>(v, {B, T});
+}
+
 // Max |a - b| / (1 + |b|) over elements (sizes must match); NaN, e.g. an
 // element a kernel never wrote, counts as infinite.
 inline double max_rel_diff(const std::vector<double>& a, const std::vector<double>& b) {
