@@ -22,6 +22,9 @@ void set_current_node(const Node* n);  // node.cpp
 namespace {
 
 thread_local bool t_engine_running = false;
+// The node being applied, when its backward may accumulate in place
+// (accumulated_grad); null otherwise.
+thread_local Node* t_accumulating = nullptr;
 
 struct BySeq {
   bool operator()(const Node* a, const Node* b) const { return a->seq() < b->seq(); }
@@ -79,7 +82,11 @@ void Run::execute(const Tensors& roots, const Tensors& grad_roots, const char* w
            "{}: {} outputs but {} gradients for them", who, roots.size(), grad_roots.size());
   t_engine_running = true;
   struct Reset {
-    ~Reset() { t_engine_running = false; set_current_node(nullptr); }
+    ~Reset() {
+      t_engine_running = false;
+      t_accumulating = nullptr;
+      set_current_node(nullptr);
+    }
   } reset;
 
   // 1. Reachable nodes and dependency counts.
@@ -162,7 +169,9 @@ void Run::execute(const Tensors& roots, const Tensors& grad_roots, const char* w
       if (n->is_accumulate_grad()) {
         if (accumulate) n->apply(g);
       } else {
+        t_accumulating = create_graph || is_anomaly_enabled() ? nullptr : n;
         grads = n->apply(g);
+        t_accumulating = nullptr;
         DG_ASSERT(grads.size() <= n->next().size(), "backward of '{}' returned {} gradients for {} inputs",
                   n->name(), grads.size(), n->next().size());
         if (!retain_graph) n->release();
@@ -193,6 +202,17 @@ void Run::execute(const Tensors& roots, const Tensors& grad_roots, const char* w
 }
 
 }  // namespace
+
+Tensor accumulated_grad(size_t input) {
+  const Node* n = t_accumulating;
+  if (!n || input >= n->next().size() || !n->next()[input].node) return Tensor();
+  const Edge& e = n->next()[input];
+  const Tensor& b = e.node->grad_buffer;
+  const bool owned = b.defined() && b.impl_ptr().use_count() == 1 && b.storage_ptr().use_count() == 1 &&
+                     !b.impl()->autograd && b.is_contiguous() && b.shape() == e.shape && b.dtype() == e.dtype &&
+                     b.device() == e.device;
+  return owned ? b : Tensor();
+}
 
 void backward(const Tensors& roots, const Tensors& grad_roots, bool retain_graph, bool create_graph) {
   // As in PyTorch, create_graph implies retain_graph: the new graph still

@@ -26,4 +26,19 @@ void backward(const Tensors& roots, const Tensors& grad_roots = {}, bool retain_
 Tensors grad(const Tensors& outputs, const Tensors& inputs, const Tensors& grad_outputs = {},
              bool retain_graph = false, bool create_graph = false, bool allow_unused = false);
 
+// For a backward function, while the engine applies its node: the gradient
+// already accumulated for the node's input `input` (the sum of what the
+// input's other consumers sent so far), when the backward may add its own
+// gradient for that input into it in place and return an undefined tensor
+// for that input instead. Undefined when it may not: no gradient has arrived
+// yet; the engine is not the buffer's only holder (a gradient passed on to
+// two inputs, a view, a hook's copy); the buffer is not contiguous; the
+// backward is recorded (create_graph) or checked (anomaly mode). A weight
+// used at several steps then gets its gradient summed inside the GEMMs
+// (beta = 1) and a gathered tensor's rows added where they belong, with no
+// temporary gradient and no separate add.
+//
+//   if (Tensor acc = accumulated_grad(1); acc.defined()) { add g^T x into acc; grads[1] = Tensor(); }
+Tensor accumulated_grad(size_t input);
+
 }  // namespace dg

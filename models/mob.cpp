@@ -126,7 +126,6 @@ MoB::StepDeltas MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& ro
   const int64_t n = mcfg_.n_blocks, Nc = static_cast<int64_t>(rows.size()), C = trunk_.cfg.n_embd;
   Groups g = group_by_choice(choice, n);
   const Device dev = R.device();
-  Tensor x = gather_rows(R, ids(rows, dev));  // (Nc, C), rows in (sequence, position) order
   // cu_seqlens of a list of positions in the continuing list (ascending
   // rows), counting the causal attention FLOPs of its packed sequences.
   auto seqlens = [&](const std::vector<int64_t>& pos) {
@@ -138,6 +137,7 @@ MoB::StepDeltas MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& ro
   };
   last_flops_ += 24.0 * C * C * static_cast<double>(Nc);  // every continuing token through one block
   if (mcfg_.attn_scope == AttnScope::block) {
+    const Tensor x = gather_rows(R, ids(rows, dev));  // (Nc, C), rows in (sequence, position) order
     Tensors parts;
     for (int64_t k = 0; k < n; ++k)
       if (g.offsets[k] < g.offsets[k + 1]) {
@@ -146,19 +146,20 @@ MoB::StepDeltas MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& ro
       }
     return {parts.size() == 1 ? parts[0] : cat(parts, 0), g.perm};
   }
-  // Step scope. The tokens are put in group order once (a permutation, whose
-  // backward is a gather too) and the blocks run as nn::GroupedBlocks: each
-  // block's layers on its own rows through grouped ops. One attention runs
-  // over all tokens, reading the projections where they are: packed position
-  // j (sequence, position order) is group-order row inv[j].
-  std::vector<int64_t> all(Nc), inv(Nc);
-  for (int64_t i = 0; i < Nc; ++i) all[i] = i, inv[g.perm[i]] = i;
-  const Rows to_groups = ids(g.perm, dev), to_sequences = ids(inv, dev);
+  // Step scope. The tokens are gathered from R in group order (one gather,
+  // whose backward adds into R's gradient in place) and the blocks run as
+  // nn::GroupedBlocks: each block's layers on its own rows through grouped
+  // ops. One attention runs over all tokens, reading the projections where
+  // they are: packed position j (sequence, position order) is group-order
+  // row inv[j].
+  std::vector<int64_t> all(Nc), inv(Nc), group_rows(Nc);
+  for (int64_t i = 0; i < Nc; ++i) all[i] = i, inv[g.perm[i]] = i, group_rows[i] = rows[g.perm[i]];
+  const Rows to_sequences = ids(inv, dev);
   const Tensor cu = seqlens(all);
   auto attend_in_sequence_order = [&](const Tensor& qkv) {  // (Nc, 3C) -> (Nc, C), group order
     return attention_qkv_rows(qkv, trunk_.cfg.n_head, cu, to_sequences.ids);
   };
-  Tensor delta = nn::block_delta(nn::GroupedBlocks(trunk_.blocks, g.offsets), gather_rows(x, to_groups),
+  Tensor delta = nn::block_delta(nn::GroupedBlocks(trunk_.blocks, g.offsets), gather_rows(R, ids(group_rows, dev)),
                                  attend_in_sequence_order);
   return {delta, g.perm};
 }

@@ -122,7 +122,7 @@ Tensor Trunk::embed(const Tensor& idx, int64_t pos0) const {
 
 Tensor Trunk::head(const Tensor& x) const {
   Tensor h = ln_f->forward(x);
-  return lm_head ? lm_head->forward(h) : matmul(h, transpose(wte->weight, 0, 1));
+  return lm_head ? lm_head->forward(h) : linear(h, wte->weight);  // tied: h @ wte^T
 }
 
 std::unique_ptr<KVDecodeState> Trunk::start_decoding(const LanguageModel& owner, int64_t batch,

@@ -219,6 +219,115 @@ TEST(Function, CustomFunctionPassesGradcheck) {
   EXPECT_STREQ(y.grad_fn()->name(), "Cube");
 }
 
+namespace {
+// Passes x through; its backward records what accumulated_grad(0) held (an
+// empty vector: undefined) and, when it is given a buffer, adds its gradient
+// there and returns none.
+struct Probe : Function<Probe> {
+  static constexpr const char* name = "Probe";
+  static inline std::vector<std::vector<double>> seen;
+  static Tensor forward(FunctionCtx&, const Tensor& x) { return x * 1.0; }
+  static Tensors backward(FunctionCtx&, const Tensor& g) {
+    Tensor acc = accumulated_grad(0);
+    seen.push_back(acc.defined() ? acc.to_vector<double>() : std::vector<double>{});
+    if (!acc.defined()) return {g};
+    add_(acc, g);
+    return {Tensor()};
+  }
+};
+}  // namespace
+
+TEST(Engine, AccumulatedGradIsTheSumSoFarAndTakesAnInPlaceAdd) {
+  Tensor x = vec({1, 2, 3});
+  Tensor c1 = from_vector<double>({1, 10, 100}), c2 = from_vector<double>({-2, -3, -4});
+  Probe::seen.clear();
+  // Backward runs x * c2 first (the later op), then the probe: x's buffer
+  // then holds c2, a fresh tensor only the engine holds. (Named steps: the
+  // operands of one expression may be evaluated in either order.)
+  Tensor first = sum(Probe::apply(x) * c1);
+  Tensor second = sum(x * c2);
+  (first + second).backward();
+  ASSERT_EQ(Probe::seen.size(), 1u);
+  EXPECT_EQ(Probe::seen[0], (std::vector<double>{-2, -3, -4}));
+  expect_values(x.grad(), {-1, 7, 96});
+  // The probe first: nothing has arrived for x yet.
+  Probe::seen.clear();
+  x.zero_grad();
+  first = sum(x * c2);
+  second = sum(Probe::apply(x) * c1);
+  (first + second).backward();
+  ASSERT_EQ(Probe::seen.size(), 1u);
+  EXPECT_TRUE(Probe::seen[0].empty());
+  expect_values(x.grad(), {-1, 7, 96});
+}
+
+TEST(Engine, AccumulatedGradIsRefusedWhereAnInPlaceAddCouldChangeAnythingElse) {
+  Tensor c = from_vector<double>({1, 10, 100});
+  auto expect_refused = [&](const char* what, const std::function<Tensors(const Tensor&)>& grads_of,
+                            const std::vector<double>& expected) {
+    SCOPED_TRACE(what);
+    Tensor x = vec({1, 2, 3});
+    Probe::seen.clear();
+    Tensors g = grads_of(x);
+    ASSERT_FALSE(Probe::seen.empty());
+    for (const auto& v : Probe::seen) EXPECT_TRUE(v.empty());
+    expect_values(g[0], expected);
+  };
+  // add's backward hands one tensor to both inputs: x's buffer is also the
+  // probe's incoming gradient.
+  expect_refused("shared", [&](const Tensor& x) { return grad({sum((Probe::apply(x) + x) * c)}, {x}); },
+                 {2, 20, 200});
+  // Recorded backward: the buffer may be a node's output.
+  expect_refused("create_graph", [&](const Tensor& x) {
+    Tensor first = sum(Probe::apply(x) * c);
+    return grad({first + sum(x * c)}, {x}, {}, false, /*create_graph=*/true);
+  }, {2, 20, 200});
+  // Anomaly mode checks each contribution on its own.
+  expect_refused("anomaly", [&](const Tensor& x) {
+    AnomalyGuard anomaly;
+    Tensor first = sum(Probe::apply(x) * c);
+    return grad({first + sum(x * c)}, {x});
+  }, {2, 20, 200});
+  // A non-contiguous buffer (the transpose's gradient is a transposed view).
+  Tensor y = from_vector<double>({1, 2, 3, 4, 5, 6}, {2, 3}).set_requires_grad();
+  Tensor w = from_vector<double>({1, 2, 3, 4, 5, 6}, {3, 2});
+  Probe::seen.clear();
+  Tensor first = sum(Probe::apply(y));
+  Tensor gy = grad({first + sum(transpose(y, 0, 1) * w)}, {y})[0];
+  ASSERT_EQ(Probe::seen.size(), 1u);
+  EXPECT_TRUE(Probe::seen[0].empty());
+  expect_values(gy, {2, 4, 6, 3, 5, 7});
+  // Outside a backward: nothing.
+  EXPECT_FALSE(accumulated_grad(0).defined());
+}
+
+// linear, grouped_linear, index_select and embedding add into the buffer in
+// place when a tensor has several uses; create_graph takes the out-of-place
+// path for the same sums. Both must agree (f64, to rounding).
+TEST(Engine, InPlaceAccumulationByOpsGivesTheOutOfPlaceGradients) {
+  Tensor w = rand_input({5, 4}, 11).set_requires_grad();
+  Tensor w2 = rand_input({5, 4}, 12).set_requires_grad();
+  Tensor table = rand_input({7, 4}, 13).set_requires_grad();
+  Tensor x = rand_input({6, 4}, 14).set_requires_grad();
+  const Tensor rows = from_vector<int64_t>({3, 0, 3, 5, 1, 3}), perm = from_vector<int64_t>({5, 4, 3, 2, 1, 0});
+  const Tensor tokens = from_vector<int64_t>({2, 6, 2, 0, 6, 6});
+  auto loss = [&] {
+    Tensor h = x + embedding(table, tokens);  // table: embedding, then the tied head below
+    Tensor a = linear(h, w);
+    Tensor b = grouped_linear(index_select(h, 0, rows), {0, 2, 6}, {w, w2}, {});
+    Tensor c = grouped_linear(index_select(h, 0, perm), {0, 3, 6}, {w2, w}, {});
+    return sum(tanh(a + b + c)) + sum(tanh(linear(h, table)) * 0.3) + sum(index_select(h, 0, rows) * 0.5);
+  };
+  const Tensors params = {w, w2, table, x};
+  Tensors in_place = grad({loss()}, params);
+  Tensors out_of_place = grad({loss()}, params, {}, false, /*create_graph=*/true);
+  for (size_t i = 0; i < params.size(); ++i)
+    EXPECT_LT(dg::testing::max_abs_diff(in_place[i], out_of_place[i]), 1e-12) << "parameter " << i;
+  // And against finite differences, through backward() (which accumulates
+  // into .grad) for every parameter at once.
+  for (size_t i = 0; i < params.size(); ++i) EXPECT_TRUE(dg::testing::param_gradcheck(loss, params[i])) << "parameter " << i;
+}
+
 TEST(Anomaly, ForwardNaNNamesTheOpAndTheLine) {
   Tensor x = vec({-1, 1});
   AnomalyGuard on;

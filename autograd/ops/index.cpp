@@ -8,6 +8,7 @@
 // so every backward below is one of these ops, hence differentiable again.
 #include <vector>
 
+#include "autograd/engine.h"
 #include "autograd/ops/common.h"
 
 namespace dg {
@@ -85,6 +86,17 @@ Tensor index_add_into_zeros(const Shape& shape, int64_t dim, const Tensor& index
   return out;
 }
 
+// In a backward (not recorded): src's rows added at `index` along dim into the
+// gradient already accumulated for the node's input `input`, when the engine
+// lets the backward write it in place (accumulated_grad); false if not, and
+// nothing is done.
+bool add_rows_into_accumulated(size_t input, int64_t dim, const Tensor& index, const Tensor& src) {
+  const Tensor acc = accumulated_grad(input);
+  if (!acc.defined()) return false;
+  backend_of(src).index_add(acc, dim, index, src, 1.0);
+  return true;
+}
+
 // zeros(shape) with src scattered-added at `index` along dim: the backward of
 // gather and topk. Backward: d src = g gathered at the same places.
 Tensor scatter_add_into_zeros(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& src, Site site) {
@@ -114,12 +126,16 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index, Site site
     // A permutation of the rows (each picked exactly once, e.g. tokens put
     // in group order and back): the gradient is g picked by the inverse
     // permutation, with no zero fill and no scatter-add.
+    // Either way, where x's gradient already holds its other consumers' sum
+    // (accumulated_grad), g's rows are added into it in place.
     if (Tensor inv = inverse_permutation(idx, x.size(d)); inv.defined()) {
-      record("index_select", site, out, {x}, [d, inv = save(inv)](const Tensor& g, const Node& n) -> Tensors {
+      record("index_select", site, out, {x}, [d, idx = save(idx), inv = save(inv)](const Tensor& g, const Node& n) -> Tensors {
+        if (add_rows_into_accumulated(0, d, idx.get(), g)) return {};
         return {index_select(g, d, inv.get(), n.site())};
       }, {idx.shape()});
     } else {
       record("index_select", site, out, {x}, [xs = x.shape(), d, idx = save(idx)](const Tensor& g, const Node& n) -> Tensors {
+        if (add_rows_into_accumulated(0, d, idx.get(), g)) return {};
         return {index_add_into_zeros(xs, d, idx.get(), g, n.site())};
       }, {idx.shape()});
     }
@@ -251,7 +267,9 @@ Tensor embedding(const Tensor& weight, const Tensor& index, Site site) {
   backend_of(weight).index_select(weight, 0, flat, as_strided(out, {K, C}, {C, 1}, 0));
   if (should_record({weight}))
     record("embedding", site, out, {weight}, [ws = weight.shape(), flat = save(flat)](const Tensor& g, const Node& n) -> Tensors {
-      return {index_add_into_zeros(ws, 0, flat.get(), reshape(g, {flat.get().numel(), ws[1]}, n.site()), n.site())};
+      const Tensor rows = reshape(g, {flat.get().numel(), ws[1]}, n.site());
+      if (add_rows_into_accumulated(0, 0, flat.get(), rows)) return {};
+      return {index_add_into_zeros(ws, 0, flat.get(), rows, n.site())};
     }, {index.shape()});
   return out;
 }

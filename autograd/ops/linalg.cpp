@@ -16,6 +16,7 @@
 // is folded into the rows, (B*T, K) @ (K, N), one large GEMM instead of B
 // small ones; its weight gradient is likewise one GEMM, x_flat^T @ g_flat,
 // not B products summed afterwards.
+#include "autograd/engine.h"
 #include "autograd/ops/common.h"
 
 namespace dg {
@@ -128,6 +129,23 @@ void linear_rows(const Tensor& x, int64_t r0, int64_t r1, const Tensor& weight, 
             as_strided(w, {1, K, N}, {0, w.stride(1), w.stride(0)}, w.offset()), out2, false, false, 1.0, beta);
 }
 
+// In a backward (not recorded): a (M, K) @ b (K, N) added into the gradient
+// already accumulated for the node's input `input` (M, N), by the GEMM itself
+// (beta = 1), when the engine lets the backward write it in place
+// (accumulated_grad); false if not, and nothing is done. A weight used at
+// several steps (MoB's blocks, a gate, a tied head) gets its gradient summed
+// this way with no temporary per use and no separate add.
+bool matmul_into_accumulated(size_t input, const Tensor& a, const Tensor& b) {
+  const Tensor acc = accumulated_grad(input);
+  if (!acc.defined()) return false;
+  const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
+  const Tensor a2 = gemm_readable(a) ? a : copy_of(a), b2 = gemm_readable(b) ? b : copy_of(b);
+  backend_of(a).matmul(as_strided(a2, {1, M, K}, {0, a2.stride(0), a2.stride(1)}, a2.offset()),
+                       as_strided(b2, {1, K, N}, {0, b2.stride(0), b2.stride(1)}, b2.offset()),
+                       as_strided(acc, {1, M, N}, {M * N, N, 1}, acc.offset()), false, false, 1.0, 1.0);
+  return true;
+}
+
 // Rows [r0, r1) of a 2-D tensor, a view (recorded: differentiable).
 Tensor row_range(const Tensor& t, int64_t r0, int64_t r1) { return slice(t, 0, r0, r1); }
 
@@ -166,9 +184,12 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Site si
     record("linear", site, out, {x, weight, bias},
            [x = save(x), w = save(weight), N, K](const Tensor& g, const Node& n) -> Tensors {
              const Tensor xs = x.get(), ws = w.get();
-             return {n.needs_grad(0) ? matmul(g, ws) : Tensor(),
-                     n.needs_grad(1) ? matmul(mT(reshape(g, {-1, N})), reshape(xs, {-1, K})) : Tensor(),
-                     n.needs_grad(2) ? sum_to(g, {N}) : Tensor()};
+             Tensor gw;
+             if (n.needs_grad(1)) {
+               const Tensor gt = mT(reshape(g, {-1, N})), xf = reshape(xs, {-1, K});
+               if (!matmul_into_accumulated(1, gt, xf)) gw = matmul(gt, xf);
+             }
+             return {n.needs_grad(0) ? matmul(g, ws) : Tensor(), gw, n.needs_grad(2) ? sum_to(g, {N}) : Tensor()};
            }, {x.shape(), weight.shape()});
   return out;
 }
@@ -224,7 +245,10 @@ Tensor grouped_linear(const Tensor& x, const std::vector<int64_t>& offsets, cons
              for (size_t k = 0; k < n; ++k) {
                if (offsets[k] == offsets[k + 1]) continue;  // an empty group: no gradient
                const Tensor gk = row_range(g, offsets[k], offsets[k + 1]);
-               if (node.needs_grad(1 + k)) grads[1 + k] = matmul(mT(gk), row_range(xv, offsets[k], offsets[k + 1]));
+               if (node.needs_grad(1 + k)) {
+                 const Tensor gt = mT(gk), xk = row_range(xv, offsets[k], offsets[k + 1]);
+                 if (!matmul_into_accumulated(1 + k, gt, xk)) grads[1 + k] = matmul(gt, xk);
+               }
                if (nb > 0 && node.needs_grad(1 + n + k)) grads[1 + n + k] = sum(gk, {0});
              }
              return grads;
