@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
   fmt::print("MoB forward+backward of the ponder objective, B={} T={} C={} H=4 n=4 D_max=6, {} threads, {} time; the "
              "dense GPT (4 blocks) and the floor's ops timed alternately with each MoB\n\n",
              B, T, C, threads, g_cpu_time ? "CPU" : "wall");
-  std::vector<std::string> floor_rows;
+  std::vector<std::string> floor_rows, ratio_rows;
   fmt::print("| gate init | mean depth | groups/step | naive per-token | batched | speed-up | dense block | batched per "
              "block application | vs a dense block |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const std::string& init : inits) {
@@ -150,6 +150,18 @@ int main(int argc, char** argv) {
                t_batched, speed_up, per_dense_block, per_app, per_app / per_dense_block);
     const double D = sum.mean_depth, rest = t_dense - 4.0 * t_block - t_head;
     const double floor = D * t_block + (D + 1.0) * (t_head + t_gate) + rest;
+    // Where the tokens spread over the blocks (several groups a step), each
+    // application runs the n blocks on N/n rows each: the grouped floor
+    // charges that instead of one block on N rows (GEMMs on a quarter of the
+    // rows each; the permutations still not included).
+    const double groups_per_step = static_cast<double>(groups) / static_cast<double>(std::max<int64_t>(steps, 1));
+    const bool spread = groups_per_step > 1.5;
+    const double grouped_floor = floor + (spread ? D * (t_grouped - t_block) : 0.0);
+    dense.loss(x, y);  // the dense model's forward FLOPs (it counts them per call)
+    const double flop_ratio = mob.last_forward_flops_per_token() / dense.last_forward_flops_per_token();
+    ratio_rows.push_back(fmt::format("| {} | {:.1f} ms | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.3f} |", init, t_dense,
+                                     flop_ratio, flop_ratio + 0.10, floor / t_dense, grouped_floor / t_dense,
+                                     t_batched / t_dense));
     floor_rows.push_back(fmt::format(
         "| {} | {:.2f} | {:.2f} ms | {:.2f} ms | {:.2f} ms | {:.2f} ms | {:.2f} ms | {:.1f} ms | {:.1f} ms | {:.2f}x | "
         "{:.2f}x | {:.2f}x |",
@@ -163,5 +175,10 @@ int main(int argc, char** argv) {
              "MoB | floor per application vs a dense block | MoB per application vs a dense block | MoB / floor "
              "|\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const std::string& row : floor_rows) fmt::print("{}\n", row);
+  fmt::print("\nAgainst the dense step (forward + backward, same run): issue 14's step-time target is MoB / dense <= "
+             "FLOP ratio + 0.10 (bench/routed_vs_dense.sh, with AdamW); the grouped floor adds, where the tokens "
+             "spread over the blocks, D (4 groups - block)\n\n| gate init | dense step | FLOP ratio | target | floor / "
+             "dense | grouped floor / dense | MoB / dense |\n|---|---:|---:|---:|---:|---:|---:|\n");
+  for (const std::string& row : ratio_rows) fmt::print("{}\n", row);
   return 0;
 }
