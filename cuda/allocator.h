@@ -9,8 +9,16 @@
 //   a.allocate(600);              // the same block again, no cudaMalloc
 //
 // Size classes: requests up to 1 MiB are rounded up to a multiple of 512 B,
-// larger ones to a multiple of 2 MiB; each class keeps a free list of blocks
-// of exactly its size. Freed blocks stay cached until empty_cache().
+// larger ones to a multiple of 2 MiB. A small class keeps a free list of
+// blocks of exactly its size. A large request takes the smallest cached
+// block that holds it, if that block is at most twice its class (best fit,
+// the waste bounded as by the classes): where shapes follow routing (MoE's
+// rows per expert, MoB's tokens per block) the large activations change by
+// a few MiB from step to step, and exact classes kept one idle block for
+// every size ever seen (the CPU allocator had the same pile-up: MoE tiny
+// held 343 MB for a peak of 150 MB in use). A large block's own size is
+// remembered while it is in use. Freed blocks stay cached until
+// empty_cache().
 //
 // Stream order: a device has one stream and every kernel runs on it, in the
 // order the host enqueues them. So a block freed by the host while kernels
@@ -26,6 +34,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -71,12 +80,9 @@ class CachingAllocator {
   void* allocate(size_t nbytes) {
     const size_t size = size_class(nbytes);
     std::lock_guard lock(mu_);
-    void* p = nullptr;
-    if (auto it = free_lists_.find(size); it != free_lists_.end() && !it->second.empty()) {
-      p = it->second.back();
-      it->second.pop_back();
-      cached_ -= size;
-    } else {
+    size_t block = size;
+    void* p = take(size, &block);
+    if (!p) {
       p = malloc_(size);
       if (!p) {
         release_cached();
@@ -85,17 +91,27 @@ class CachingAllocator {
       DG_CHECK(p != nullptr, "{}: out of memory allocating {} (in use {}, cached {})", device_,
                format_bytes(nbytes), format_bytes(in_use_), format_bytes(cached_));
     }
-    in_use_ += size;
+    if (block > kSmallLimit) large_in_use_.emplace(p, block);
+    in_use_ += block;
     peak_ = std::max(peak_, in_use_);
     return p;
   }
 
   void deallocate(void* p, size_t nbytes) {
     if (!p) return;
-    const size_t size = size_class(nbytes);
+    size_t size = size_class(nbytes);
     std::lock_guard lock(mu_);
+    if (size > kSmallLimit) {
+      auto it = large_in_use_.find(p);
+      DG_ASSERT(it != large_in_use_.end(), "{}: deallocate of {} at a block not in use", device_,
+                format_bytes(nbytes));
+      size = it->second;
+      large_in_use_.erase(it);
+      large_free_[size].push_back(p);
+    } else {
+      small_free_[size].push_back(p);
+    }
     in_use_ -= size;
-    free_lists_[size].push_back(p);
     cached_ += size;
   }
 
@@ -105,7 +121,7 @@ class CachingAllocator {
     release_cached();
   }
 
-  // Statistics in bytes of whole blocks (requests rounded to their class).
+  // Statistics in bytes of whole blocks (a request counts its block's size).
   size_t bytes_in_use() const {
     std::lock_guard lock(mu_);
     return in_use_;
@@ -124,10 +140,29 @@ class CachingAllocator {
   }
 
  private:
+  // Caller holds mu_. A cached block for a request of class `size` (exact
+  // for a small class, best fit within twice it for a large one), its own
+  // size in *block; null if none.
+  void* take(size_t size, size_t* block) {
+    std::vector<void*>* list = nullptr;
+    if (size <= kSmallLimit) {
+      if (auto it = small_free_.find(size); it != small_free_.end()) list = &it->second, *block = size;
+    } else if (auto it = large_free_.lower_bound(size); it != large_free_.end() && it->first <= 2 * size) {
+      list = &it->second, *block = it->first;
+    }
+    if (!list || list->empty()) return nullptr;
+    void* p = list->back();
+    list->pop_back();
+    if (*block > kSmallLimit && list->empty()) large_free_.erase(*block);
+    cached_ -= *block;
+    return p;
+  }
+
   // Caller holds mu_. Each block leaves the books before it is freed, so a
   // throwing free leaves them consistent.
-  void release_cached() {
-    for (auto& [size, list] : free_lists_) {
+  template <class Lists>
+  void release(Lists& lists) {
+    for (auto& [size, list] : lists) {
       while (!list.empty()) {
         void* p = list.back();
         list.pop_back();
@@ -136,12 +171,19 @@ class CachingAllocator {
       }
     }
   }
+  void release_cached() {
+    release(small_free_);
+    release(large_free_);
+    large_free_.clear();
+  }
 
   std::string device_;
   Malloc malloc_;
   Free free_;
   mutable std::mutex mu_;
-  std::unordered_map<size_t, std::vector<void*>> free_lists_;
+  std::unordered_map<size_t, std::vector<void*>> small_free_;  // class -> free blocks
+  std::map<size_t, std::vector<void*>> large_free_;            // block size -> free blocks, for best fit
+  std::unordered_map<void*, size_t> large_in_use_;             // large block -> its size
   size_t in_use_ = 0, peak_ = 0, cached_ = 0;
 };
 

@@ -99,16 +99,62 @@ TEST(CudaAllocator, EmptiesTheCacheAndRetriesWhenOutOfMemory) {
   FakeDevice dev;
   dev.capacity = size_t{8} << 20;
   auto a = dev.allocator();
-  void* p = a.allocate(size_t{6} << 20);
-  a.deallocate(p, size_t{6} << 20);  // cached: the device is still 6 MiB full
-  void* q = a.allocate(size_t{4} << 20);  // fails once, frees the cache, succeeds
+  void* p = a.allocate(size_t{4} << 20);
+  a.deallocate(p, size_t{4} << 20);  // cached, too small for the next request: the device is still 4 MiB full
+  void* q = a.allocate(size_t{6} << 20);  // fails once, frees the cache, succeeds
   EXPECT_NE(q, nullptr);
   EXPECT_EQ(dev.mallocs, 3);
   EXPECT_EQ(dev.frees, 1);
   EXPECT_EQ(a.bytes_cached(), 0u);
-  EXPECT_EQ(a.bytes_in_use(), size_t{4} << 20);
-  a.deallocate(q, size_t{4} << 20);
+  EXPECT_EQ(a.bytes_in_use(), size_t{6} << 20);
+  a.deallocate(q, size_t{6} << 20);
   a.empty_cache();
+}
+
+TEST(CudaAllocator, ReusesALargerLargeBlockBestFitWithinTwiceTheRequest) {
+  FakeDevice dev;
+  auto a = dev.allocator();
+  const size_t MiB = size_t{1} << 20;
+  void* p10 = a.allocate(10 * MiB);
+  void* p6 = a.allocate(6 * MiB);
+  a.deallocate(p10, 10 * MiB);
+  a.deallocate(p6, 6 * MiB);
+  EXPECT_EQ(a.allocate(7 * MiB / 2), p6);  // class 4 MiB: the 6 MiB block is the smallest that holds it
+  EXPECT_EQ(a.bytes_in_use(), 6 * MiB);     // the block's own size
+  void* fresh = a.allocate(4 * MiB);        // 10 MiB is more than twice 4: a new block
+  EXPECT_NE(fresh, p10);
+  EXPECT_EQ(dev.mallocs, 3);
+  EXPECT_EQ(a.allocate(9 * MiB), p10);      // class 10 MiB
+  a.deallocate(p6, 7 * MiB / 2);            // freed by its request's size, cached by its own
+  EXPECT_EQ(a.bytes_cached(), 6 * MiB);
+  EXPECT_EQ(a.bytes_in_use(), 14 * MiB);
+  a.deallocate(fresh, 4 * MiB);
+  a.deallocate(p10, 9 * MiB);
+  EXPECT_EQ(a.bytes_in_use(), 0u);
+  a.empty_cache();
+  EXPECT_TRUE(dev.live.empty());
+  EXPECT_EQ(a.bytes_cached(), 0u);
+}
+
+// Sizes that follow routing change every step: the cache must not keep a
+// block for every size seen (it did with exact large classes).
+TEST(CudaAllocator, RoutingDependentSizesDoNotPileUp) {
+  FakeDevice dev;
+  auto a = dev.allocator();
+  const size_t MiB = size_t{1} << 20;
+  std::srand(7);
+  for (int step = 0; step < 40; ++step) {
+    std::vector<std::pair<void*, size_t>> live;
+    for (int k = 0; k < 4; ++k) {  // four experts' activations, 20 to 40 MiB each
+      const size_t n = (20 + static_cast<size_t>(std::rand() % 21)) * MiB;
+      live.emplace_back(a.allocate(n), n);
+    }
+    for (auto& [p, n] : live) a.deallocate(p, n);
+  }
+  EXPECT_LE(a.bytes_cached(), 4 * 80 * MiB);  // at most a twice-sized block per live activation
+  EXPECT_LT(dev.mallocs, 40);               // exact classes: one new block for almost every new size
+  a.empty_cache();
+  EXPECT_TRUE(dev.live.empty());
 }
 
 TEST(CudaAllocator, OutOfMemoryNamesDeviceAndBytes) {
