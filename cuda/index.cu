@@ -15,9 +15,8 @@
 //    dg::deterministic() (floating dtypes), each thread owns a set of
 //    non-dim coordinates and walks the whole index along dim in order, as the
 //    CPU does: no two threads touch one element, and the sums are the CPU's
-//    bit for bit for scatter_add and index_add with alpha = 1 (other alphas:
-//    alpha * src is rounded before the add here, never fused into an FMA,
-//    while the CPU's rounding depends on whether its compiler fuses).
+//    bit for bit (index_add computes out + alpha * src rounded once, fma,
+//    on both).
 //    Integer adds are exact in any order, so they always take the atomic path;
 //    a bool "add" is a logical or, an idempotent store of true.
 #include "cuda/common.cuh"
@@ -34,14 +33,6 @@ int64_t inner_of(const Shape& s, int64_t dim) {
   int64_t inner = 1;
   for (int64_t d = dim + 1; d < s.size(); ++d) inner *= s[d];
   return inner;
-}
-
-// a * b rounded on its own (no FMA with a following add), as the CPU computes it.
-template <class T>
-__device__ T mul_rounded(T a, T b) {
-  if constexpr (std::is_same_v<T, float>) return __fmul_rn(a, b);
-  else if constexpr (std::is_same_v<T, double>) return __dmul_rn(a, b);
-  else return a * b;
 }
 
 // dst += v in place, race-free against other threads (bool: dst = dst || v).
@@ -119,7 +110,8 @@ __global__ void index_add_ordered_kernel(T* out, int64_t os, const int64_t* idx,
       T& dst = out[off[1] + idx[k * is] * os];
       const T s = src[off[0] + k * ss];
       if constexpr (std::is_same_v<T, bool>) owned_accumulate(dst, T(alpha && s));
-      else owned_accumulate(dst, mul_rounded(alpha, s));
+      else if constexpr (std::is_floating_point_v<T>) dst = fma(alpha, s, dst);  // the CPU's fused_add
+      else owned_accumulate(dst, alpha * s);
     }
   }
 }

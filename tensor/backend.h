@@ -136,7 +136,8 @@ class Backend {
   // --- indexing (idx: i64, values in range; callers check and name the op)
   // out = x.index_select(dim, idx)
   virtual void index_select(const Tensor& x, int64_t dim, const Tensor& idx, const Tensor& out) = 0;
-  // in place: out.index_select(dim, idx) += alpha * src   (repeated indices accumulate)
+  // in place: out.index_select(dim, idx) += alpha * src   (repeated indices accumulate,
+  // in index order; floating: each add is fma(alpha, src, out), one rounding)
   virtual void index_add(const Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src, double alpha) = 0;
   // out[i][j] = x[idx[i][j]][j] along dim (idx has out's shape)
   virtual void gather(const Tensor& x, int64_t dim, const Tensor& idx, const Tensor& out) = 0;

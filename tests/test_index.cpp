@@ -89,6 +89,24 @@ TEST(IndexAdd, RepeatedIndicesAccumulateWithAlpha) {
   expect_values(index_add(b, 1, idx({2, 2}), s), {1, 1, 31, 1, 1, 71});
 }
 
+// out + alpha * src is rounded once (fma), on the contiguous and the strided
+// path alike, whatever the compiler would contract: the CUDA kernels compute
+// it so too. The values are chosen so that rounding alpha * src first gives
+// another result (1.5 * (1 + 2^-23) is not a float).
+TEST(IndexAdd, AlphaTimesSourceIsAddedWithOneRounding) {
+  const float s = 1.0f + 0x1p-23f, base = -1.5f;
+  volatile float product = 1.5f * s;  // rounded on its own
+  const float unfused = base + product, fused = std::fma(1.5f, s, base);
+  ASSERT_NE(unfused, fused);
+  Tensor out = index_add(from_vector<float>({base, base}), 0, idx({1}), from_vector<float>({s}), 1.5);
+  EXPECT_EQ(out.to_vector<float>(), (std::vector<float>{base, fused}));
+  Tensor storage = from_vector<float>({s, 9.0f, s, 9.0f});
+  Tensor src = as_strided(storage, {1, 2}, {4, 2}, 0);  // (1, 2) read every other element: the strided path
+  ASSERT_FALSE(src.is_contiguous());
+  Tensor strided = index_add(from_vector<float>({base, base}, {1, 2}), 1, idx({0, 1}), src, 1.5);
+  EXPECT_EQ(strided.to_vector<float>(), (std::vector<float>{fused, fused}));
+}
+
 TEST(IndexAdd, StridedSourceAndIntegers) {
   // A source broadcast with stride 0 (as a gradient coming from sum() is).
   Tensor one = from_vector<double>({1, 2});

@@ -94,6 +94,17 @@ void CpuBackend::index_select(const Tensor& x, int64_t dim, const Tensor& idx, c
 }
 
 // out (O, D, I) rows idx[k] += alpha * src (O, K, I) rows k, in place.
+// d + a * s for index_add, rounded once for floating types (std::fma), as
+// every backend computes it: whether a compiler would fuse `d += a * s` on
+// its own depends on its flags, and the CUDA kernels would not match it.
+// a == 1 is a plain add (the same value, and no software fma where the
+// processor has none).
+template <class T>
+T fused_add(T d, T a, T s) {
+  if constexpr (std::is_floating_point_v<T>) return a == T(1) ? d + s : std::fma(a, s, d);
+  else return d + a * s;
+}
+
 void CpuBackend::index_add(const Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src, double alpha) {
   DG_ASSERT(idx.dim() == 1 && idx.dtype() == DType::i64 && out.dtype() == src.dtype());
   const int64_t K = idx.numel(), is = idx.strides()[0];
@@ -118,7 +129,7 @@ void CpuBackend::index_add(const Tensor& out, int64_t dim, const Tensor& idx, co
           if constexpr (std::is_same_v<T, bool>) {
             for (int64_t i = 0; i < n; ++i) dst[i] = dst[i] || (a && s[i]);
           } else {
-            for (int64_t i = 0; i < n; ++i) dst[i] += a * s[i];
+            for (int64_t i = 0; i < n; ++i) dst[i] = fused_add(dst[i], a, s[i]);
           }
         }
       });
@@ -133,7 +144,7 @@ void CpuBackend::index_add(const Tensor& out, int64_t dim, const Tensor& idx, co
         const T* s = sp + off[0] + k * ss;
         for (int64_t i = 0; i < n; ++i) {
           if constexpr (std::is_same_v<T, bool>) dst[i * inc[1]] = dst[i * inc[1]] || (a && s[i * inc[0]]);
-          else dst[i * inc[1]] += a * s[i * inc[0]];
+          else dst[i * inc[1]] = fused_add(dst[i * inc[1]], a, s[i * inc[0]]);
         }
       }
     });
