@@ -72,6 +72,34 @@ uint64_t seed_of(const std::string& name) { return std::hash<std::string>{}(name
 
 }  // namespace
 
+// f32 sums accumulate in double, on rows (contiguous runs, the SIMD path),
+// columns and everything: each result is the double sum rounded to f32,
+// within one f32 ulp (the double sums themselves differ in order only).
+TEST(Reduce, F32SumsAreTheirDoubleSumsRoundedOnce) {
+  Generator g(5);
+  const int64_t R = 40, C = 4096;
+  Tensor x = rand({R, C}, {DType::f32}, &g) * 2.0 - 1.0;
+  const std::vector<float> v = x.to_vector<float>();
+  auto within_an_ulp = [](float got, double want) {
+    const float w = static_cast<float>(want);
+    return std::abs(got - w) <= std::nextafter(std::abs(w), INFINITY) - std::abs(w);
+  };
+  const std::vector<float> rows = sum(x, {1}).to_vector<float>(), cols = sum(x, {0}).to_vector<float>();
+  double all = 0;
+  for (int64_t r = 0; r < R; ++r) {
+    double want = 0;
+    for (int64_t c = 0; c < C; ++c) want += v[r * C + c];
+    all += want;
+    EXPECT_TRUE(within_an_ulp(rows[r], want)) << "row " << r << ": " << rows[r] << " vs " << want;
+  }
+  for (int64_t c = 0; c < C; c += 97) {
+    double want = 0;
+    for (int64_t r = 0; r < R; ++r) want += v[r * C + c];
+    EXPECT_TRUE(within_an_ulp(cols[c], want)) << "column " << c;
+  }
+  EXPECT_TRUE(within_an_ulp(sum(x).item<float>(), all));
+}
+
 TEST(ReduceGrad, Gradcheck) {
   for (const ReduceCase& c : cases()) {
     SCOPED_TRACE(c.name);
