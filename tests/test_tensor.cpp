@@ -81,7 +81,11 @@ TEST(Tensor, ShapeLimitsAndErrors) {
   EXPECT_DG_ERROR(from_vector<float>({1, 2, 3}, {2, 2}), "3 values", "[2, 2]");
   EXPECT_DG_ERROR(zeros({2}).item<float>(), "one element", "[2]");
   EXPECT_DG_ERROR(zeros({2}).data<double>(), "data<f64>", "f32");
-  EXPECT_DG_ERROR(zeros({2}, {DType::f32, Device::cuda(0)}), "cuda:0");
+  // The first CUDA device that is not there (cuda:0 without a GPU or without
+  // the CUDA backend, cuda:1 on a one-GPU machine).
+  const Device absent = Device::cuda(device_count(DeviceType::cuda));
+  const std::string name = fmt::format("cuda:{}", absent.index);
+  EXPECT_DG_ERROR(zeros({2}, {DType::f32, absent}), name.c_str());
 }
 
 TEST(Tensor, PrintsLikePyTorch) {
@@ -131,6 +135,33 @@ TEST(Random, Distributions) {
   EXPECT_NEAR(mean(b), 0.3, 0.005);
   std::vector<int64_t> r = randint(3, 7, {1000}, &g).to_vector<int64_t>();
   for (int64_t x : r) ASSERT_TRUE(x >= 3 && x < 7);
+}
+
+// normal_at's own log and cos (tensor/rng.h), which the host and CUDA compute
+// bit for bit alike, against long double libm (64-bit mantissa: the angle
+// 2 pi u itself is exact enough there): within 2 ulp (of the result, or of 1
+// where cos is near 0) on the inputs they get, the ends included.
+TEST(Random, PortableLogAndCosMatchLibm) {
+  auto ulps = [](double got, long double want, double scale) {
+    return static_cast<double>(std::abs(static_cast<long double>(got) - want)) /
+           (std::nextafter(scale, INFINITY) - scale);
+  };
+  const long double two_pi = 6.283185307179586476925286766559005768L;
+  Generator g(3);
+  std::vector<double> t = rand({100000}, {DType::f64}, &g).to_vector<double>();
+  for (double x : {0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 0x1p-53, 1.0 - 0x1p-53}) t.push_back(x);
+  double worst_log = 0, worst_cos = 0;
+  for (double u : t) {
+    const double x = 1.0 - u;  // (0, 1], as Box-Muller's u1
+    const long double l = std::log(static_cast<long double>(x)), c = std::cos(two_pi * u);
+    worst_log = std::max(worst_log, ulps(portable_log(x), l, std::max(std::abs(static_cast<double>(l)), 0x1p-52)));
+    worst_cos = std::max(worst_cos, ulps(portable_cos_turns(u), c, std::max(std::abs(static_cast<double>(c)), 1.0)));
+  }
+  EXPECT_LE(worst_log, 2.0);
+  EXPECT_LE(worst_cos, 2.0);
+  EXPECT_EQ(portable_log(1.0), 0.0);
+  EXPECT_EQ(portable_cos_turns(0.0), 1.0);
+  EXPECT_EQ(portable_cos_turns(0.5), -1.0);
 }
 
 TEST(Allocator, CachesFreedBlocks) {
