@@ -5,7 +5,8 @@
 //  3. repeatedly take the ready node with the highest sequence number (a
 //     max-heap: reverse tape order), apply its hooks and backward, sum each
 //     input gradient back to the input's shape, and add it into the next
-//     node's buffer; a node is ready when all its consumers have run.
+//     node's buffer (or the backward has already added it there in place:
+//     accumulated_grad); a node is ready when all its consumers have run.
 // Nothing recurses, so a 10^5-op chain needs no stack.
 #include "autograd/engine.h"
 
