@@ -126,6 +126,9 @@ MoB::StepDeltas MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& ro
   const int64_t n = mcfg_.n_blocks, Nc = static_cast<int64_t>(rows.size()), C = trunk_.cfg.n_embd;
   Groups g = group_by_choice(choice, n);
   const Device dev = R.device();
+  std::vector<int64_t> group_rows(Nc);
+  for (int64_t i = 0; i < Nc; ++i) group_rows[i] = rows[g.perm[i]];
+  const Rows to_groups = ids(group_rows, dev);  // the step's gather (step scope) and its scatter back
   // cu_seqlens of a list of positions in the continuing list (ascending
   // rows), counting the causal attention FLOPs of its packed sequences.
   auto seqlens = [&](const std::vector<int64_t>& pos) {
@@ -144,7 +147,7 @@ MoB::StepDeltas MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& ro
         const std::vector<int64_t> members(g.perm.begin() + g.offsets[k], g.perm.begin() + g.offsets[k + 1]);
         parts.push_back(trunk_.blocks[k]->forward_packed(gather_rows(x, ids(members, dev)), seqlens(members)));
       }
-    return {parts.size() == 1 ? parts[0] : cat(parts, 0), g.perm};
+    return {parts.size() == 1 ? parts[0] : cat(parts, 0), g.perm, to_groups};
   }
   // Step scope. The tokens are gathered from R in group order (one gather,
   // whose backward adds into R's gradient in place) and the blocks run as
@@ -152,16 +155,16 @@ MoB::StepDeltas MoB::step_deltas(const Tensor& R, const std::vector<int64_t>& ro
   // ops. One attention runs over all tokens, reading the projections where
   // they are: packed position j (sequence, position order) is group-order
   // row inv[j].
-  std::vector<int64_t> all(Nc), inv(Nc), group_rows(Nc);
-  for (int64_t i = 0; i < Nc; ++i) all[i] = i, inv[g.perm[i]] = i, group_rows[i] = rows[g.perm[i]];
+  std::vector<int64_t> all(Nc), inv(Nc);
+  for (int64_t i = 0; i < Nc; ++i) all[i] = i, inv[g.perm[i]] = i;
   const Rows to_sequences = ids(inv, dev);
   const Tensor cu = seqlens(all);
   auto attend_in_sequence_order = [&](const Tensor& qkv) {  // (Nc, 3C) -> (Nc, C), group order
     return attention_qkv_rows(qkv, trunk_.cfg.n_head, cu, to_sequences.ids);
   };
-  Tensor delta = nn::block_delta(nn::GroupedBlocks(trunk_.blocks, g.offsets), gather_rows(R, ids(group_rows, dev)),
+  Tensor delta = nn::block_delta(nn::GroupedBlocks(trunk_.blocks, g.offsets), gather_rows(R, to_groups),
                                  attend_in_sequence_order);
-  return {delta, g.perm};
+  return {delta, g.perm, to_groups};
 }
 
 MoB::Run MoB::run(const Tensor& idx, const Tensor& targets, bool training) {
@@ -228,9 +231,7 @@ MoB::Run MoB::run(const Tensor& idx, const Tensor& targets, bool training) {
     }
     // R[row] += w * delta, the deltas in group order: rows and weights follow them.
     StepDeltas sd = step_deltas(R, cont, cont_blocks, T);
-    std::vector<int64_t> delta_rows(cont.size());
-    for (size_t i = 0; i < cont.size(); ++i) delta_rows[i] = cont[sd.perm[i]];
-    R = scatter_add_rows(R, ids(delta_rows, dev), sd.delta, index_select(dec.weight, 0, ids(sd.perm, dev).ids));
+    R = scatter_add_rows(R, sd.rows, sd.delta, index_select(dec.weight, 0, ids(sd.perm, dev).ids));
     active = cont;
   }
   Tensor fin = policy_->finish();

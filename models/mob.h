@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "models/mob_policy.h"
+#include "models/routing.h"
 #include "models/trace.h"
 #include "models/trunk.h"
 
@@ -126,6 +127,7 @@ class MoB : public LanguageModel {
   struct StepDeltas {
     Tensor delta;               // (Nc, C), group order
     std::vector<int64_t> perm;  // group order -> position in rows
+    Rows rows;                  // the rows of R the deltas belong to, group order: rows[perm[i]]
   };
   StepDeltas step_deltas(const Tensor& R, const std::vector<int64_t>& rows, const std::vector<int64_t>& blocks,
                          int64_t T);
