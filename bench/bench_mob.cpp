@@ -137,6 +137,7 @@ int main(int argc, char** argv) {
       for (int64_t a : per_block) used += a > 0 ? 1 : 0;
       groups += used, steps += used > 0 ? 1 : 0;
     }
+    const double groups_per_step = static_cast<double>(groups) / static_cast<double>(std::max<int64_t>(steps, 1));
     auto naive = [&] {
       mob.zero_grad();
       dg::testing::naive_mob_objective(mob, x, y, nullptr).backward();
@@ -146,7 +147,7 @@ int main(int argc, char** argv) {
                       speed_up = naive_reps > 0 ? fmt::format("{:.1f}x", t_naive / t_batched) : "—";
     const double per_app = t_batched / std::max(sum.mean_depth, 1e-9);
     fmt::print("| {} | {:.2f} | {:.1f} | {} | {:.1f} ms | {} | {:.2f} ms | {:.2f} ms | {:.2f}x |\n", init,
-               sum.mean_depth, static_cast<double>(groups) / static_cast<double>(std::max<int64_t>(steps, 1)), naive_ms,
+               sum.mean_depth, groups_per_step, naive_ms,
                t_batched, speed_up, per_dense_block, per_app, per_app / per_dense_block);
     const double D = sum.mean_depth, rest = t_dense - 4.0 * t_block - t_head;
     const double floor = D * t_block + (D + 1.0) * (t_head + t_gate) + rest;
@@ -154,7 +155,6 @@ int main(int argc, char** argv) {
     // application runs the n blocks on N/n rows each: the grouped floor
     // charges that instead of one block on N rows (GEMMs on a quarter of the
     // rows each; the permutations still not included).
-    const double groups_per_step = static_cast<double>(groups) / static_cast<double>(std::max<int64_t>(steps, 1));
     const bool spread = groups_per_step > 1.5;
     const double grouped_floor = floor + (spread ? D * (t_grouped - t_block) : 0.0);
     dense.loss(x, y);  // the dense model's forward FLOPs (it counts them per call)

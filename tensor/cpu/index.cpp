@@ -93,7 +93,6 @@ void CpuBackend::index_select(const Tensor& x, int64_t dim, const Tensor& idx, c
   });
 }
 
-// out (O, D, I) rows idx[k] += alpha * src (O, K, I) rows k, in place.
 // d + a * s for index_add, rounded once for floating types (std::fma), as
 // every backend computes it: whether a compiler would fuse `d += a * s` on
 // its own depends on its flags, and the CUDA kernels would not match it.
@@ -105,6 +104,7 @@ T fused_add(T d, T a, T s) {
   else return d + a * s;
 }
 
+// out (O, D, I) rows idx[k] += alpha * src (O, K, I) rows k, in place.
 void CpuBackend::index_add(const Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src, double alpha) {
   DG_ASSERT(idx.dim() == 1 && idx.dtype() == DType::i64 && out.dtype() == src.dtype());
   const int64_t K = idx.numel(), is = idx.strides()[0];

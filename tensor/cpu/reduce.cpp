@@ -16,8 +16,8 @@
 // combined in thread order (deterministic for a given thread count).
 //
 // Accuracy: sums and products of f32 accumulate in double (contiguous f32
-// runs too: SIMD blocks of kSumBlock summed by Eigen in double), so an f32
-// sum is its double sum rounded once, whatever the length.
+// runs too, widened inside the SIMD loop: sum_in_double), so an f32 sum is
+// its double sum rounded once, whatever the length.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -35,7 +35,7 @@ namespace dg::cpu {
 namespace {
 
 constexpr int64_t kColBlock = 256;   // outputs accumulated together in column mode
-constexpr int64_t kSumBlock = 1024;  // SIMD block of a contiguous f32/f64 sum
+constexpr int64_t kSumBlock = 1024;  // SIMD block of a contiguous f64 sum
 
 // The sum of n contiguous floats, each widened to double before it is added,
 // in a fixed order of lanes (so the same for every call on one build): the
