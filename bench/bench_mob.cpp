@@ -13,7 +13,13 @@
 //     blocks to N D rows and head, CE and gate to N (D + 1) rows (every token
 //     is active at steps 0..its depth), so its floor is
 //       D block + (D + 1) (head/CE + gate) + (dense - 4 block - head/CE)
-//     (the last term: the embedding and what else the dense step does once).
+//     (the last term: the embedding and what else the dense step does once);
+//     where the tokens spread over the blocks, the grouped floor adds what the
+//     n blocks on N/n rows each cost beyond one block on N rows, and the
+//     routed floor what they cost with MoB's permutations too (the gather
+//     into group order, the attention over rows in that order, the weighted
+//     scatter back): MoB minus the routed floor is its gate, head and policy
+//     bookkeeping.
 // Both gate inits by default: dense-path (every token on the same path: one
 // group per step, the batched executor's easiest case) and uniform (random
 // gate weights: tokens spread over the blocks, several groups per step).
@@ -31,6 +37,7 @@
 #include "bench/bench_clock.h"
 #include "models/gpt.h"
 #include "models/mob.h"
+#include "models/routing.h"
 #include "tests/mob_naive.h"
 
 using namespace dg;
@@ -120,15 +127,35 @@ int main(int argc, char** argv) {
       nn::block_delta(nn::GroupedBlocks(mob.trunk().blocks, offsets), xr,
                       mob.trunk().blocks[0]->attn->packed_kernel(cu)).backward(g_rows);
     };
+    // The same n blocks as one MoB step runs them when the tokens spread: each
+    // token at a random one of the n blocks (fixed seed), gathered from the
+    // rows into group order, the attention over the rows in that order
+    // (attention_qkv_rows) and the weighted deltas added back
+    // (scatter_add_rows): MoB's step without its gate, head and policy.
+    Generator route_gen(11);
+    const std::vector<int64_t> choice = randint(0, 4, {N}, &route_gen).to_vector<int64_t>();
+    const models::Groups groups_of = models::group_by_choice(choice, 4);
+    std::vector<int64_t> inv(N);
+    for (int64_t i = 0; i < N; ++i) inv[groups_of.perm[i]] = i;
+    const models::Rows to_groups(groups_of.perm, x.device()), to_sequences(inv, x.device());
+    auto routed_step = [&] {
+      mob.zero_grad();
+      auto attend = [&](const Tensor& qkv) { return attention_qkv_rows(qkv, 4, cu, to_sequences.ids); };
+      Tensor delta = nn::block_delta(nn::GroupedBlocks(mob.trunk().blocks, groups_of.offsets),
+                                     models::gather_rows(xr, to_groups), attend);
+      models::scatter_add_rows(xr, to_groups, delta, w_rows).backward(g_rows);
+    };
     auto gate_step = [&] {
       mob.zero_grad();
       Tensor p = softmax(mob.gate_logits(xr, 1), -1);
       sum(select(p, 1, 4) * w_rows).backward();
     };
     const std::vector<double> t =
-        bench::alternated_median_ms(reps, {batched, dense_step, block_step, head_ce_step, gate_step, grouped_step},
+        bench::alternated_median_ms(reps, {batched, dense_step, block_step, head_ce_step, gate_step, grouped_step,
+                                           routed_step},
                                     g_cpu_time);
-    const double t_batched = t[0], t_dense = t[1], t_block = t[2], t_head = t[3], t_gate = t[4], t_grouped = t[5];
+    const double t_batched = t[0], t_dense = t[1], t_block = t[2], t_head = t[3], t_gate = t[4], t_grouped = t[5],
+                 t_routed = t[6];
     const double per_dense_block = t_dense / 4.0;
     const models::TraceSummary sum = mob.last_trace().summary();
     int64_t groups = 0, steps = 0;
@@ -157,28 +184,33 @@ int main(int argc, char** argv) {
     // rows each; the permutations still not included).
     const bool spread = groups_per_step > 1.5;
     const double grouped_floor = floor + (spread ? D * (t_grouped - t_block) : 0.0);
+    // The routed floor charges the permutations too: D (routed - block).
+    const double routed_floor = floor + (spread ? D * (t_routed - t_block) : 0.0);
     dense.loss(x, y);  // the dense model's forward FLOPs (it counts them per call)
     const double flop_ratio = mob.last_forward_flops_per_token() / dense.last_forward_flops_per_token();
-    ratio_rows.push_back(fmt::format("| {} | {:.1f} ms | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.3f} |", init, t_dense,
-                                     flop_ratio, flop_ratio + 0.10, floor / t_dense, grouped_floor / t_dense,
-                                     t_batched / t_dense));
+    ratio_rows.push_back(fmt::format("| {} | {:.1f} ms | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.3f} |", init,
+                                     t_dense, flop_ratio, flop_ratio + 0.10, floor / t_dense, grouped_floor / t_dense,
+                                     routed_floor / t_dense, t_batched / t_dense));
     floor_rows.push_back(fmt::format(
-        "| {} | {:.2f} | {:.2f} ms | {:.2f} ms | {:.2f} ms | {:.2f} ms | {:.2f} ms | {:.1f} ms | {:.1f} ms | {:.2f}x | "
-        "{:.2f}x | {:.2f}x |",
-        init, D, t_block, t_grouped, t_head, t_gate, rest, floor, t_batched, floor / D / per_dense_block,
+        "| {} | {:.2f} | {:.2f} ms | {:.2f} ms | {:.2f} ms | {:.2f} ms | {:.2f} ms | {:.2f} ms | {:.1f} ms | {:.1f} ms | "
+        "{:.2f}x | {:.2f}x | {:.2f}x |",
+        init, D, t_block, t_grouped, t_routed, t_head, t_gate, rest, floor, t_batched, floor / D / per_dense_block,
         per_app / per_dense_block, t_batched / floor));
   }
   fmt::print("\nThe floor, from the same run's op timings: D block + (D + 1) (head/CE + gate) + rest, with rest = "
-             "dense - 4 block - head/CE (4 groups: the 4 blocks on N/4 rows each, grouped, no permutation; not in the "
-             "floor)\n\n| "
-             "gate init | mean depth D | block | 4 groups | head + CE | gate | rest | floor | "
+             "dense - 4 block - head/CE (4 groups: the 4 blocks on N/4 rows each, grouped, no permutation; routed: the "
+             "same with tokens at random blocks, gathered into group order, attention over the rows in that order, "
+             "deltas added back; neither in the floor)\n\n| "
+             "gate init | mean depth D | block | 4 groups | routed | head + CE | gate | rest | floor | "
              "MoB | floor per application vs a dense block | MoB per application vs a dense block | MoB / floor "
-             "|\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+             "|\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const std::string& row : floor_rows) fmt::print("{}\n", row);
   fmt::print("\nAgainst the dense step (forward + backward, same run): issue 14's step-time target is MoB / dense <= "
              "FLOP ratio + 0.10 (bench/routed_vs_dense.sh, with AdamW); the grouped floor adds, where the tokens "
-             "spread over the blocks, D (4 groups - block)\n\n| gate init | dense step | FLOP ratio | target | floor / "
-             "dense | grouped floor / dense | MoB / dense |\n|---|---:|---:|---:|---:|---:|---:|\n");
+             "spread over the blocks, D (4 groups - block), the routed floor D (routed - block): all that the batched "
+             "executor moves but for the gate, head and policy\n\n| gate init | dense step | FLOP ratio | target | "
+             "floor / dense | grouped floor / dense | routed floor / dense | MoB / dense "
+             "|\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const std::string& row : ratio_rows) fmt::print("{}\n", row);
   return 0;
 }

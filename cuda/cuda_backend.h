@@ -66,7 +66,8 @@ class CudaBackend final : public Backend {
   void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& y,
                   const Tensor& mean, const Tensor& rstd) override;
   void layer_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& weight, const Tensor& mean,
-                           const Tensor& rstd, const Tensor& gx, const Tensor& gweight, const Tensor& gbias) override;
+                           const Tensor& rstd, const Tensor& gx, const Tensor& gweight, const Tensor& gbias,
+                           bool add_to_gx) override;
   void rms_norm(const Tensor& x, const Tensor& weight, double eps, const Tensor& y, const Tensor& rstd) override;
   void rms_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& weight, const Tensor& rstd,
                          const Tensor& gx, const Tensor& gweight) override;

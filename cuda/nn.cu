@@ -16,6 +16,7 @@
 // its long double is a double there; no device code formats anything.
 #pragma nv_diag_suppress 20208
 #include <algorithm>
+#include <type_traits>
 
 #include "cuda/row_reduce.cuh"
 #include "tensor/dtype.h"
@@ -90,10 +91,21 @@ __global__ void norm_kernel(const T* x, const T* w, const T* b, T eps, T* y, T* 
   for (int64_t i = r.t; i < r.C; i += r.n) yr[i] = kern::affine(kern::normalised(xr[i], mu, rs), w, b, i);
 }
 
-// gx of layer norm (with_mean) or RMS norm (a = 0 and mean 0).
+// a + b rounded once, never fused with the multiply that made b: the sum the
+// engine's separate add would have given (add_to_gx below).
+template <class T>
+__device__ T add_rounded(T a, T b) {
+  if constexpr (std::is_same_v<T, float>)
+    return __fadd_rn(a, b);
+  else
+    return __dadd_rn(a, b);
+}
+
+// gx of layer norm (with_mean) or RMS norm (a = 0 and mean 0); add_to_gx:
+// gx += it (layer norm into a gradient sum the engine hands out).
 template <class T, bool with_mean>
 __global__ void norm_backward_kernel(const T* gy, const T* x, const T* w, const T* mean, const T* rstd, T* gx,
-                                     int64_t N, int64_t C) {
+                                     int64_t N, int64_t C, bool add_to_gx = false) {
   const RowThread r(N, C);
   const T *xr = x + r.row * C, *gr = gy + r.row * C;
   T* gxr = gx + r.row * C;
@@ -111,8 +123,10 @@ __global__ void norm_backward_kernel(const T* gy, const T* x, const T* w, const 
                                                           }),
                                            SumOp{}),
                              C);
-  for (int64_t i = r.t; i < r.C; i += r.n)
-    gxr[i] = kern::norm_grad(kern::dxhat_of(gr[i], w, i), kern::normalised(xr[i], mu, rs), rs, a, c);
+  for (int64_t i = r.t; i < r.C; i += r.n) {
+    const T v = kern::norm_grad(kern::dxhat_of(gr[i], w, i), kern::normalised(xr[i], mu, rs), rs, a, c);
+    gxr[i] = add_to_gx ? add_rounded(gxr[i], v) : v;
+  }
 }
 
 // Partials over a chunk of rows per column c: pw[chunk, c] = sum gy * xhat,
@@ -250,7 +264,7 @@ void CudaBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor
 
 void CudaBackend::layer_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& weight, const Tensor& mean,
                                       const Tensor& rstd, const Tensor& gx, const Tensor& gweight,
-                                      const Tensor& gbias) {
+                                      const Tensor& gbias, bool add_to_gx) {
   kern::assert_backward_args("layer_norm_backward", gy, x, gx);
   const int64_t C = kern::row_length(x), N = mean.numel();
   visit_floating(x.dtype(), "layer_norm_backward", [&](auto tag) {
@@ -259,7 +273,8 @@ void CudaBackend::layer_norm_backward(const Tensor& gy, const Tensor& x, const T
     if (N > 0) {
       const RowLaunch L(N, C);
       norm_backward_kernel<T, true><<<L.grid, L.block, 0, st>>>(dptr<T>(gy), dptr<T>(x), ptr_or_null<T>(weight),
-                                                                 dptr<T>(mean), dptr<T>(rstd), dptr<T>(gx), N, C);
+                                                                 dptr<T>(mean), dptr<T>(rstd), dptr<T>(gx), N, C,
+                                                                 add_to_gx);
       DG_CUDA_LAUNCHED("layer_norm_backward");
     }
     norm_param_grads<T>(*this, st, dptr<T>(gy), dptr<T>(x), dptr<T>(mean), dptr<T>(rstd), mut_ptr_or_null<T>(gweight),

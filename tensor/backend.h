@@ -176,10 +176,12 @@ class Backend {
   // Saves mean and rstd (N) for backward.
   virtual void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& y,
                           const Tensor& mean, const Tensor& rstd) = 0;
-  // gweight/gbias may be undefined (not needed); they are overwritten, not accumulated.
+  // gweight/gbias may be undefined (not needed); they are overwritten, not
+  // accumulated. add_to_gx: gx += the input gradient (a gradient sum the
+  // engine lets the backward add into, rounded as gx + it), else gx = it.
   virtual void layer_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& weight, const Tensor& mean,
-                                   const Tensor& rstd, const Tensor& gx, const Tensor& gweight,
-                                   const Tensor& gbias) = 0;
+                                   const Tensor& rstd, const Tensor& gx, const Tensor& gweight, const Tensor& gbias,
+                                   bool add_to_gx) = 0;
   virtual void rms_norm(const Tensor& x, const Tensor& weight, double eps, const Tensor& y, const Tensor& rstd) = 0;
   virtual void rms_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& weight, const Tensor& rstd,
                                  const Tensor& gx, const Tensor& gweight) = 0;

@@ -178,9 +178,9 @@ class GuardedBackend final : public Backend {
     Open open{x, weight, bias, y, mean, rstd};
     cpu().layer_norm(x, weight, bias, eps, y, mean, rstd);
   }
-  void layer_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& weight, const Tensor& mean, const Tensor& rstd, const Tensor& gx, const Tensor& gweight, const Tensor& gbias) override {
+  void layer_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& weight, const Tensor& mean, const Tensor& rstd, const Tensor& gx, const Tensor& gweight, const Tensor& gbias, bool add_to_gx) override {
     Open open{gy, x, weight, mean, rstd, gx, gweight, gbias};
-    cpu().layer_norm_backward(gy, x, weight, mean, rstd, gx, gweight, gbias);
+    cpu().layer_norm_backward(gy, x, weight, mean, rstd, gx, gweight, gbias, add_to_gx);
   }
   void rms_norm(const Tensor& x, const Tensor& weight, double eps, const Tensor& y, const Tensor& rstd) override {
     Open open{x, weight, y, rstd};

@@ -94,13 +94,17 @@ TEST(CudaNn, LayerNormAndRmsNormMatchCpu) {
           Tensor y = zeros({N, C}, {dt, d}), mean = zeros({N}, {dt, d}), rstd = zeros({N}, {dt, d});
           Tensor gx = zeros({N, C}, {dt, d}), gw = zeros({C}, {dt, d}), gb = zeros({C}, {dt, d});
           be.layer_norm(to_device(x, d), on(w, d), on(b, d), 1e-5, y, mean, rstd);
-          be.layer_norm_backward(to_device(gy, d), to_device(x, d), on(w, d), mean, rstd, gx, gw, gb);
+          be.layer_norm_backward(to_device(gy, d), to_device(x, d), on(w, d), mean, rstd, gx, gw, gb, false);
+          Tensor gx_sum = to_device(x, d);  // add_to_gx: into a gradient sum (here x's values)
+          be.layer_norm_backward(to_device(gy, d), to_device(x, d), on(w, d), mean, rstd, gx_sum, Tensor(), Tensor(),
+                                 true);
           Tensor ry = zeros({N, C}, {dt, d}), rrstd = zeros({N}, {dt, d}), rgx = zeros({N, C}, {dt, d}),
                  rgw = zeros({C}, {dt, d});
           be.rms_norm(to_device(x, d), on(w, d), 1e-5, ry, rrstd);
           be.rms_norm_backward(to_device(gy, d), to_device(x, d), on(w, d), rrstd, rgx, rgw);
-          return Outputs{y, mean, rstd, gx, ry, rrstd, rgx, gw, gb, rgw};
-        }, {tol_row(dt), tol_row(dt), tol_row(dt), tol_row(dt), tol_row(dt), tol_row(dt), tol_row(dt), tol_sum(dt)});
+          return Outputs{y, mean, rstd, gx, ry, rrstd, rgx, gx_sum, gw, gb, rgw};
+        }, {tol_row(dt), tol_row(dt), tol_row(dt), tol_row(dt), tol_row(dt), tol_row(dt), tol_row(dt), tol_row(dt),
+            tol_sum(dt)});
       }
 }
 

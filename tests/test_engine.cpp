@@ -328,6 +328,28 @@ TEST(Engine, InPlaceAccumulationByOpsGivesTheOutOfPlaceGradients) {
   for (size_t i = 0; i < params.size(); ++i) EXPECT_TRUE(dg::testing::param_gradcheck(loss, params[i])) << "parameter " << i;
 }
 
+// layer_norm and grouped_layer_norm add dx into x's gradient sum where the
+// engine allows it (a residual stream read by a norm, several norms of one
+// tensor); the create_graph path gives the out-of-place sums.
+TEST(Engine, InPlaceAccumulationByNormsGivesTheOutOfPlaceGradients) {
+  Tensor x = rand_input({6, 4}, 21).set_requires_grad();
+  Tensor w = rand_input({4}, 22).set_requires_grad(), b = rand_input({4}, 23).set_requires_grad();
+  Tensor w2 = rand_input({4}, 24).set_requires_grad(), b2 = rand_input({4}, 25).set_requires_grad();
+  auto loss = [&] {
+    Tensor h = x * 1.5;
+    Tensor r = h + linear(layer_norm(h, w, b), w2 * 0.0 + reshape(rand_input({16}, 26), {4, 4}));  // residual
+    Tensor g = grouped_layer_norm(r, {0, 2, 6}, {w, w2}, {b, b2});
+    Tensor n = layer_norm(r, w2, Tensor());  // a second norm of r
+    return sum(tanh(r) * 0.4) + sum(tanh(g) * n) + sum(layer_norm(h, Tensor(), b2) * 0.3);
+  };
+  const Tensors params = {x, w, b, w2, b2};
+  Tensors in_place = grad({loss()}, params);
+  Tensors out_of_place = grad({loss()}, params, {}, false, /*create_graph=*/true);
+  for (size_t i = 0; i < params.size(); ++i)
+    EXPECT_LT(dg::testing::max_abs_diff(in_place[i], out_of_place[i]), 1e-12) << "parameter " << i;
+  for (size_t i = 0; i < params.size(); ++i) EXPECT_TRUE(dg::testing::param_gradcheck(loss, params[i])) << "parameter " << i;
+}
+
 TEST(Anomaly, ForwardNaNNamesTheOpAndTheLine) {
   Tensor x = vec({-1, 1});
   AnomalyGuard on;

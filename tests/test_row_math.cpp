@@ -124,7 +124,7 @@ void check_norm(bool with_mean, int64_t N, int64_t C, bool has_w, bool has_b, ui
   Tensor gx_ref = zeros({N, C}, {DType::f64}), gw_ref = zeros({C}, {DType::f64}), gb_ref = zeros({C}, {DType::f64});
   if (with_mean) {
     cpu().layer_norm(xt, w, b, eps, y_ref, mean_ref, rstd_ref);
-    cpu().layer_norm_backward(gyt, xt, w, mean_ref, rstd_ref, gx_ref, gw_ref, gb_ref);
+    cpu().layer_norm_backward(gyt, xt, w, mean_ref, rstd_ref, gx_ref, gw_ref, gb_ref, /*add_to_gx=*/false);
   } else {
     cpu().rms_norm(xt, w, eps, y_ref, rstd_ref);
     cpu().rms_norm_backward(gyt, xt, w, rstd_ref, gx_ref, gw_ref);
@@ -160,6 +160,13 @@ void check_norm(bool with_mean, int64_t N, int64_t C, bool has_w, bool has_b, ui
   EXPECT_LE(max_rel_diff(gw, gw_ref), kTol);
   if (with_mean) {
     EXPECT_LE(max_rel_diff(gb, gb_ref), kTol);
+    // add_to_gx: gx + the input gradient, rounded once: exactly what the
+    // engine's separate add of gx_ref would give (no parameter gradients asked).
+    const std::vector<T> before = random_values(N * C, seed + 4);
+    Tensor sum_t = as_tensor(before, {N, C});
+    cpu().layer_norm_backward(gyt, xt, w, mean_ref, rstd_ref, sum_t, Tensor(), Tensor(), /*add_to_gx=*/true);
+    const std::vector<T> sum = sum_t.to_vector<T>(), g = gx_ref.to_vector<T>();
+    for (int64_t i = 0; i < N * C; ++i) ASSERT_EQ(sum[i], before[i] + g[i]) << "element " << i;
   }
 }
 

@@ -13,6 +13,7 @@
 // these ops have no double backward. Under create_graph, each gradient they
 // return gets a NoDoubleBackward node, so differentiating it again is a clear
 // error instead of a silently wrong (zero) second derivative.
+#include "autograd/engine.h"
 #include "autograd/ops/common.h"
 
 #include <cmath>
@@ -139,15 +140,21 @@ RowsCols rows_cols(const Tensor& x) {
 }
 
 // dx, dw, db of layer_norm from the saved contiguous x, weight, mean, rstd.
+// Where x's gradient already holds other consumers' sum and the engine lets
+// the backward add into it (accumulated_grad: a residual stream's norm, MoB's
+// gate and per-step head reading the same rows), dx is added there by the
+// kernel and returned undefined: no temporary and no separate add.
 Tensors layer_norm_grad(const Node& node, const Tensor& g, const Tensor& x, const Tensor& w, const Tensor& mean,
                         const Tensor& rstd) {
   const auto [N, C] = rows_cols(x);
-  Tensor gx = empty_as(x.shape(), x);
+  const Tensor acc = node.needs_grad(0) ? accumulated_grad(0) : Tensor();
+  Tensor gx = acc.defined() ? acc : empty_as(x.shape(), x);
   Tensor gw = node.needs_grad(1) ? zeros({C}, {x.dtype(), x.device()}) : Tensor();
   Tensor gb = node.needs_grad(2) ? zeros({C}, {x.dtype(), x.device()}) : Tensor();
   if (x.numel() > 0)
     backend_of(x).layer_norm_backward(as_rows(to_contiguous(g), N, C), as_rows(x, N, C), w, mean, rstd,
-                                      as_rows(gx, N, C), gw, gb);
+                                      as_rows(gx, N, C), gw, gb, acc.defined());
+  if (acc.defined()) gx = Tensor();
   forbid_double_backward("layer_norm", "layer_norm_backward", node, g, {gx, gw, gb});
   return {gx, gw, gb};
 }
@@ -362,7 +369,9 @@ Tensor grouped_layer_norm(const Tensor& x, const std::vector<int64_t>& offsets, 
            [op_name = op, xs = save(xc), ws = save_all(wc), mean, rstd, offsets, n, C, rows, stats](const Tensor& g,
                                                                                     const Node& node) -> Tensors {
              const Tensor xv = xs.get(), gc = to_contiguous(g);
-             Tensor gx = empty_as(xv.shape(), xv);
+             // Into x's gradient sum where the engine allows it, as layer_norm_grad.
+             const Tensor acc = node.needs_grad(0) ? accumulated_grad(0) : Tensor();
+             Tensor gx = acc.defined() ? acc : empty_as(xv.shape(), xv);
              Tensors grads(1 + 2 * n);
              Backend& b = backend_of(xv);
              for (size_t k = 0; k < n; ++k) {
@@ -372,11 +381,11 @@ Tensor grouped_layer_norm(const Tensor& x, const std::vector<int64_t>& offsets, 
                Tensor gb = node.needs_grad(1 + n + k) ? zeros({C}, {xv.dtype(), xv.device()}) : Tensor();
                if (C > 0)
                  b.layer_norm_backward(rows(gc, r0, r1), rows(xv, r0, r1), ws[k].get(), stats(mean, r0, r1),
-                                       stats(rstd, r0, r1), rows(gx, r0, r1), gw, gb);
+                                       stats(rstd, r0, r1), rows(gx, r0, r1), gw, gb, acc.defined());
                grads[1 + k] = gw;
                grads[1 + n + k] = gb;
              }
-             grads[0] = node.needs_grad(0) ? gx : Tensor();
+             grads[0] = node.needs_grad(0) && !acc.defined() ? gx : Tensor();
              for (const Tensor& gi : grads) forbid_double_backward(op_name, "grouped_layer_norm_backward", node, g, {gi});
              return grads;
            }, {x.shape(), mean.shape(), rstd.shape()});

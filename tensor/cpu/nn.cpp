@@ -121,14 +121,18 @@ void layer_norm_rows(const T* x, const T* w, const T* b, T eps, T* y, T* mean, T
 //   gw = sum over rows of gy * xhat,  gb = sum over rows of gy
 template <class T>
 void layer_norm_backward_rows(const T* gy, const T* x, const T* w, const T* mean, const T* rstd, T* gx, T* gw,
-                              T* gb, int64_t N, int64_t C) {
+                              T* gb, int64_t N, int64_t C, bool add_to_gx) {
   Partials<T> pw(gw != nullptr, C), pb(gb != nullptr, C);
   const int used = parallel_chunks(N, N * C, [&](int64_t r0, int64_t r1, int id) {
     T* accw = pw.of(id);
     T* accb = pb.of(id);
+    // add_to_gx: each row's dx is made here, then added to gx in a pass of
+    // its own, so that the sum is rounded as the engine's add would round it
+    // (the compiler may not fuse the add with the multiply that made dx).
+    std::vector<T> made(add_to_gx ? C : 0);
     for (int64_t r = r0; r < r1; ++r) {
       ConstRow<T> xr(x + r * C, C), gr(gy + r * C, C);
-      Row<T> gxr(gx + r * C, C);
+      Row<T> gxr(add_to_gx ? made.data() : gx + r * C, C);
       const T mu = mean[r], rs = rstd[r];
       auto xhat = (xr - mu) * rs;
       if (w) {
@@ -139,6 +143,7 @@ void layer_norm_backward_rows(const T* gy, const T* x, const T* w, const T* mean
         const T a = gr.sum() / T(C), b = (gr * xhat).sum() / T(C);
         gxr = rs * (gr - a - xhat * b);
       }
+      if (add_to_gx) Row<T>(gx + r * C, C) += gxr;
       if (accw) Row<T>(accw, C) += gr * xhat;
       if (accb) Row<T>(accb, C) += gr;
     }
@@ -225,14 +230,14 @@ void CpuBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor&
 
 void CpuBackend::layer_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& weight, const Tensor& mean,
                                      const Tensor& rstd, const Tensor& gx, const Tensor& gweight,
-                                     const Tensor& gbias) {
+                                     const Tensor& gbias, bool add_to_gx) {
   kern::assert_backward_args("layer_norm_backward", gy, x, gx);
   const int64_t C = kern::row_length(x), N = mean.numel();
   visit_floating(x.dtype(), "layer_norm_backward", [&](auto tag) {
     using T = decltype(tag);
     layer_norm_backward_rows<T>(gy.data<T>(), x.data<T>(), data_or_null<T>(weight), mean.data<T>(),
                                 rstd.data<T>(), gx.data<T>(), gweight.defined() ? gweight.data<T>() : nullptr,
-                                gbias.defined() ? gbias.data<T>() : nullptr, N, C);
+                                gbias.defined() ? gbias.data<T>() : nullptr, N, C, add_to_gx);
   });
 }
 
