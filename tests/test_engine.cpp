@@ -335,9 +335,10 @@ TEST(Engine, InPlaceAccumulationByNormsGivesTheOutOfPlaceGradients) {
   Tensor x = rand_input({6, 4}, 21).set_requires_grad();
   Tensor w = rand_input({4}, 22).set_requires_grad(), b = rand_input({4}, 23).set_requires_grad();
   Tensor w2 = rand_input({4}, 24).set_requires_grad(), b2 = rand_input({4}, 25).set_requires_grad();
+  const Tensor m = rand_input({4, 4}, 26).detach();  // a constant weight
   auto loss = [&] {
     Tensor h = x * 1.5;
-    Tensor r = h + linear(layer_norm(h, w, b), w2 * 0.0 + reshape(rand_input({16}, 26), {4, 4}));  // residual
+    Tensor r = h + linear(layer_norm(h, w, b), m);  // residual
     Tensor g = grouped_layer_norm(r, {0, 2, 6}, {w, w2}, {b, b2});
     Tensor n = layer_norm(r, w2, Tensor());  // a second norm of r
     return sum(tanh(r) * 0.4) + sum(tanh(g) * n) + sum(layer_norm(h, Tensor(), b2) * 0.3);
